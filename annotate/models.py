@@ -1,0 +1,264 @@
+"""Labeling projects, their labels and members, items, leases, annotations and skips.
+
+Item carries the counters the queue reads (`annotation_count`, `lease_count`,
+`is_complete`) so that choosing the next item is one indexed query; the services in
+queue.py keep them right in the same transaction as the change.
+"""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+def _new_salt() -> str:
+    return secrets.token_hex(8)
+
+
+class Project(models.Model):
+    class TaskType(models.TextChoices):
+        TEXT_CLASSIFICATION = "text_classification", "Text classification"
+        IMAGE_CLASSIFICATION = "image_classification", "Image classification"
+
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Markdown, shown beside every item.")
+    task_type = models.CharField(max_length=32, choices=TaskType.choices)
+    multi_label = models.BooleanField(
+        default=False, help_text="Annotators may choose several labels per item."
+    )
+    overlap = models.PositiveSmallIntegerField(
+        default=1, help_text="How many annotators label each item."
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=600, help_text="How long an annotator holds an item before it returns to the queue."
+    )
+    # Fixes the train / validation split of every item forever (training/datasets.py).
+    salt = models.CharField(max_length=32, default=_new_salt, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_at_least_1"),
+            models.CheckConstraint(
+                condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_image(self) -> bool:
+        return self.task_type == self.TaskType.IMAGE_CLASSIFICATION
+
+
+class Label(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    colour = models.CharField(max_length=7, default="#4c78a8", help_text="#rrggbb")
+    hotkey = models.CharField(max_length=1, blank=True)
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name"], name="label_name_unique_in_project"
+            ),
+            models.UniqueConstraint(
+                fields=["project", "hotkey"],
+                condition=~Q(hotkey=""),
+                name="label_hotkey_unique_in_project",
+            ),
+            models.CheckConstraint(
+                condition=Q(colour__regex=r"^#[0-9a-fA-F]{6}$"), name="label_colour_hex"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        REVIEWER = "reviewer", "Reviewer"
+        MANAGER = "manager", "Manager"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
+
+    @property
+    def can_review(self) -> bool:
+        return self.role in (self.Role.REVIEWER, self.Role.MANAGER)
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role == self.Role.MANAGER
+
+
+def _item_upload_to(item: "Item", filename: str) -> str:
+    return f"projects/{item.project_id}/{secrets.token_hex(8)}-{filename}"
+
+
+class Item(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255)
+    text = models.TextField(blank=True)
+    image = models.FileField(upload_to=_item_upload_to, blank=True, max_length=500)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Written by training (active learning); higher is served first.
+    priority = models.FloatField(default=0.0)
+    # Queue counters, kept by queue.py in the same transaction as the change:
+    # annotations that count toward overlap, open leases, and "has enough annotations".
+    annotation_count = models.PositiveIntegerField(default=0)
+    lease_count = models.PositiveIntegerField(default=0)
+    is_complete = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"], name="item_external_id_unique_in_project"
+            ),
+        ]
+        indexes = [
+            # The queue: open items of a project, highest priority first, then import order.
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                condition=Q(is_complete=False),
+                name="item_queue_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.external_id}"
+
+
+class Assignment(models.Model):
+    """A lease of one item to one annotator until `expires_at`."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "annotator"],
+                condition=Q(status="open"),
+                name="assignment_one_open_per_item_and_annotator",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "expires_at"],
+                condition=Q(status="open"),
+                name="assignment_open_expiry_idx",
+            ),
+            models.Index(
+                fields=["annotator", "project"],
+                condition=Q(status="open"),
+                name="assignment_open_by_user_idx",
+            ),
+            models.Index(fields=["item", "annotator"], name="assignment_item_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} to {self.annotator_id} ({self.status})"
+
+
+class Annotation(models.Model):
+    """One submit. Append-only: a new answer is a new row, never an update."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+    )
+    value = models.JSONField()
+    active_ms = models.PositiveIntegerField(default=0, help_text="Active time spent, in ms.")
+    created_at = models.DateTimeField()
+    late = models.BooleanField(default=False, help_text="Submitted after its lease expired.")
+    counted = models.BooleanField(default=True, help_text="Counts toward the item's overlap.")
+    source = models.CharField(
+        max_length=64, blank=True, help_text="Where an imported annotation came from."
+    )
+    # The proposal shown, as plain data: annotate never depends on training.
+    proposal_value = models.JSONField(null=True, blank=True)
+    proposal_model_version_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["annotator", "item"], name="annotation_user_item_idx"),
+            models.Index(fields=["item"], name="annotation_item_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(active_ms__gte=0), name="annotation_active_ms_gte_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"annotation {self.pk} of item {self.item_id} by {self.annotator_id}"
+
+    @property
+    def proposal_accepted(self) -> bool | None:
+        if self.proposal_value is None:
+            return None
+        return self.proposal_value == self.value
+
+
+class Skip(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="skips")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="skips")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="skip_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} skipped by {self.annotator_id}"

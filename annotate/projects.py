@@ -1,0 +1,246 @@
+"""Projects, their labels and their members: services (writes) and selectors (reads)."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+from annotate.models import Annotation, Item, Label, Membership, Project
+
+# Hotkeys in the order labels get them: 1–9, then 0, then q–p.
+DEFAULT_HOTKEYS = "1234567890qwertyuiop"
+
+PROJECT_FIELDS = ("name", "instructions", "task_type", "multi_label", "overlap", "lease_seconds")
+LABEL_FIELDS = ("name", "colour", "hotkey", "order")
+
+
+# Selectors -------------------------------------------------------------------------------
+
+
+def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Projects `user` belongs to, each with `my_role` set."""
+    return (
+        Project.objects.filter(memberships__user=user)
+        .annotate(my_role=F("memberships__role"))
+        .order_by("id")
+    )
+
+
+def membership_get(*, user: AbstractBaseUser, project_id: int) -> Membership | None:
+    """The user's membership of the project (with the project loaded), or None."""
+    if not user.is_authenticated:
+        return None
+    return (
+        Membership.objects.select_related("project")
+        .filter(user_id=user.pk, project_id=project_id)
+        .first()
+    )
+
+
+def project_list_managed_by(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Projects `user` may manage: all for a superuser, else those where they are a manager."""
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user, memberships__role=Membership.Role.MANAGER)
+
+
+def label_list(*, project: Project) -> QuerySet[Label]:
+    return Label.objects.filter(project=project).order_by("order", "id")
+
+
+def membership_list(*, project: Project) -> QuerySet[Membership]:
+    """Members of the project with their annotation counts."""
+    return (
+        Membership.objects.filter(project=project)
+        .select_related("user")
+        .annotate(
+            annotation_count=Count(
+                "user__annotations", filter=Q(user__annotations__project=project)
+            )
+        )
+        .order_by("id")
+    )
+
+
+def annotations_with_label(*, label: Label) -> QuerySet[Annotation]:
+    """Annotations of the label's project whose value chooses this label."""
+    qs = Annotation.objects.filter(project_id=label.project_id)
+    if connection.vendor == "postgresql":
+        return qs.filter(value__choices__contains=[label.name])
+    # SQLite has no JSON containment lookup; json_each does the same job.
+    return qs.filter(
+        ExpressionWrapper(
+            RawSQL(
+                "EXISTS (SELECT 1 FROM json_each(annotate_annotation.value, '$.choices') AS c"
+                " WHERE c.value = %s)",
+                [label.name],
+            ),
+            output_field=BooleanField(),
+        )
+    )
+
+
+# Services --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def project_create(
+    *,
+    name: str,
+    task_type: str,
+    created_by: AbstractBaseUser,
+    labels: list[str] | list[dict] = (),
+    **fields,
+) -> Project:
+    """Create a project, make its creator a manager and add its labels (hotkeys 1–9, 0, q–p)."""
+    unknown = set(fields) - set(PROJECT_FIELDS)
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "not a project field"})
+    project = Project(name=name, task_type=task_type, created_by=created_by, **fields)
+    project.full_clean()
+    project.save()
+    Membership.objects.create(project=project, user=created_by, role=Membership.Role.MANAGER)
+    for position, spec in enumerate(labels):
+        spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+        spec.setdefault("order", position)
+        if "hotkey" not in spec and position < len(DEFAULT_HOTKEYS):
+            spec["hotkey"] = DEFAULT_HOTKEYS[position]
+        label_create(project=project, **spec)
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, **fields) -> Project:
+    """Change project settings; a new overlap re-derives which items are complete."""
+    unknown = set(fields) - set(PROJECT_FIELDS)
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "not a project field"})
+    if "task_type" in fields and fields["task_type"] != project.task_type:
+        if project.items.exists():
+            raise ValidationError(
+                {"task_type": "cannot change the task type of a project with items"}
+            )
+    old_overlap = project.overlap
+    for key, value in fields.items():
+        setattr(project, key, value)
+    project.full_clean()
+    project.save()
+    if project.overlap != old_overlap:
+        Item.objects.filter(project=project).update(
+            is_complete=ExpressionWrapper(
+                Q(annotation_count__gte=project.overlap), output_field=BooleanField()
+            )
+        )
+    return project
+
+
+def label_create(*, project: Project, name: str, **fields) -> Label:
+    """Add a label to the project."""
+    unknown = set(fields) - set(LABEL_FIELDS)
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "not a label field"})
+    if "order" not in fields:
+        fields["order"] = project.labels.count()
+    label = Label(project=project, name=name.strip(), **fields)
+    label.full_clean()
+    label.save()
+    return label
+
+
+@transaction.atomic
+def label_update(*, label: Label, **fields) -> Label:
+    """Change a label. Renaming it rewrites its name in the annotations that use it, so none is lost."""
+    unknown = set(fields) - set(LABEL_FIELDS)
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: "not a label field"})
+    old_name = label.name
+    label = Label.objects.select_for_update().get(pk=label.pk)
+    for key, value in fields.items():
+        setattr(label, key, value.strip() if key == "name" else value)
+    label.full_clean()
+    if label.name != old_name:
+        _rename_in_annotations(
+            label=Label(pk=label.pk, project_id=label.project_id, name=old_name),
+            new_name=label.name,
+        )
+    label.save()
+    return label
+
+
+def _rename_in_annotations(*, label: Label, new_name: str) -> None:
+    """Caller holds a transaction. Replace the label's old name in stored values and proposals."""
+
+    def renamed(value: dict | None) -> dict | None:
+        if not value or label.name not in value.get("choices", []):
+            return value
+        return {**value, "choices": [new_name if c == label.name else c for c in value["choices"]]}
+
+    batch = []
+    for annotation in (
+        annotations_with_label(label=label)
+        .only("id", "value", "proposal_value")
+        .iterator(chunk_size=2000)
+    ):
+        annotation.value = renamed(annotation.value)
+        annotation.proposal_value = renamed(annotation.proposal_value)
+        batch.append(annotation)
+        if len(batch) >= 2000:
+            Annotation.objects.bulk_update(batch, ["value", "proposal_value"])
+            batch = []
+    if batch:
+        Annotation.objects.bulk_update(batch, ["value", "proposal_value"])
+
+
+@transaction.atomic
+def label_delete(*, label: Label) -> None:
+    """Delete a label that no annotation uses; refuse with the count otherwise."""
+    in_use = annotations_with_label(label=label).count()
+    if in_use:
+        raise ValidationError(
+            f"label {label.name!r} is used by {in_use} annotation{'s' if in_use != 1 else ''}; "
+            "it cannot be deleted (rename it instead)"
+        )
+    label.delete()
+
+
+def membership_add(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
+    """Add `user` to the project with `role` (or change their role if already a member)."""
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
+    membership, created = Membership.objects.get_or_create(
+        project=project, user=user, defaults={"role": role}
+    )
+    if not created and membership.role != role:
+        return membership_update(membership=membership, role=role)
+    return membership
+
+
+@transaction.atomic
+def membership_update(*, membership: Membership, role: str) -> Membership:
+    """Change a member's role; a project always keeps at least one manager."""
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
+    if membership.role == Membership.Role.MANAGER and role != Membership.Role.MANAGER:
+        _ensure_another_manager(membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Remove a member; their annotations stay. The last manager cannot be removed."""
+    if membership.role == Membership.Role.MANAGER:
+        _ensure_another_manager(membership)
+    membership.delete()
+
+
+def _ensure_another_manager(membership: Membership) -> None:
+    others = (
+        Membership.objects.select_for_update()
+        .filter(project_id=membership.project_id, role=Membership.Role.MANAGER)
+        .exclude(pk=membership.pk)
+    )
+    if not others.exists():
+        raise ValidationError("a project needs at least one manager: add another manager first")

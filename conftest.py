@@ -1,0 +1,44 @@
+"""Root pytest configuration: which database this pass runs on, and test-wide settings."""
+
+import os
+
+import pytest
+
+from tests.services import skip_or_fail, unreachable_reason
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def _database_vendor() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    return "postgresql" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
+
+
+def pytest_report_header(config):
+    return f"LabelLoop test pass on {_database_vendor()} (DATABASE_URL={os.environ.get('DATABASE_URL', '<unset: SQLite file>')})"
+
+
+def pytest_collection_modifyitems(config, items):
+    vendor = _database_vendor()
+    unwanted = "sqlite_only" if vendor == "postgresql" else "postgres_only"
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker(unwanted) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_reachable():
+    if _database_vendor() == "postgresql":
+        reason = unreachable_reason(os.environ["DATABASE_URL"])
+        if reason:
+            skip_or_fail(f"PostgreSQL pass: {reason}")
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings, tmp_path):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CELERY_TASK_ALWAYS_EAGER = False

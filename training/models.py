@@ -1,0 +1,1 @@
+"""Training runs, model versions and predictions: built in the training issues."""
