@@ -15,7 +15,8 @@ def _database_vendor() -> str:
 
 
 def pytest_report_header(config):
-    return f"LabelLoop test pass on {_database_vendor()} (DATABASE_URL={os.environ.get('DATABASE_URL', '<unset: SQLite file>')})"
+    url = os.environ.get("DATABASE_URL", "<unset: SQLite file>")
+    return f"LabelLoop test pass on {_database_vendor()} (DATABASE_URL={url})"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -37,9 +37,7 @@ def item_list(
 
 
 @transaction.atomic
-def item_create_bulk(
-    *, project: Project, rows: Iterable[dict], source: str = "request"
-) -> list[Item]:
+def item_create_bulk(*, project: Project, rows: Iterable[dict], source: str = "request") -> list[Item]:
     """Add text items `{"text", "external_id"?, "metadata"?}`; any bad row rejects them all.
 
     Errors name the row (1-based) and the field, and a duplicate external id names both rows.

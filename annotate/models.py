@@ -27,9 +27,7 @@ class Project(models.Model):
     multi_label = models.BooleanField(
         default=False, help_text="Annotators may choose several labels per item."
     )
-    overlap = models.PositiveSmallIntegerField(
-        default=1, help_text="How many annotators label each item."
-    )
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="How many annotators label each item.")
     lease_seconds = models.PositiveIntegerField(
         default=600, help_text="How long an annotator holds an item before it returns to the queue."
     )
@@ -44,9 +42,7 @@ class Project(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_at_least_1"),
-            models.CheckConstraint(
-                condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"
-            ),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"),
         ]
 
     def __str__(self) -> str:
@@ -67,17 +63,13 @@ class Label(models.Model):
     class Meta:
         ordering = ["order", "id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["project", "name"], name="label_name_unique_in_project"
-            ),
+            models.UniqueConstraint(fields=["project", "name"], name="label_name_unique_in_project"),
             models.UniqueConstraint(
                 fields=["project", "hotkey"],
                 condition=~Q(hotkey=""),
                 name="label_hotkey_unique_in_project",
             ),
-            models.CheckConstraint(
-                condition=Q(colour__regex=r"^#[0-9a-fA-F]{6}$"), name="label_colour_hex"
-            ),
+            models.CheckConstraint(condition=Q(colour__regex=r"^#[0-9a-fA-F]{6}$"), name="label_colour_hex"),
         ]
 
     def __str__(self) -> str:
@@ -90,9 +82,7 @@ class Membership(models.Model):
         REVIEWER = "reviewer", "Reviewer"
         MANAGER = "manager", "Manager"
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -217,9 +207,7 @@ class Annotation(models.Model):
     created_at = models.DateTimeField()
     late = models.BooleanField(default=False, help_text="Submitted after its lease expired.")
     counted = models.BooleanField(default=True, help_text="Counts toward the item's overlap.")
-    source = models.CharField(
-        max_length=64, blank=True, help_text="Where an imported annotation came from."
-    )
+    source = models.CharField(max_length=64, blank=True, help_text="Where an imported annotation came from.")
     # The proposal shown, as plain data: annotate never depends on training.
     proposal_value = models.JSONField(null=True, blank=True)
     proposal_model_version_id = models.BigIntegerField(null=True, blank=True)
@@ -231,9 +219,7 @@ class Annotation(models.Model):
             models.Index(fields=["item"], name="annotation_item_idx"),
         ]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(active_ms__gte=0), name="annotation_active_ms_gte_0"
-            ),
+            models.CheckConstraint(condition=Q(active_ms__gte=0), name="annotation_active_ms_gte_0"),
         ]
 
     def __str__(self) -> str:
@@ -249,9 +235,7 @@ class Annotation(models.Model):
 class Skip(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="skips")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="skips")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips"
-    )
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips")
     created_at = models.DateTimeField()
 
     class Meta:

@@ -21,9 +21,7 @@ LABEL_FIELDS = ("name", "colour", "hotkey", "order")
 def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
     """Projects `user` belongs to, each with `my_role` set."""
     return (
-        Project.objects.filter(memberships__user=user)
-        .annotate(my_role=F("memberships__role"))
-        .order_by("id")
+        Project.objects.filter(memberships__user=user).annotate(my_role=F("memberships__role")).order_by("id")
     )
 
 
@@ -31,11 +29,7 @@ def membership_get(*, user: AbstractBaseUser, project_id: int) -> Membership | N
     """The user's membership of the project (with the project loaded), or None."""
     if not user.is_authenticated:
         return None
-    return (
-        Membership.objects.select_related("project")
-        .filter(user_id=user.pk, project_id=project_id)
-        .first()
-    )
+    return Membership.objects.select_related("project").filter(user_id=user.pk, project_id=project_id).first()
 
 
 def project_list_managed_by(*, user: AbstractBaseUser) -> QuerySet[Project]:
@@ -54,11 +48,7 @@ def membership_list(*, project: Project) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(project=project)
         .select_related("user")
-        .annotate(
-            annotation_count=Count(
-                "user__annotations", filter=Q(user__annotations__project=project)
-            )
-        )
+        .annotate(annotation_count=Count("user__annotations", filter=Q(user__annotations__project=project)))
         .order_by("id")
     )
 
@@ -116,11 +106,9 @@ def project_update(*, project: Project, **fields) -> Project:
     unknown = set(fields) - set(PROJECT_FIELDS)
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "not a project field"})
-    if "task_type" in fields and fields["task_type"] != project.task_type:
-        if project.items.exists():
-            raise ValidationError(
-                {"task_type": "cannot change the task type of a project with items"}
-            )
+    changes_type = "task_type" in fields and fields["task_type"] != project.task_type
+    if changes_type and project.items.exists():
+        raise ValidationError({"task_type": "cannot change the task type of a project with items"})
     old_overlap = project.overlap
     for key, value in fields.items():
         setattr(project, key, value)
@@ -178,9 +166,7 @@ def _rename_in_annotations(*, label: Label, new_name: str) -> None:
 
     batch = []
     for annotation in (
-        annotations_with_label(label=label)
-        .only("id", "value", "proposal_value")
-        .iterator(chunk_size=2000)
+        annotations_with_label(label=label).only("id", "value", "proposal_value").iterator(chunk_size=2000)
     ):
         annotation.value = renamed(annotation.value)
         annotation.proposal_value = renamed(annotation.proposal_value)

@@ -143,9 +143,7 @@ def assignment_next(
     return Lease(assignment=assignment, item=item, is_new=True)
 
 
-def _latest_assignment_locked(
-    *, project: Project, item_id: int, annotator: AbstractBaseUser
-) -> Assignment:
+def _latest_assignment_locked(*, project: Project, item_id: int, annotator: AbstractBaseUser) -> Assignment:
     """Caller holds a transaction. Lock and return the annotator's latest lease of the item (and the item)."""
     assignment = (
         Assignment.objects.select_for_update()
@@ -189,9 +187,7 @@ def annotation_submit(
         )
     active_ms = max(0, int(active_ms))
     with transaction.atomic():
-        assignment = _latest_assignment_locked(
-            project=project, item_id=item_id, annotator=annotator
-        )
+        assignment = _latest_assignment_locked(project=project, item_id=item_id, annotator=annotator)
         item = assignment.item
         open_lease = assignment.status == Assignment.Status.OPEN
         late = not open_lease or assignment.expires_at <= now
@@ -227,9 +223,7 @@ def annotation_submit(
                 status=Assignment.Status.SUBMITTED, closed_at=now
             )
     if late:
-        logger.info(
-            "late submit stored: item=%s annotator=%s counted=%s", item.pk, annotator.pk, counted
-        )
+        logger.info("late submit stored: item=%s annotator=%s counted=%s", item.pk, annotator.pk, counted)
     return annotation
 
 
@@ -239,9 +233,7 @@ def item_skip(
     """Record that `annotator` skips a leased item and give its slot back to the queue."""
     now = now or _now()
     with transaction.atomic():
-        assignment = _latest_assignment_locked(
-            project=project, item_id=item_id, annotator=annotator
-        )
+        assignment = _latest_assignment_locked(project=project, item_id=item_id, annotator=annotator)
         skip, _ = Skip.objects.get_or_create(
             item_id=item_id,
             annotator=annotator,

@@ -33,10 +33,7 @@ def annotation_value_validate(
     unknown = [c for c in choices if c not in known]
     if unknown:
         raise ValidationError(
-            {
-                field: f"unknown label {unknown[0]!r}; this project's labels are: "
-                + ", ".join(label_names)
-            }
+            {field: f"unknown label {unknown[0]!r}; this project's labels are: " + ", ".join(label_names)}
         )
     if len(set(choices)) != len(choices):
         raise ValidationError({field: '"choices" lists a label twice'})

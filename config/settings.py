@@ -141,9 +141,7 @@ MEDIA_ROOT = Path(env.str("LABELLOOP_MEDIA_ROOT", default=str(VAR_DIR / "media")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 
-EMAIL_BACKEND = env.str(
-    "DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
-)
+EMAIL_BACKEND = env.str("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
 # Security: on in production, `manage.py check --deploy` clean.
 if not DEBUG:

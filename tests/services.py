@@ -11,9 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-POSTGRES_URL = os.environ.get(
-    "LABELLOOP_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/labelloop"
-)
+POSTGRES_URL = os.environ.get("LABELLOOP_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/labelloop")
 REDIS_URL = os.environ.get("LABELLOOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
