@@ -63,11 +63,16 @@ class Label(models.Model):
     class Meta:
         ordering = ["order", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "name"], name="label_name_unique_in_project"),
+            models.UniqueConstraint(
+                fields=["project", "name"],
+                name="label_name_unique_in_project",
+                violation_error_message="a label with this name already exists in this project",
+            ),
             models.UniqueConstraint(
                 fields=["project", "hotkey"],
                 condition=~Q(hotkey=""),
                 name="label_hotkey_unique_in_project",
+                violation_error_message="another label of this project has this hotkey",
             ),
             models.CheckConstraint(condition=Q(colour__regex=r"^#[0-9a-fA-F]{6}$"), name="label_colour_hex"),
         ]
@@ -130,7 +135,9 @@ class Item(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "external_id"], name="item_external_id_unique_in_project"
+                fields=["project", "external_id"],
+                name="item_external_id_unique_in_project",
+                violation_error_message="an item with this external id already exists in this project",
             ),
         ]
         indexes = [

@@ -1,0 +1,76 @@
+"""Eight annotators ask and submit at once; no item ever goes past its overlap.
+
+Runs in both test passes: on PostgreSQL (FOR UPDATE SKIP LOCKED on the Item row's own
+counters) and on the SQLite file database (IMMEDIATE transactions).
+"""
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection
+from django.db.models import Count, Q
+
+from annotate.models import Annotation, Assignment, Item, Membership
+from annotate.queue import annotation_submit, assignment_next
+from tests.factories import UserFactory, make_project
+
+ANNOTATORS = 8
+ITEMS = 24
+
+
+def _label_like_the_page(project, user, errors, served):
+    """Hold the current item and a prefetched next one, as the labeling page does."""
+    try:
+        current = assignment_next(project=project, annotator=user)
+        while current is not None:
+            prefetched = assignment_next(project=project, annotator=user, exclude_item_ids=[current.item.pk])
+            annotation_submit(
+                project=project,
+                item_id=current.item.pk,
+                annotator=user,
+                value={"choices": ["positive"]},
+            )
+            served.append((user.pk, current.item.pk))
+            current = prefetched
+    except Exception as exc:
+        errors.append(repr(exc))
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("overlap", [1, 2])
+@pytest.mark.parametrize("repeat", range(20))
+def test_eight_annotators_at_once_never_push_an_item_past_its_overlap(overlap, repeat):
+    users = [UserFactory() for _ in range(ANNOTATORS)]
+    project = make_project(
+        items=ITEMS, overlap=overlap, members=[(u, Membership.Role.ANNOTATOR) for u in users]
+    )
+    errors: list[str] = []
+    served: list[tuple[int, int]] = []
+    barrier = threading.Barrier(ANNOTATORS)
+
+    def run(user):
+        barrier.wait()
+        _label_like_the_page(project, user, errors, served)
+
+    threads = [threading.Thread(target=run, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    per_item = Counter(item_id for _, item_id in served)
+    assert max(per_item.values()) <= overlap
+    assert len(set(served)) == len(served), "an annotator labeled the same item twice"
+    stored = Item.objects.filter(project=project).annotate(
+        n=Count("annotations"), counted=Count("annotations", filter=Q(annotations__counted=True))
+    )
+    for item in stored:
+        assert item.n == item.counted == item.annotation_count == overlap, (item.pk, item.n)
+        assert item.lease_count == 0 and item.is_complete
+    assert Annotation.objects.filter(project=project).count() == ITEMS * overlap
+    assert not Assignment.objects.filter(project=project, status="open").exists()
