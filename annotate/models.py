@@ -122,6 +122,9 @@ class Item(models.Model):
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # A proposal that came with the data (import's prediction field): {"value": {...}, "score": 0.9}.
+    # Model proposals live in training.Prediction; the labeling page prefers those.
+    proposal = models.JSONField(null=True, blank=True)
     # Written by training (active learning); higher is served first.
     priority = models.FloatField(default=0.0)
     # Queue counters, kept by queue.py in the same transaction as the change:
@@ -253,3 +256,67 @@ class Skip(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.item_id} skipped by {self.annotator_id}"
+
+
+class ImportJob(models.Model):
+    """An import run in the background (files over the synchronous row limit); the page polls it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    format = models.CharField(max_length=16)
+    filename = models.CharField(max_length=255)
+    # The uploaded file, kept under MEDIA_ROOT/imports/ until the job ends.
+    upload = models.FileField(upload_to="imports/", max_length=500)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="0-100")
+    rows_done = models.PositiveIntegerField(default=0)
+    rows_total = models.PositiveIntegerField(default=0)
+    items_created = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} of {self.filename} ({self.status})"
+
+
+class ExportJob(models.Model):
+    """An export written to a file in the background, for exports that would outlast a request."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="export_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    format = models.CharField(max_length=8)
+    labeled_only = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="0-100")
+    file = models.FileField(upload_to="exports/", blank=True, max_length=500)
+    items_written = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} as {self.format} ({self.status})"
