@@ -1,6 +1,7 @@
 """Root pytest configuration: which database this pass runs on, and test-wide settings."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +37,13 @@ def _postgres_reachable():
         reason = unreachable_reason(os.environ["DATABASE_URL"])
         if reason:
             skip_or_fail(f"PostgreSQL pass: {reason}")
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # WhiteNoise warns on every request when STATIC_ROOT does not exist yet.
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(autouse=True)

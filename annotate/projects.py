@@ -102,25 +102,31 @@ def project_create(
 
 @transaction.atomic
 def project_update(*, project: Project, **fields) -> Project:
-    """Change project settings; a new overlap re-derives which items are complete."""
+    """Change project settings; a new overlap re-derives which items are complete.
+
+    Old values come from the locked row, not from `project`, which a form may already have changed.
+    """
     unknown = set(fields) - set(PROJECT_FIELDS)
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "not a project field"})
-    changes_type = "task_type" in fields and fields["task_type"] != project.task_type
-    if changes_type and project.items.exists():
+    current = Project.objects.select_for_update().get(pk=project.pk)
+    old_overlap = current.overlap
+    changes_type = "task_type" in fields and fields["task_type"] != current.task_type
+    if changes_type and current.items.exists():
         raise ValidationError({"task_type": "cannot change the task type of a project with items"})
-    old_overlap = project.overlap
     for key, value in fields.items():
-        setattr(project, key, value)
-    project.full_clean()
-    project.save()
-    if project.overlap != old_overlap:
-        Item.objects.filter(project=project).update(
+        setattr(current, key, value)
+    current.full_clean()
+    current.save()
+    for key in fields:
+        setattr(project, key, getattr(current, key))
+    if current.overlap != old_overlap:
+        Item.objects.filter(project=current).update(
             is_complete=ExpressionWrapper(
-                Q(annotation_count__gte=project.overlap), output_field=BooleanField()
+                Q(annotation_count__gte=current.overlap), output_field=BooleanField()
             )
         )
-    return project
+    return current
 
 
 def label_create(*, project: Project, name: str, **fields) -> Label:
@@ -138,22 +144,24 @@ def label_create(*, project: Project, name: str, **fields) -> Label:
 
 @transaction.atomic
 def label_update(*, label: Label, **fields) -> Label:
-    """Change a label. Renaming it rewrites its name in the annotations that use it, so none is lost."""
+    """Change a label. A rename rewrites its name in the annotations that use it, so none is lost.
+
+    The old name comes from the locked row, not from `label`, which a form may already have changed.
+    """
     unknown = set(fields) - set(LABEL_FIELDS)
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "not a label field"})
-    old_name = label.name
-    label = Label.objects.select_for_update().get(pk=label.pk)
+    current = Label.objects.select_for_update().get(pk=label.pk)
+    old_name = current.name
     for key, value in fields.items():
-        setattr(label, key, value.strip() if key == "name" else value)
-    label.full_clean()
-    if label.name != old_name:
+        setattr(current, key, value.strip() if key == "name" else value)
+    current.full_clean()
+    if current.name != old_name:
         _rename_in_annotations(
-            label=Label(pk=label.pk, project_id=label.project_id, name=old_name),
-            new_name=label.name,
+            label=Label(pk=current.pk, project_id=current.project_id, name=old_name), new_name=current.name
         )
-    label.save()
-    return label
+    current.save()
+    return current
 
 
 def _rename_in_annotations(*, label: Label, new_name: str) -> None:
@@ -180,7 +188,8 @@ def _rename_in_annotations(*, label: Label, new_name: str) -> None:
 
 @transaction.atomic
 def label_delete(*, label: Label) -> None:
-    """Delete a label that no annotation uses; refuse with the count otherwise."""
+    """Delete a label that no annotation uses; refuse with the count otherwise (read from the locked row)."""
+    label = Label.objects.select_for_update().get(pk=label.pk)
     in_use = annotations_with_label(label=label).count()
     if in_use:
         raise ValidationError(
@@ -230,3 +239,22 @@ def _ensure_another_manager(membership: Membership) -> None:
     )
     if not others.exists():
         raise ValidationError("a project needs at least one manager: add another manager first")
+
+
+def project_progress(*, project: Project, user: AbstractBaseUser | None = None) -> dict:
+    """Item counts of the project (total, complete, labeled, in progress, skipped); with `user`, theirs."""
+    from annotate.models import Skip
+
+    totals = Item.objects.filter(project=project).aggregate(
+        total=Count("id"),
+        complete=Count("id", filter=Q(is_complete=True)),
+        labeled=Count("id", filter=Q(annotation_count__gt=0)),
+        in_progress=Count("id", filter=Q(lease_count__gt=0)),
+    )
+    totals["skipped"] = Skip.objects.filter(project=project).values("item_id").distinct().count()
+    totals["annotations"] = Annotation.objects.filter(project=project).count()
+    totals["percent"] = round(100 * totals["complete"] / totals["total"]) if totals["total"] else 0
+    if user is not None:
+        totals["mine"] = Annotation.objects.filter(project=project, annotator=user).count()
+        totals["my_skips"] = Skip.objects.filter(project=project, annotator=user).count()
+    return totals

@@ -1,0 +1,392 @@
+"""The Django admin for projects (with their labels and members) and items.
+
+Permissions come from memberships, not from Django's model permissions: a superuser may do
+everything, a lead (a staff user who manages projects) may do everything in the projects
+they manage and sees nothing else, and any other staff user sees no LabelLoop model.
+
+Project, label and membership writes go through annotate.projects, because renaming a
+label rewrites annotations, a new overlap re-derives `Item.is_complete`, and a label in use
+or a project's last manager cannot be removed. A refused write is shown as an error message
+and the form is shown again.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Count
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+
+from annotate.models import Annotation, Item, Label, Membership, Project
+from annotate.projects import (
+    LABEL_FIELDS,
+    PROJECT_FIELDS,
+    label_create,
+    label_delete,
+    label_update,
+    membership_add,
+    membership_remove,
+    membership_update,
+    project_create,
+    project_list_managed_by,
+    project_update,
+)
+
+admin.site.site_header = "LabelLoop admin"
+
+# Request attributes: the managed project ids (read once per request) and the refusals
+# collected while saving (so the response shows the form again instead of "saved").
+_MANAGED_IDS = "_labelloop_managed_project_ids"
+_REFUSALS = "_labelloop_admin_refusals"
+
+
+def _managed_project_ids(request) -> frozenset[int]:
+    if not hasattr(request, _MANAGED_IDS):
+        ids = project_list_managed_by(user=request.user).values_list("id", flat=True)
+        setattr(request, _MANAGED_IDS, frozenset(ids))
+    return getattr(request, _MANAGED_IDS)
+
+
+def _may_manage(request, project_id: int | None) -> bool:
+    """Whether the admin user may manage the project; with None, whether they manage any."""
+    user = request.user
+    if not (user.is_active and user.is_staff):
+        return False
+    if user.is_superuser:
+        return True
+    managed = _managed_project_ids(request)
+    return bool(managed) if project_id is None else project_id in managed
+
+
+def _refuse(request, error: ValidationError) -> None:
+    for message in error.messages:
+        messages.error(request, message)
+    setattr(request, _REFUSALS, True)
+
+
+def _was_refused(request) -> bool:
+    return getattr(request, _REFUSALS, False)
+
+
+def _adopt(target: models.Model, saved: models.Model) -> None:
+    """Make the admin's unsaved form instance stand for the row a service created."""
+    for field in saved._meta.concrete_fields:
+        setattr(target, field.attname, getattr(saved, field.attname))
+    target._state.adding = False
+    target._state.db = saved._state.db
+
+
+class ManagedProjectFilter(admin.RelatedFieldListFilter):
+    """The project filter, offering only the projects the admin user manages."""
+
+    def field_choices(self, field, request, model_admin):
+        return field.get_choices(
+            include_blank=False,
+            ordering=self.field_admin_ordering(field, request, model_admin),
+            limit_choices_to={"pk__in": project_list_managed_by(user=request.user)},
+        )
+
+
+# Projects, with their labels and members ------------------------------------------------
+
+
+class _ProjectInline(admin.TabularInline):
+    """An inline whose permissions are those of its parent project; None is the add page."""
+
+    extra = 0
+
+    def _may(self, request, obj) -> bool:
+        return _may_manage(request, obj.pk if obj is not None else None)
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+    def has_add_permission(self, request, obj):
+        return self._may(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+
+class LabelInline(_ProjectInline):
+    model = Label
+    fields = LABEL_FIELDS
+
+
+class MembershipInlineForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ("user", "role")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A member's role may change, never who the member is: that is a removal and an addition.
+        if self.instance.pk is not None:
+            self.fields["user"].disabled = True
+
+
+class MembershipInline(_ProjectInline):
+    model = Membership
+    form = MembershipInlineForm
+    fields = ("user", "role")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["queryset"] = get_user_model().objects.filter(is_active=True).order_by("username")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "task_type", "multi_label", "overlap", "item_count", "created_at")
+    search_fields = ("name",)
+    ordering = ("id",)
+    fields = (*PROJECT_FIELDS, "created_by", "created_at")
+    inlines = (LabelInline, MembershipInline)
+
+    def get_queryset(self, request):
+        managed = project_list_managed_by(user=request.user)
+        return Project.objects.filter(pk__in=managed.values("pk")).annotate(item_count=Count("items"))
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = ("created_by", "created_at")
+        # project_update refuses a new task type once there are items; don't offer it.
+        if obj is not None and obj.items.exists():
+            readonly = ("task_type", *readonly)
+        return readonly
+
+    @admin.display(description="items", ordering="item_count")
+    def item_count(self, obj: Project) -> int:
+        return obj.item_count
+
+    def has_module_permission(self, request):
+        return _may_manage(request, None)
+
+    def has_view_permission(self, request, obj=None):
+        return _may_manage(request, obj.pk if obj is not None else None)
+
+    def has_change_permission(self, request, obj=None):
+        return _may_manage(request, obj.pk if obj is not None else None)
+
+    def has_delete_permission(self, request, obj=None):
+        return _may_manage(request, obj.pk if obj is not None else None)
+
+    def has_add_permission(self, request):
+        return _may_manage(request, None)
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in PROJECT_FIELDS if name in form.cleaned_data}
+        if not change:
+            _adopt(obj, project_create(created_by=request.user, **fields))
+            return
+        changed = {name: value for name, value in fields.items() if name in form.changed_data}
+        # The form has already written the new values onto `obj`; the service must compare
+        # them with the stored row to notice a new overlap.
+        try:
+            _adopt(obj, project_update(project=Project.objects.get(pk=obj.pk), **changed))
+        except ValidationError as error:
+            _refuse(request, error)
+
+    def save_formset(self, request, form, formset, change):
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if formset.model is Label:
+            self._save_labels(request, formset)
+        elif formset.model is Membership:
+            self._save_memberships(request, formset)
+        else:
+            super().save_formset(request, form, formset, change)
+
+    def _split(self, formset):
+        """The formset's forms as (to delete, to change, to add), each with the stored row."""
+        deleted_forms = formset.deleted_forms if formset.can_delete else []
+        to_delete, to_change, to_add = [], [], []
+        for form in formset.forms:
+            pk = form.instance.pk if form in formset.initial_forms else None
+            if form in deleted_forms:
+                if pk is not None:
+                    # Re-read: the form has already written its edits onto form.instance.
+                    to_delete.append((form, formset.model.objects.get(pk=pk)))
+            elif pk is not None:
+                if form.has_changed():
+                    to_change.append((form, formset.model.objects.get(pk=pk)))
+            elif form.has_changed():
+                to_add.append((form, None))
+        return to_delete, to_change, to_add
+
+    def _apply(self, request, service, **kwargs) -> tuple[bool, object]:
+        """Run one service in its own savepoint: (True, its result), or (False, None) with its
+        message shown when it refuses."""
+        try:
+            with transaction.atomic():
+                return True, service(**kwargs)
+        except ValidationError as error:
+            _refuse(request, error)
+            return False, None
+
+    def _save_labels(self, request, formset) -> None:
+        project = formset.instance
+        to_delete, to_change, to_add = self._split(formset)
+        for _form, label in to_delete:
+            done, _ = self._apply(request, label_delete, label=label)
+            if done:
+                formset.deleted_objects.append(label)
+        for form, label in to_change:
+            changed = {name: form.cleaned_data[name] for name in form.changed_data if name in LABEL_FIELDS}
+            done, saved = self._apply(request, label_update, label=label, **changed)
+            if done:
+                formset.changed_objects.append((saved, list(changed)))
+        for form, _ in to_add:
+            values = {name: form.cleaned_data[name] for name in LABEL_FIELDS if name in form.cleaned_data}
+            done, saved = self._apply(request, label_create, project=project, **values)
+            if done:
+                formset.new_objects.append(saved)
+
+    def _save_memberships(self, request, formset) -> None:
+        project = formset.instance
+        to_delete, to_change, to_add = self._split(formset)
+        # Additions and promotions before demotions and removals, so that handing the
+        # manager role to someone else in one save never leaves the project without one.
+        for form, _ in to_add:
+            done, saved = self._apply(
+                request,
+                membership_add,
+                project=project,
+                user=form.cleaned_data["user"],
+                role=form.cleaned_data["role"],
+            )
+            if done:
+                formset.new_objects.append(saved)
+        to_change.sort(key=lambda pair: pair[0].cleaned_data["role"] != Membership.Role.MANAGER)
+        for form, membership in to_change:
+            role = form.cleaned_data["role"]
+            done, saved = self._apply(request, membership_update, membership=membership, role=role)
+            if done:
+                formset.changed_objects.append((saved, ["role"]))
+        for _form, membership in to_delete:
+            done, _ = self._apply(request, membership_remove, membership=membership)
+            if done:
+                formset.deleted_objects.append(membership)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if _was_refused(request):
+            return HttpResponseRedirect(reverse("admin:annotate_project_change", args=[obj.pk]))
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if _was_refused(request):
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+
+# Items ----------------------------------------------------------------------------------
+
+
+class AnnotationInline(admin.TabularInline):
+    """An item's annotations, read-only: annotations are append-only."""
+
+    model = Annotation
+    fk_name = "item"
+    fields = ("annotator", "value", "counted", "late", "active_ms", "source", "created_at")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_view_permission(self, request, obj=None):
+        return _may_manage(request, obj.project_id if obj is not None else None)
+
+    def has_add_permission(self, request, obj):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = (
+        "external_id",
+        "project",
+        "short_text",
+        "annotation_count",
+        "lease_count",
+        "is_complete",
+        "priority",
+    )
+    list_filter = (("project", ManagedProjectFilter), "is_complete")
+    list_select_related = ("project",)
+    search_fields = ("external_id", "text")
+    fields = (
+        "project",
+        "external_id",
+        "text",
+        "image",
+        "width",
+        "height",
+        "metadata",
+        "priority",
+        "annotation_count",
+        "lease_count",
+        "is_complete",
+        "created_at",
+    )
+    # The queue keeps these in the same transaction as each lease and submit.
+    readonly_fields = ("annotation_count", "lease_count", "is_complete", "created_at")
+    inlines = (AnnotationInline,)
+
+    def get_queryset(self, request):
+        managed = project_list_managed_by(user=request.user)
+        return super().get_queryset(request).filter(project__in=managed.values("pk"))
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving an item would leave its annotations and leases in the old project.
+        if obj is not None:
+            return ("project", *self.readonly_fields)
+        return self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "project":
+            kwargs["queryset"] = project_list_managed_by(user=request.user).order_by("name")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="text")
+    def short_text(self, obj: Item) -> str:
+        return obj.text if len(obj.text) <= 60 else obj.text[:59] + "…"
+
+    def has_module_permission(self, request):
+        return _may_manage(request, None)
+
+    def has_view_permission(self, request, obj=None):
+        return _may_manage(request, obj.project_id if obj is not None else None)
+
+    def has_change_permission(self, request, obj=None):
+        return _may_manage(request, obj.project_id if obj is not None else None)
+
+    def has_delete_permission(self, request, obj=None):
+        return _may_manage(request, obj.project_id if obj is not None else None)
+
+    def has_add_permission(self, request):
+        return _may_manage(request, None)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.save()
+        elif form.changed_data:
+            # Write only what the form changed: saving every field would put back the queue
+            # counters as they were read, undoing a lease or submit made in between.
+            obj.save(update_fields=form.changed_data)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is Annotation:
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+            return
+        super().save_formset(request, form, formset, change)
