@@ -36,6 +36,18 @@ def item_list(
     return qs
 
 
+def annotation_list(
+    *, project: Project, annotator_id: int | None = None, item_id: int | None = None
+) -> QuerySet[Annotation]:
+    """A project's annotations with their annotators, oldest first; optionally one annotator's or item's."""
+    qs = Annotation.objects.filter(project_id=project.id).select_related("annotator").order_by("id")
+    if annotator_id is not None:
+        qs = qs.filter(annotator_id=annotator_id)
+    if item_id is not None:
+        qs = qs.filter(item_id=item_id)
+    return qs
+
+
 @transaction.atomic
 def item_create_bulk(*, project: Project, rows: Iterable[dict], source: str = "request") -> list[Item]:
     """Add text items `{"text", "external_id"?, "metadata"?}`; any bad row rejects them all.

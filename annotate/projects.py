@@ -129,6 +129,11 @@ def project_update(*, project: Project, **fields) -> Project:
     return current
 
 
+def project_delete(*, project: Project) -> None:
+    """Delete a project with everything in it: items, leases, annotations, skips, jobs."""
+    project.delete()
+
+
 def label_create(*, project: Project, name: str, **fields) -> Label:
     """Add a label to the project."""
     unknown = set(fields) - set(LABEL_FIELDS)

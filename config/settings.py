@@ -6,16 +6,18 @@ DJANGO_ENV=production (or DEBUG off) makes DJANGO_SECRET_KEY, DATABASE_URL and
 CELERY_BROKER_URL required.
 """
 
+import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("LABELLOOP_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False)
+
+VAR_DIR = Path(env.str("LABELLOOP_VAR_DIR", default=str(BASE_DIR / "var")))
 
 PRODUCTION = env.str("DJANGO_ENV", default="development") == "production"
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
@@ -56,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
     "annotate",
     "training",
 ]
@@ -69,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -108,8 +112,9 @@ else:
                 "timeout": 30,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            # Tests use a file too: threads must see one database with real locking.
-            "TEST": {"NAME": str(VAR_DIR / "test-labelloop.sqlite3")},
+            # Tests use a file too: threads must see one database with real locking. One file
+            # per pytest process, so two runs side by side don't share it.
+            "TEST": {"NAME": str(VAR_DIR / f"test-labelloop-{os.getpid()}.sqlite3")},
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
@@ -163,6 +168,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "annotate.api.pagination.KeysetPagination",
     "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "annotate.api.exceptions.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "LabelLoop API",
@@ -202,6 +208,13 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 
 # LabelLoop ------------------------------------------------------------------------------
 LABELLOOP_MAX_LEASES_PER_ANNOTATOR = 2
+# Images over this many pixels are refused at import (decompression bombs, 8K scans).
+LABELLOOP_MAX_IMAGE_PIXELS = env.int("LABELLOOP_MAX_IMAGE_PIXELS", default=50_000_000)
+# Exports of projects with more items than this run as a task writing a file to download.
+LABELLOOP_EXPORT_STREAM_MAX_ITEMS = env.int("LABELLOOP_EXPORT_STREAM_MAX_ITEMS", default=50_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 5000
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,235 @@
+"""Input serializers parse a request; Output serializers render what a service or selector returns.
+
+Inputs never save: a view passes their `validated_data` to one service.
+"""
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Skip
+
+MAX_ITEMS_PER_REQUEST = 10_000
+MAX_EXCLUDED_ITEMS = 100
+
+# Errors ----------------------------------------------------------------------------------
+
+
+class ErrorOutput(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+# Auth ------------------------------------------------------------------------------------
+
+
+class TokenOutput(serializers.Serializer):
+    token = serializers.CharField()
+
+
+# Projects and labels ---------------------------------------------------------------------
+
+
+class LabelOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Label
+        fields = ["id", "name", "colour", "hotkey", "order"]
+
+
+class LabelCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    colour = serializers.CharField(max_length=7, required=False)
+    hotkey = serializers.CharField(max_length=1, required=False, allow_blank=True)
+    order = serializers.IntegerField(min_value=0, required=False)
+
+
+class LabelUpdateInput(LabelCreateInput):
+    name = serializers.CharField(max_length=100, required=False)
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    # A CharField, not a ChoiceField: the schema's RoleEnum already names this choice set.
+    my_role = serializers.CharField(read_only=True, help_text="annotator, reviewer or manager")
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "instructions",
+            "task_type",
+            "multi_label",
+            "overlap",
+            "lease_seconds",
+            "created_at",
+            "my_role",
+        ]
+
+
+class ProjectDetailOutput(ProjectOutput):
+    labels = LabelOutput(many=True, read_only=True)
+
+    class Meta(ProjectOutput.Meta):
+        fields = [*ProjectOutput.Meta.fields, "labels"]
+
+
+class ProjectUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    instructions = serializers.CharField(required=False, allow_blank=True)
+    task_type = serializers.ChoiceField(choices=Project.TaskType.choices, required=False)
+    multi_label = serializers.BooleanField(required=False)
+    overlap = serializers.IntegerField(min_value=1, max_value=32767, required=False)
+    lease_seconds = serializers.IntegerField(min_value=10, required=False)
+
+
+class ProjectCreateInput(ProjectUpdateInput):
+    name = serializers.CharField(max_length=200)
+    task_type = serializers.ChoiceField(
+        choices=Project.TaskType.choices, default=Project.TaskType.TEXT_CLASSIFICATION
+    )
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list, max_length=200
+    )
+
+
+# Members ---------------------------------------------------------------------------------
+
+
+class MemberOutput(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    annotation_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "annotation_count", "created_at"]
+
+
+class MemberAddInput(serializers.Serializer):
+    username = serializers.SlugRelatedField(
+        slug_field="username", queryset=get_user_model().objects.all(), source="user"
+    )
+    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
+
+
+class MemberUpdateInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+# Items -----------------------------------------------------------------------------------
+
+
+class ProposalOutput(serializers.Serializer):
+    value = serializers.JSONField()
+    score = serializers.FloatField(allow_null=True, required=False)
+    model_version = serializers.IntegerField(allow_null=True, required=False)
+
+
+class QueueItemOutput(serializers.ModelSerializer):
+    image_url = serializers.SerializerMethodField()
+    # The label proposed for this item, pre-selected on the labeling page: {"value", "score",
+    # "model_version"}; null when there is none.
+    proposal = ProposalOutput(allow_null=True, read_only=True)
+
+    class Meta:
+        model = Item
+        fields = ["id", "external_id", "text", "image_url", "width", "height", "metadata", "proposal"]
+
+    def get_image_url(self, item: Item) -> str | None:
+        return item.image.url if item.image else None
+
+
+class ItemOutput(QueueItemOutput):
+    class Meta(QueueItemOutput.Meta):
+        fields = [*QueueItemOutput.Meta.fields, "annotation_count", "is_complete", "created_at"]
+
+
+class ItemFilterInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["labeled", "unlabeled", "skipped"], required=False)
+    mine = serializers.BooleanField(
+        required=False, default=False, help_text="With status: labeled, unlabeled or skipped by me."
+    )
+
+
+class ItemCreateBulkInput(serializers.Serializer):
+    # Rows stay raw JSON: item_create_bulk checks each one and names the row and field at fault.
+    items = serializers.ListField(
+        child=serializers.JSONField(),
+        allow_empty=False,
+        max_length=MAX_ITEMS_PER_REQUEST,
+        help_text='Rows {"text", "external_id"?, "metadata"?}; one bad row rejects them all.',
+    )
+
+
+class ItemCreateBulkOutput(serializers.Serializer):
+    created = serializers.IntegerField()
+
+
+# Queue and annotations -------------------------------------------------------------------
+
+
+class AssignmentOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Assignment
+        fields = ["id", "expires_at"]
+
+
+class NextInput(serializers.Serializer):
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        default=list,
+        max_length=MAX_EXCLUDED_ITEMS,
+        help_text="Items the client already holds (e.g. the prefetched one) and does not want back.",
+    )
+
+
+class NextOutput(serializers.Serializer):
+    assignment = AssignmentOutput()
+    item = QueueItemOutput()
+
+
+class ProposalInput(serializers.Serializer):
+    value = serializers.JSONField()
+    model_version = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class AnnotationInput(serializers.Serializer):
+    item = serializers.IntegerField()
+    value = serializers.JSONField(help_text='{"choices": ["<label name>", ...]}')
+    active_ms = serializers.IntegerField(min_value=0, default=0)
+    proposal = ProposalInput(required=False, allow_null=True, default=None)
+
+
+class SubmitAndNextInput(AnnotationInput, NextInput):
+    pass
+
+
+class AnnotationOutput(serializers.ModelSerializer):
+    item = serializers.IntegerField(source="item_id", read_only=True)
+    annotator = serializers.CharField(source="annotator.username", read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "item", "annotator", "value", "active_ms", "created_at", "late", "counted"]
+
+
+class AnnotationFilterInput(serializers.Serializer):
+    item = serializers.IntegerField(required=False)
+
+
+class SubmitAndNextOutput(serializers.Serializer):
+    annotation = AnnotationOutput()
+    next = NextOutput(allow_null=True)
+    detail = serializers.CharField(
+        required=False, help_text="Why `next` is null although the queue may not be empty."
+    )
+
+
+class SkipInput(serializers.Serializer):
+    item = serializers.IntegerField()
+
+
+class SkipOutput(serializers.ModelSerializer):
+    item = serializers.IntegerField(source="item_id", read_only=True)
+
+    class Meta:
+        model = Skip
+        fields = ["id", "item", "created_at"]
