@@ -151,7 +151,12 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         managed = project_list_managed_by(user=request.user)
-        return Project.objects.filter(pk__in=managed.values("pk")).annotate(item_count=Count("items"))
+        # Ordered here too: the autocomplete view paginates this queryset without the admin ordering.
+        return (
+            Project.objects.filter(pk__in=managed.values("pk"))
+            .annotate(item_count=Count("items"))
+            .order_by("id")
+        )
 
     def get_readonly_fields(self, request, obj=None):
         readonly = ("created_by", "created_at")

@@ -152,6 +152,8 @@ class Item(models.Model):
                 condition=Q(is_complete=False),
                 name="item_queue_idx",
             ),
+            # Keyset pages of one project's items (exports, the items API).
+            models.Index(fields=["project", "id"], name="item_project_id_idx"),
         ]
 
     def __str__(self) -> str:

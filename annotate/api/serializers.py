@@ -4,6 +4,7 @@ Inputs never save: a view passes their `validated_data` to one service.
 """
 
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 from rest_framework import serializers
 
 from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Skip
@@ -133,7 +134,9 @@ class QueueItemOutput(serializers.ModelSerializer):
         fields = ["id", "external_id", "text", "image_url", "width", "height", "metadata", "proposal"]
 
     def get_image_url(self, item: Item) -> str | None:
-        return item.image.url if item.image else None
+        if not item.image:
+            return None
+        return reverse("annotate:item-image", args=[item.project_id, item.pk])
 
 
 class ItemOutput(QueueItemOutput):

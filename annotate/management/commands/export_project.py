@@ -1,0 +1,69 @@
+"""`manage.py export_project <project_id> --format json|jsonl|csv [--labeled-only] [--output PATH|-]`."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate import exporters
+from annotate.models import Project
+
+
+class Command(BaseCommand):
+    help = "Export a project's items, annotations and final labels as JSON, JSON Lines or CSV."
+
+    def add_arguments(self, parser):
+        parser.add_argument("project_id", type=int)
+        parser.add_argument("--format", choices=exporters.FORMATS, default="jsonl")
+        parser.add_argument(
+            "--labeled-only", action="store_true", help="Only items with at least one annotation."
+        )
+        parser.add_argument(
+            "--output",
+            default="-",
+            help="File to write (replaced whole once complete), or - for standard output (the default).",
+        )
+
+    def handle(self, *args, project_id, format, labeled_only, output, **options):
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            raise CommandError(f"project {project_id} does not exist")
+        written = 0
+
+        def track(done: int, total: int) -> None:
+            nonlocal written
+            written = done
+
+        chunks = exporters.export_stream(
+            project=project, format=format, labeled_only=labeled_only, progress=track
+        )
+        if output == "-":
+            for chunk in chunks:
+                self.stdout.write(chunk, ending="")
+            self.stdout.flush()
+        else:
+            self._write_file(Path(output), chunks)
+        # On stderr, so that `--output -` stays a clean export.
+        summary = f"Exported {written} items of project {project.pk} as {format}"
+        self.stderr.write(summary + ("" if output == "-" else f" to {output}"), style_func=self.style.SUCCESS)
+
+    def _write_file(self, path: Path, chunks) -> None:
+        """Write beside the target, then rename: a reader never sees half an export."""
+        directory = path.parent if str(path.parent) else Path(".")
+        if not directory.is_dir():
+            raise CommandError(f"folder {directory} does not exist")
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk.encode("utf-8"))
+            os.replace(temporary, path)
+        except BaseException:
+            chunks.close()
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        # mkstemp makes the file 0600; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)

@@ -1,0 +1,254 @@
+"""Browser pages: my projects, a project's page, import and export. Server-rendered; the
+labeling page is the one small client (static/annotate/js/)."""
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_http_methods
+
+from annotate import exporters, importers
+from annotate.models import ExportJob, ImportJob, Item, Membership, Project
+from annotate.projects import membership_get, membership_list, project_list_for_user, project_progress
+
+
+def _membership_or_404(request: HttpRequest, project_id: int, *, manage: bool = False) -> Membership:
+    """The user's membership of the project; 404 for non-members (and non-managers when `manage`)."""
+    membership = membership_get(user=request.user, project_id=project_id)
+    if membership is None or (manage and not membership.can_manage):
+        raise Http404("No such project.")
+    return membership
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    projects = list(project_list_for_user(user=request.user))
+    rows = [(p, project_progress(project=p, user=request.user)) for p in projects]
+    return render(request, "annotate/home.html", {"rows": rows})
+
+
+@login_required
+def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+    membership = _membership_or_404(request, project_id)
+    project = membership.project
+    context = {
+        "project": project,
+        "membership": membership,
+        "progress": project_progress(project=project, user=request.user),
+        "members": membership_list(project=project) if membership.can_review else None,
+        "labels": project.labels.all(),
+    }
+    return render(request, "annotate/project_detail.html", context)
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML with anything unsafe removed (scripts, event handlers, javascript: links)."""
+    import markdown
+    import nh3
+
+    return nh3.clean(markdown.markdown(text, extensions=["sane_lists"]))
+
+
+@login_required
+def label(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The labeling page: a small client (static/annotate/js/label.js) over the queue API."""
+    membership = _membership_or_404(request, project_id)
+    project = membership.project
+    labels = list(project.labels.all())
+    config = {
+        "project_id": project.pk,
+        "multi_label": project.multi_label,
+        "labels": [{"name": lb.name, "hotkey": lb.hotkey, "colour": lb.colour} for lb in labels],
+        "csrf_token": get_token(request),
+    }
+    # Sanitised by nh3 in render_markdown, so it may be marked safe.
+    instructions = mark_safe(render_markdown(project.instructions)) if project.instructions else ""
+    context = {"project": project, "labels": labels, "config": config, "instructions_html": instructions}
+    return render(request, "annotate/label.html", context)
+
+
+class _MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class _MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", _MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)] if data else []
+
+
+class ImportForm(forms.Form):
+    FORMATS = [
+        ("csv", "CSV"),
+        ("json", "JSON array"),
+        ("jsonl", "JSON Lines"),
+        ("text", "Plain text, one item per line"),
+        ("images", "Images (several files)"),
+        ("zip", "Images in a zip"),
+    ]
+    format = forms.ChoiceField(choices=FORMATS)
+    files = _MultipleFileField(label="File(s)")
+    text_column = forms.CharField(initial="text", required=False, help_text="CSV column or JSON field")
+    id_column = forms.CharField(required=False, help_text="Optional: external id column / field")
+    label_column = forms.CharField(required=False, help_text="Optional: existing labels to import")
+    prediction_column = forms.CharField(required=False, help_text="Optional: proposals to show")
+    label_source = forms.CharField(initial="import", help_text="Name the imported labels come from")
+
+    def clean(self):
+        data = super().clean()
+        files = data.get("files") or []
+        if data.get("format") != "images" and len(files) > 1:
+            raise ValidationError("Only the images format takes several files; use a zip or one file.")
+        return data
+
+    def options(self) -> dict:
+        data = self.cleaned_data
+        keys = ("text_column", "id_column", "label_column", "prediction_column", "label_source")
+        return {k: data[k] for k in keys if data.get(k)}
+
+
+def _job_json(job: ImportJob) -> dict:
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "progress": job.progress,
+        "rows_done": job.rows_done,
+        "rows_total": job.rows_total,
+        "items_created": job.items_created,
+        "error": job.error,
+        "url": reverse("annotate:import-job", args=[job.project_id, job.pk]),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The manager's import page. The page's script posts the form itself (upload progress) and
+    then polls the job; without script, the form posts and the page shows the job."""
+    membership = _membership_or_404(request, project_id, manage=True)
+    project = membership.project
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        job = _job_json(_import(request, project, form))
+        if _wants_json(request):
+            return JsonResponse(job, status=400 if job["status"] == ImportJob.Status.FAILED else 201)
+        if job["status"] == ImportJob.Status.FAILED:
+            form.add_error(None, f"Nothing was imported: {job['error']}")
+        elif job["status"] == ImportJob.Status.SUCCEEDED:
+            messages.success(request, f"Imported {job['items_created']} items into {project.name}.")
+            return redirect("annotate:project", project_id=project.pk)
+        else:
+            return redirect(job["url"])
+    elif request.method == "POST" and _wants_json(request):
+        return JsonResponse({"status": "failed", "error": _form_errors(form)}, status=400)
+    return render(request, "annotate/project_import.html", {"project": project, "form": form})
+
+
+def _import(request: HttpRequest, project: Project, form: ImportForm) -> ImportJob:
+    """Start the import the form asks for: finished at once when small, else queued for a worker."""
+    files = form.cleaned_data["files"]
+    fmt = form.cleaned_data["format"]
+    return importers.item_import_start(
+        project=project,
+        uploaded_file=[(f.name, f) for f in files] if fmt == "images" else files[0],
+        filename=files[0].name,
+        format=fmt,
+        options=form.options(),
+        created_by=request.user,
+    )
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _form_errors(form: forms.Form) -> str:
+    return "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+
+
+@login_required
+def import_job(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    """An import job's state: JSON for the page's script, else the page (it polls while running)."""
+    membership = _membership_or_404(request, project_id, manage=True)
+    job = ImportJob.objects.filter(project=membership.project, pk=job_id).first()
+    if job is None:
+        raise Http404("No such import.")
+    if _wants_json(request):
+        return JsonResponse(_job_json(job))
+    template = "annotate/partials/_import_job.html" if request.htmx else "annotate/import_job.html"
+    return render(request, template, {"project": membership.project, "job": job})
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=[("json", "JSON"), ("jsonl", "JSON Lines"), ("csv", "CSV")])
+    labeled_only = forms.BooleanField(required=False, label="Labeled items only")
+
+
+@login_required
+def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Export form; with a format given, stream the export, or start a background export for big projects."""
+    from django.conf import settings
+
+    membership = _membership_or_404(request, project_id, manage=True)
+    project = membership.project
+    form = ExportForm(request.GET if "format" in request.GET else None)
+    if form.is_bound and form.is_valid():
+        fmt, labeled_only = form.cleaned_data["format"], form.cleaned_data["labeled_only"]
+        if project.items.count() > settings.LABELLOOP_EXPORT_STREAM_MAX_ITEMS or "background" in request.GET:
+            job = exporters.item_export_start(
+                project=project, format=fmt, labeled_only=labeled_only, created_by=request.user
+            )
+            return redirect("annotate:export-job", project_id=project.pk, job_id=job.pk)
+        response = StreamingHttpResponse(
+            exporters.export_stream(project=project, format=fmt, labeled_only=labeled_only),
+            content_type=exporters.CONTENT_TYPES[fmt],
+        )
+        filename = exporters.export_filename(project, fmt)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    jobs = ExportJob.objects.filter(project=project).order_by("-id")[:10]
+    return render(request, "annotate/project_export.html", {"project": project, "form": form, "jobs": jobs})
+
+
+@login_required
+def item_image(request: HttpRequest, project_id: int, item_id: int) -> FileResponse:
+    """An item's image, to members of its project only (media is never served publicly)."""
+    membership = _membership_or_404(request, project_id)
+    item = Item.objects.filter(project=membership.project, pk=item_id).only("image").first()
+    if item is None or not item.image:
+        raise Http404("No such image.")
+    response = FileResponse(item.image.open("rb"))
+    # Private: browsers may keep it (the page preloads the next image), shared caches may not.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+def export_job(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    membership = _membership_or_404(request, project_id, manage=True)
+    job = ExportJob.objects.filter(project=membership.project, pk=job_id).first()
+    if job is None:
+        raise Http404("No such export.")
+    template = "annotate/partials/_export_job.html" if request.htmx else "annotate/export_job.html"
+    return render(request, template, {"project": membership.project, "job": job})
+
+
+@login_required
+def export_job_download(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
+    membership = _membership_or_404(request, project_id, manage=True)
+    job = ExportJob.objects.filter(project=membership.project, pk=job_id).first()
+    if job is None or job.status != ExportJob.Status.SUCCEEDED or not job.file:
+        raise Http404("No such finished export.")
+    filename = exporters.export_filename(membership.project, job.format)
+    return FileResponse(job.file.open("rb"), as_attachment=True, filename=filename)

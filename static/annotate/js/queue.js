@@ -1,0 +1,149 @@
+// Keeps the current item and the prefetched next one (both leased), sends submits and skips in
+// order, and fetches the item after. Submits that fail on the network wait in an outbox in
+// localStorage and are sent again, so no label is lost.
+
+const OUTBOX_KEY = "labelloop.outbox";
+
+export class LabelQueue {
+  constructor({ projectId, csrfToken, onShow, onEmpty, onError, onSaved }) {
+    this.base = `/api/projects/${projectId}`;
+    this.csrfToken = csrfToken;
+    this.onShow = onShow;
+    this.onEmpty = onEmpty;
+    this.onError = onError;
+    this.onSaved = onSaved || (() => {});
+    this.current = null;
+    this.prefetched = null;
+    this.waitingForNext = false;
+    this.chain = Promise.resolve();
+    this.empty = false;
+  }
+
+  async post(path, body) {
+    const response = await fetch(`${this.base}/${path}/`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": this.csrfToken },
+      body: JSON.stringify(body),
+    });
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = new Error(data.detail || JSON.stringify(data) || `HTTP ${response.status}`);
+      error.status = response.status;
+      throw error;
+    }
+    return data;
+  }
+
+  // Runs `task` after everything sent before it, so the server sees actions in order.
+  enqueue(task) {
+    this.chain = this.chain.then(task).catch((error) => this.onError(error));
+    return this.chain;
+  }
+
+  excluded() {
+    return [this.current, this.prefetched].filter(Boolean).map((lease) => lease.item.id);
+  }
+
+  async start() {
+    this.flushOutbox();
+    await this.enqueue(async () => {
+      const first = await this.post("next", { exclude: [] });
+      if (!first) return this.finish();
+      this.current = first;
+      this.onShow(first);
+      this.prefetched = await this.post("next", { exclude: this.excluded() });
+    });
+  }
+
+  // Show the prefetched item at once; the server hears about the old one in the background.
+  advance() {
+    this.current = this.prefetched;
+    this.prefetched = null;
+    if (this.current) {
+      this.onShow(this.current);
+    } else {
+      this.waitingForNext = true;
+    }
+  }
+
+  receive(next) {
+    if (this.waitingForNext) {
+      this.waitingForNext = false;
+      if (!next) return this.finish();
+      this.current = next;
+      this.onShow(next);
+    } else if (!this.prefetched && next && next.item.id !== this.current?.item.id) {
+      this.prefetched = next;
+    }
+    if (!next && !this.current) this.finish();
+  }
+
+  finish() {
+    this.empty = true;
+    this.current = null;
+    this.onEmpty();
+  }
+
+  submit({ value, activeMs, proposal }) {
+    const done = this.current;
+    if (!done) return;
+    const body = { item: done.item.id, value, active_ms: activeMs };
+    if (proposal) body.proposal = proposal;
+    this.advance();
+    this.enqueue(async () => {
+      let result;
+      try {
+        result = await this.post("submit-and-next", { ...body, exclude: this.excluded() });
+      } catch (error) {
+        if (error.status === undefined || error.status >= 500) {
+          this.stash(body);
+          this.receive(await this.post("next", { exclude: this.excluded() }).catch(() => null));
+          return;
+        }
+        throw error;
+      }
+      this.onSaved(result.annotation);
+      this.receive(result.next);
+    });
+  }
+
+  skip() {
+    const done = this.current;
+    if (!done) return;
+    this.advance();
+    this.enqueue(async () => {
+      await this.post("skip", { item: done.item.id });
+      this.receive(await this.post("next", { exclude: this.excluded() }));
+    });
+  }
+
+  stash(body) {
+    const outbox = JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]");
+    outbox.push({ base: this.base, body });
+    localStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox));
+    setTimeout(() => this.flushOutbox(), 5000);
+  }
+
+  async flushOutbox() {
+    const outbox = JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]");
+    if (!outbox.length) return;
+    const left = [];
+    for (const entry of outbox) {
+      try {
+        const response = await fetch(`${entry.base}/annotations/`, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": this.csrfToken },
+          body: JSON.stringify(entry.body),
+        });
+        if (response.status >= 500) left.push(entry);
+      } catch {
+        left.push(entry);
+      }
+    }
+    localStorage.setItem(OUTBOX_KEY, JSON.stringify(left));
+    if (left.length) setTimeout(() => this.flushOutbox(), 5000);
+  }
+}

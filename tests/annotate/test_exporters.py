@@ -1,0 +1,520 @@
+import csv
+import io
+import json
+import threading
+from datetime import UTC, datetime
+from unittest import mock
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+
+from annotate import exporters, tasks
+from annotate.exporters import (
+    export_csv,
+    export_filename,
+    export_json,
+    export_jsonl,
+    item_export_run_job,
+    item_export_start,
+)
+from annotate.models import Annotation, ExportJob, Item, Membership, Project
+from annotate.queue import annotation_submit, assignment_next
+from tests.factories import AnnotationFactory, ItemFactory, UserFactory, make_project
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+CAT = {"choices": ["cat"]}
+
+
+def _label(project, user, choices, *, proposal=None, version=None, active_ms=1500, now=T0):
+    lease = assignment_next(project=project, annotator=user, now=now)
+    return annotation_submit(
+        project=project,
+        item_id=lease.item.pk,
+        annotator=user,
+        value={"choices": choices},
+        active_ms=active_ms,
+        proposal_value=proposal,
+        proposal_model_version_id=version,
+        now=now,
+    )
+
+
+@pytest.fixture
+def studio():
+    """Three items, overlap 3: t0 labeled cat by a majority, t1 a three-way tie, t2 unlabeled.
+
+    On t0 `ann` accepts the model's proposal (cat, version 7) and `cy` overrides it with dog.
+    t1 also holds an imported, late, uncounted annotation by `dee`, which does not vote.
+    """
+    ann, bob, cy = (UserFactory(username=name) for name in ("ann", "bob", "cy"))
+    project = make_project(
+        labels=["cat", "dog", "bird"],
+        items=3,
+        overlap=3,
+        members=[(u, Membership.Role.ANNOTATOR) for u in (ann, bob, cy)],
+    )
+    _label(project, ann, ["cat"], proposal=CAT, version=7)
+    _label(project, bob, ["cat"])
+    _label(project, cy, ["dog"], proposal=CAT, version=7, active_ms=900)
+    _label(project, ann, ["cat"])
+    _label(project, bob, ["dog"])
+    _label(project, cy, ["bird"])
+    t1 = Item.objects.get(project=project, external_id="t1")
+    AnnotationFactory(
+        item=t1,
+        annotator=UserFactory(username="dee"),
+        value={"choices": ["dog"]},
+        created_at=T0,
+        late=True,
+        counted=False,
+        source="import:batch-1",
+    )
+    return project
+
+
+def _items(project, **options):
+    return [json.loads(line) for line in "".join(export_jsonl(project=project, **options)).splitlines()]
+
+
+def _expected_annotation(annotation):
+    proposal = None
+    if annotation.proposal_value is not None:
+        proposal = {
+            "value": annotation.proposal_value,
+            "model_version_id": annotation.proposal_model_version_id,
+        }
+    return {
+        "id": annotation.id,
+        "annotator": annotation.annotator.username,
+        "value": annotation.value,
+        "created_at": annotation.created_at.isoformat(),
+        "active_ms": annotation.active_ms,
+        "late": annotation.late,
+        "counted": annotation.counted,
+        "source": annotation.source,
+        "proposal": proposal,
+        "proposal_accepted": annotation.proposal_accepted,
+    }
+
+
+def _csv_rows(project, **options):
+    return list(csv.DictReader(io.StringIO("".join(export_csv(project=project, **options)))))
+
+
+# Content ------------------------------------------------------------------------------------
+
+
+def test_jsonl_holds_every_item_with_every_annotation_and_all_its_fields(studio):
+    exported = _items(studio)
+    assert [item["external_id"] for item in exported] == ["t0", "t1", "t2"]
+    for record in exported:
+        item = Item.objects.get(pk=record["id"])
+        assert (record["text"], record["metadata"]) == (item.text, item.metadata)
+        stored = Annotation.objects.filter(item=item).order_by("id")
+        assert record["annotations"] == [_expected_annotation(a) for a in stored]
+    assert sum(len(record["annotations"]) for record in exported) == Annotation.objects.count() == 7
+
+
+def test_an_annotation_shows_the_proposal_it_was_shown_and_whether_it_was_accepted(studio):
+    t0 = _items(studio)[0]
+    ann, bob, cy = t0["annotations"]
+    assert ann == {
+        "id": ann["id"],
+        "annotator": "ann",
+        "value": CAT,
+        "created_at": "2025-03-01T12:00:00+00:00",
+        "active_ms": 1500,
+        "late": False,
+        "counted": True,
+        "source": "",
+        "proposal": {"value": CAT, "model_version_id": 7},
+        "proposal_accepted": True,
+    }
+    assert (bob["proposal"], bob["proposal_accepted"]) == (None, None)
+    assert (cy["proposal"], cy["proposal_accepted"], cy["active_ms"]) == (
+        {"value": CAT, "model_version_id": 7},
+        False,
+        900,
+    )
+
+
+def test_final_label_is_the_majority_and_a_tie_is_marked_without_a_value(studio):
+    t0, t1, t2 = _items(studio)
+    assert t0["final_label"] == {"value": CAT, "tie": False, "votes": 3}
+    # dee's late, uncounted annotation does not vote: 3 voters, one each for cat, dog and bird.
+    assert t1["final_label"] == {"value": None, "tie": True, "votes": 3}
+    assert t2["final_label"] == {"value": None, "tie": False, "votes": 0}
+    assert t2["annotations"] == []
+
+
+def test_multi_label_final_label_keeps_labels_chosen_by_more_than_half_of_the_voters():
+    users = [UserFactory() for _ in range(3)]
+    project = make_project(
+        labels=["a", "b", "c"],
+        items=1,
+        overlap=3,
+        multi_label=True,
+        members=[(u, Membership.Role.ANNOTATOR) for u in users],
+    )
+    for user, choices in zip(users, (["a", "b"], ["b", "a"], ["b", "c"]), strict=True):
+        _label(project, user, choices)
+    (item,) = _items(project)
+    assert item["final_label"] == {"value": {"choices": ["a", "b"]}, "tie": False, "votes": 3}
+    rows = _csv_rows(project)
+    assert [row["value"] for row in rows] == ["a;b", "a;b", "b;c"]
+    assert {row["final_label"] for row in rows} == {"a;b"}
+
+
+def test_a_resubmit_replaces_the_annotators_own_vote_in_the_final_label():
+    user = UserFactory()
+    project = make_project(labels=["cat", "dog"], items=1, members=[(user, Membership.Role.ANNOTATOR)])
+    annotation = _label(project, user, ["cat"])
+    annotation_submit(project=project, item_id=annotation.item_id, annotator=user, value={"choices": ["dog"]})
+    (item,) = _items(project)
+    assert item["final_label"] == {"value": {"choices": ["dog"]}, "tie": False, "votes": 1}
+    assert [a["value"] for a in item["annotations"]] == [CAT, {"choices": ["dog"]}]
+
+
+def test_json_parses_back_to_the_same_items_as_jsonl(studio):
+    parsed = json.loads("".join(export_json(project=studio)))
+    assert parsed == _items(studio)
+
+
+def test_json_of_a_project_without_items_is_an_empty_array():
+    project = make_project()
+    assert json.loads("".join(export_json(project=project))) == []
+    assert list(export_jsonl(project=project)) == []
+
+
+def test_csv_has_one_row_per_annotation_and_one_empty_row_per_unlabeled_item(studio):
+    rows = _csv_rows(studio)
+    assert list(rows[0]) == list(exporters.CSV_COLUMNS)
+    assert [(row["external_id"], row["annotator"]) for row in rows] == [
+        ("t0", "ann"),
+        ("t0", "bob"),
+        ("t0", "cy"),
+        ("t1", "ann"),
+        ("t1", "bob"),
+        ("t1", "cy"),
+        ("t1", "dee"),
+        ("t2", ""),
+    ]
+    first = rows[0]
+    assert first == {
+        "item_id": str(Item.objects.get(project=studio, external_id="t0").pk),
+        "external_id": "t0",
+        "text": "text number 0",
+        "final_label": "cat",
+        "final_tie": "false",
+        "final_votes": "3",
+        "annotator": "ann",
+        "value": "cat",
+        "created_at": "2025-03-01T12:00:00+00:00",
+        "active_ms": "1500",
+        "late": "false",
+        "counted": "true",
+        "source": "",
+        "proposal": "cat",
+        "proposal_model_version_id": "7",
+        "proposal_accepted": "true",
+    }
+    dee = rows[6]
+    assert (dee["final_label"], dee["final_tie"], dee["late"], dee["counted"], dee["source"]) == (
+        "",
+        "true",
+        "true",
+        "false",
+        "import:batch-1",
+    )
+    assert (dee["proposal"], dee["proposal_accepted"]) == ("", "")
+    unlabeled = rows[7]
+    assert [unlabeled[c] for c in ("annotator", "value", "created_at", "active_ms", "proposal")] == [""] * 5
+    assert (unlabeled["final_votes"], unlabeled["final_tie"]) == ("0", "false")
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_labeled_only_leaves_out_items_without_annotations(studio, fmt):
+    text = "".join(exporters.export_stream(project=studio, format=fmt, labeled_only=True))
+    assert "t1" in text
+    assert "t2" not in text
+    assert "t2" in "".join(exporters.export_stream(project=studio, format=fmt))
+
+
+def test_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas():
+    user = UserFactory(username="@admin")
+    project = make_project(labels=["=SUM(A1)", "ok"], members=[(user, Membership.Role.ANNOTATOR)])
+    ItemFactory(project=project, external_id="+1", text="=cmd|' /C calc'!A0")
+    ItemFactory(project=project, external_id="-2", text="\tindented")
+    ItemFactory(project=project, external_id="plain", text="safe = text")
+    _label(project, user, ["=SUM(A1)"])
+    rows = _csv_rows(project)
+    assert [row["text"] for row in rows] == ["'=cmd|' /C calc'!A0", "'\tindented", "safe = text"]
+    assert [row["external_id"] for row in rows] == ["'+1", "'-2", "plain"]
+    assert (rows[0]["annotator"], rows[0]["value"], rows[0]["final_label"]) == (
+        "'@admin",
+        "'=SUM(A1)",
+        "'=SUM(A1)",
+    )
+    assert rows[0]["item_id"].isdigit()
+
+
+def test_an_image_project_exports_the_image_path_url_and_size(settings):
+    settings.MEDIA_URL = "/media/"
+    project = make_project(labels=["cat", "dog"], task_type=Project.TaskType.IMAGE_CLASSIFICATION)
+    ItemFactory(project=project, external_id="img", text="", image="projects/1/a.png", width=640, height=480)
+    (item,) = _items(project)
+    assert (item["image"], item["image_url"], item["width"], item["height"]) == (
+        "projects/1/a.png",
+        "/media/projects/1/a.png",
+        640,
+        480,
+    )
+    (row,) = _csv_rows(project)
+    assert (row["image"], row["image_url"], row["width"], row["height"]) == (
+        "projects/1/a.png",
+        "/media/projects/1/a.png",
+        "640",
+        "480",
+    )
+
+
+def test_an_unknown_format_is_rejected():
+    with pytest.raises(ValidationError, match="xml"):
+        exporters.export_stream(project=make_project(), format="xml")
+
+
+def test_export_filename_names_the_project_and_format():
+    project = make_project(name="Movie reviews (EN)")
+    assert export_filename(project, "jsonl").startswith(f"movie-reviews-en-{project.pk}-")
+    assert export_filename(project, "jsonl").endswith(".jsonl")
+
+
+# Queries and transactions ------------------------------------------------------------------
+
+
+def test_queries_grow_with_pages_not_with_items_or_annotations(studio, monkeypatch):
+    monkeypatch.setattr(exporters, "PAGE_SIZE", 2)
+    with CaptureQueriesContext(connection) as captured:
+        _items(studio)
+    selects = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
+    # Labels once; per page of 2 items, the items and their annotations (joined to the
+    # annotator's username); then the empty page that ends the export.
+    assert len(selects) == 1 + 2 * 2 + 1
+    assert not any(q.startswith('SELECT "auth_user"') for q in selects)
+
+
+def test_progress_reports_items_done_out_of_the_total_after_each_page(studio, monkeypatch):
+    monkeypatch.setattr(exporters, "PAGE_SIZE", 2)
+    seen = []
+    list(export_csv(project=studio, progress=lambda done, total: seen.append((done, total))))
+    assert seen == [(2, 3), (3, 3)]
+
+
+def test_an_abandoned_export_leaves_the_callers_transaction_usable(studio):
+    depth = len(connection.savepoint_ids)
+    chunks = export_json(project=studio)
+    next(chunks)
+    next(chunks)
+    chunks.close()
+    assert len(connection.savepoint_ids) == depth
+    assert Item.objects.filter(project=studio).count() == 3
+    ItemFactory(project=studio, external_id="t3")
+    assert Item.objects.filter(project=studio).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_abandoned_export_ends_its_transaction_and_the_next_query_works(monkeypatch):
+    monkeypatch.setattr(exporters, "PAGE_SIZE", 1)
+    project = make_project(items=3)
+    mode = getattr(connection, "transaction_mode", None)
+    chunks = export_jsonl(project=project)
+    next(chunks)
+    assert connection.in_atomic_block
+    chunks.close()
+    assert not connection.in_atomic_block
+    assert connection.get_autocommit()
+    assert getattr(connection, "transaction_mode", None) == mode
+    ItemFactory(project=project, external_id="after")
+    assert len(list(export_jsonl(project=project))) == 4
+
+
+def _write_from_another_connection(project, item_id):
+    """Add an item and change another's text on a second connection, committing both."""
+    errors = []
+
+    def run():
+        try:
+            ItemFactory(project=project, external_id="added-mid-export", text="new")
+            Item.objects.filter(pk=item_id).update(text="changed mid-export")
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the writer was blocked by the export"
+    assert not errors, errors
+
+
+def _export_with_concurrent_write(project, monkeypatch):
+    monkeypatch.setattr(exporters, "PAGE_SIZE", 1)
+    last = Item.objects.filter(project=project).order_by("id").last()
+    chunks = export_jsonl(project=project)
+    first = next(chunks)
+    isolation = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            isolation = cursor.fetchone()[0]
+    _write_from_another_connection(project, last.pk)
+    exported = [json.loads(line) for line in (first + "".join(chunks)).splitlines()]
+    return exported, isolation
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_an_export_reads_one_repeatable_read_snapshot(monkeypatch):
+    project = make_project(items=3)
+    exported, isolation = _export_with_concurrent_write(project, monkeypatch)
+    assert isolation == "repeatable read"
+    assert [item["external_id"] for item in exported] == ["t0", "t1", "t2"]
+    assert exported[-1]["text"] == "text number 2"
+    after = _items(project)
+    assert [item["external_id"] for item in after] == ["t0", "t1", "t2", "added-mid-export"]
+    assert after[2]["text"] == "changed mid-export"
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.django_db(transaction=True)
+def test_on_sqlite_an_export_reads_one_snapshot_without_blocking_writers(monkeypatch):
+    project = make_project(items=3)
+    exported, _ = _export_with_concurrent_write(project, monkeypatch)
+    assert [item["external_id"] for item in exported] == ["t0", "t1", "t2"]
+    assert exported[-1]["text"] == "text number 2"
+    assert [item["external_id"] for item in _items(project)][-1] == "added-mid-export"
+
+
+# Background export ---------------------------------------------------------------------------
+
+
+def test_starting_an_export_dispatches_the_task_only_on_commit(django_capture_on_commit_callbacks):
+    project = make_project(items=1)
+    user = UserFactory()
+    with (
+        mock.patch.object(tasks.item_export_run, "delay") as delay,
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+    ):
+        job = item_export_start(project=project, format="csv", labeled_only=True, created_by=user)
+        delay.assert_not_called()
+    assert len(callbacks) == 1
+    delay.assert_called_once_with(job.id)
+    job.refresh_from_db()
+    assert (job.status, job.format, job.labeled_only, job.created_by) == ("queued", "csv", True, user)
+
+
+def test_starting_an_export_in_an_unknown_format_is_rejected():
+    with pytest.raises(ValidationError):
+        item_export_start(project=make_project(), format="xml", labeled_only=False, created_by=None)
+    assert not ExportJob.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_the_background_job_writes_the_streamed_export_to_a_file_with_progress(fmt, monkeypatch, settings):
+    monkeypatch.setattr(exporters, "PAGE_SIZE", 1)
+    user = UserFactory()
+    project = make_project(labels=["cat", "dog"], items=3, members=[(user, Membership.Role.ANNOTATOR)])
+    _label(project, user, ["cat"])
+    job = ExportJob.objects.create(project=project, format=fmt)
+    polled = []
+    write = exporters._ProgressWriter.__call__
+
+    def write_then_poll(self, done, total):
+        write(self, done, total)
+        # A poller on its own connection sees progress while the export is still running.
+        poller = connections.create_connection("default")
+        try:
+            with poller.cursor() as cursor:
+                cursor.execute(
+                    "SELECT progress, items_written FROM annotate_exportjob WHERE id = %s", [job.id]
+                )
+                polled.append(tuple(cursor.fetchone()))
+        finally:
+            poller.close()
+
+    monkeypatch.setattr(exporters._ProgressWriter, "__call__", write_then_poll)
+
+    item_export_run_job(job_id=job.id)
+
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.items_written, job.error) == ("succeeded", 100, 3, "")
+    assert job.finished_at is not None
+    assert polled == [(33, 1), (66, 2), (99, 3)]
+    assert job.file.name.startswith("exports/") and job.file.name.endswith(f".{fmt}")
+    assert job.file.path.startswith(str(settings.MEDIA_ROOT))
+    with job.file.open("rb") as stored:
+        content = stored.read().decode("utf-8")
+    assert content == "".join(exporters.export_stream(project=project, format=fmt))
+
+
+def test_the_celery_task_runs_the_job_in_eager_mode(studio):
+    job = ExportJob.objects.create(project=studio, format="jsonl", labeled_only=True)
+    tasks.item_export_run.apply(args=[job.id])
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.items_written) == ("succeeded", 100, 2)
+    with job.file.open("rb") as stored:
+        assert [json.loads(line)["external_id"] for line in stored] == ["t0", "t1"]
+
+
+def test_the_celery_task_ignores_a_job_deleted_with_its_project():
+    job = ExportJob.objects.create(project=make_project(), format="csv")
+    job.project.delete()
+    tasks.item_export_run.apply(args=[job.id]).get()
+
+
+def test_a_job_that_fails_is_marked_failed_with_the_error():
+    job = ExportJob.objects.create(project=make_project(items=1), format="xml")
+    item_export_run_job(job_id=job.id)
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "xml" in job.error
+    assert job.finished_at is not None and not job.file
+
+
+def test_a_finished_job_is_not_run_again(studio):
+    job = ExportJob.objects.create(project=studio, format="csv", status=ExportJob.Status.SUCCEEDED)
+    item_export_run_job(job_id=job.id)
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.file.name) == ("succeeded", 0, "")
+
+
+# The command ---------------------------------------------------------------------------------
+
+
+def test_the_command_writes_the_export_to_a_file(studio, tmp_path):
+    target = tmp_path / "out.csv"
+    err = io.StringIO()
+    call_command("export_project", str(studio.pk), "--format", "csv", "--output", str(target), stderr=err)
+    assert target.read_bytes().decode("utf-8") == "".join(export_csv(project=studio))
+    assert "Exported 3 items" in err.getvalue()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_the_command_writes_labeled_items_to_standard_output(studio):
+    out = io.StringIO()
+    call_command(
+        "export_project", str(studio.pk), "--format", "jsonl", "--labeled-only", "--output", "-", stdout=out
+    )
+    assert [json.loads(line)["external_id"] for line in out.getvalue().splitlines()] == ["t0", "t1"]
+
+
+def test_the_command_refuses_an_unknown_project():
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("export_project", "999999", "--format", "json")

@@ -1,0 +1,132 @@
+"""The labeling page in a real browser (Debian's chromium through Playwright), by keyboard alone."""
+
+import io
+import json
+
+import pytest
+
+from annotate import importers
+from annotate.demo import digit_png, digits_arrays, rotten_tomatoes_reviews
+from annotate.models import Annotation, Item, Skip
+from tests.browser.conftest import log_in, screenshot
+from tests.factories import PASSWORD, UserFactory, make_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _digits_project(annotator, n=8):
+    project = make_project(
+        name="Digits",
+        task_type="image_classification",
+        labels=[{"name": str(d), "hotkey": str(d)} for d in range(10)],
+        members=[(annotator, "annotator")],
+        instructions="Press the digit's key.",
+    )
+    pixels, targets = digits_arrays()
+    files = [(f"digit-{i:04d}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(n)]
+    importers.import_images(project=project, files=files)
+    return project, targets[:n]
+
+
+def _reviews_project(annotator, n=8):
+    project = make_project(name="Reviews", labels=["fresh", "rotten"], members=[(annotator, "annotator")])
+    reviews = rotten_tomatoes_reviews()[:n]
+    rows = "".join(json.dumps({"id": f"rt-{i}", "text": r.text}) + "\n" for i, r in enumerate(reviews))
+    importers.import_jsonl(project=project, file=io.BytesIO(rows.encode()), filename="rt.jsonl")
+    return project, reviews
+
+
+def _open_labeling(page, live_server, project):
+    page.goto(f"{live_server.url}/projects/{project.pk}/label/")
+    page.wait_for_selector("[data-labeling][data-state=ready]")
+    # A marker that a full page load would wipe out.
+    page.evaluate("window.__noReload = true")
+
+
+def _shown_item_id(page) -> int:
+    return int(page.get_attribute("[data-canvas]", "data-item-id"))
+
+
+def _wait_for_saved(page, n):
+    page.wait_for_function(f"Number(document.querySelector('[data-labeling]').dataset.saved || 0) >= {n}")
+
+
+def test_annotator_labels_five_digits_and_five_reviews_by_keyboard_and_skips_one(page, live_server):
+    annotator = UserFactory(username="ann")
+    digits, truth = _digits_project(annotator)
+    reviews, _ = _reviews_project(annotator)
+    log_in(page, live_server, "ann", PASSWORD)
+
+    _open_labeling(page, live_server, digits)
+    screenshot(page, "labeling-digit-first")
+    img = page.locator("[data-item-image]")
+    assert img.is_visible()
+    assert "pixelated" in img.get_attribute("class")
+    pressed = {}
+    for _ in range(5):
+        item_id = _shown_item_id(page)
+        digit = str(truth[int(Item.objects.get(pk=item_id).external_id[6:10])])
+        pressed[item_id] = digit
+        page.keyboard.press(digit)
+        page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId !== '{item_id}'")
+    skipped = _shown_item_id(page)
+    page.keyboard.press("s")
+    page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId !== '{skipped}'")
+    _wait_for_saved(page, 5)
+    screenshot(page, "labeling-digit-after-five")
+    assert page.evaluate("window.__noReload") is True
+
+    _open_labeling(page, live_server, reviews)
+    assert page.locator("[data-item-text]").is_visible()
+    screenshot(page, "labeling-review-first")
+    keys = ["1", "2", "1", "1", "2"]
+    for key in keys:
+        item_id = _shown_item_id(page)
+        page.keyboard.press(key)
+        page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId !== '{item_id}'")
+    _wait_for_saved(page, 5)
+    assert page.evaluate("window.__noReload") is True
+
+    stored = {a.item_id: a.value["choices"] for a in Annotation.objects.filter(project=digits)}
+    assert stored == {item_id: [digit] for item_id, digit in pressed.items()}
+    assert Skip.objects.filter(annotator=annotator, item_id=skipped).exists()
+    review_values = [a.value["choices"][0] for a in Annotation.objects.filter(project=reviews).order_by("id")]
+    assert review_values == ["fresh", "rotten", "fresh", "fresh", "rotten"]
+    assert all(a.active_ms > 0 for a in Annotation.objects.filter(annotator=annotator))
+    assert not page.console_errors, page.console_errors
+
+
+def test_multi_label_item_toggles_labels_then_enter_submits(page, live_server):
+    annotator = UserFactory(username="multi")
+    project = make_project(
+        name="Topics", labels=["sports", "politics", "science"], multi_label=True, items=2,
+        members=[(annotator, "annotator")],
+    )  # fmt: skip
+    log_in(page, live_server, "multi", PASSWORD)
+    _open_labeling(page, live_server, project)
+    first = _shown_item_id(page)
+    page.keyboard.press("1")
+    page.keyboard.press("3")
+    page.keyboard.press("2")
+    page.keyboard.press("2")  # toggles politics off again
+    assert page.get_attribute("[data-label=science]", "aria-pressed") == "true"
+    screenshot(page, "labeling-multi-selected")
+    page.keyboard.press("Enter")
+    _wait_for_saved(page, 1)
+    assert Annotation.objects.get(item_id=first).value == {"choices": ["sports", "science"]}
+    assert _shown_item_id(page) != first
+
+
+def test_text_containing_a_script_tag_shows_as_text(page, live_server):
+    annotator = UserFactory(username="safe")
+    project = make_project(name="Unsafe", members=[(annotator, "annotator")])
+    hostile = '<script>window.__pwned = true</script><b>bold?</b> <img src=x onerror="window.__pwned=true">'
+    from annotate.items import item_create_bulk
+
+    item_create_bulk(project=project, rows=[{"external_id": "x", "text": hostile}])
+    log_in(page, live_server, "safe", PASSWORD)
+    _open_labeling(page, live_server, project)
+    assert page.inner_text("[data-item-text]") == hostile
+    assert page.locator("[data-item-text] script, [data-item-text] b, [data-item-text] img").count() == 0
+    assert page.evaluate("window.__pwned === undefined")
+    screenshot(page, "labeling-script-as-text")
