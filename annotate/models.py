@@ -31,6 +31,24 @@ class Project(models.Model):
     lease_seconds = models.PositiveIntegerField(
         default=600, help_text="How long an annotator holds an item before it returns to the queue."
     )
+    # Training settings (training reads them; annotate never imports training).
+    training_min_labels = models.PositiveIntegerField(
+        default=10, help_text="Train only once this many items have a final label."
+    )
+    retrain_every = models.PositiveIntegerField(
+        default=0, help_text="Retrain automatically every N new labels (0: off)."
+    )
+    sampling_strategy = models.CharField(
+        max_length=24,
+        choices=[
+            ("margin", "Margin (default)"),
+            ("least_confidence", "Least confidence"),
+            ("entropy", "Entropy"),
+            ("random", "Random"),
+        ],
+        default="margin",
+        help_text="How the active model orders the queue.",
+    )
     # Fixes the train / validation split of every item forever (training/datasets.py).
     salt = models.CharField(max_length=32, default=_new_salt, editable=False)
     created_by = models.ForeignKey(

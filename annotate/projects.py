@@ -11,7 +11,17 @@ from annotate.models import Annotation, Item, Label, Membership, Project
 # Hotkeys in the order labels get them: 1–9, then 0, then q–p.
 DEFAULT_HOTKEYS = "1234567890qwertyuiop"
 
-PROJECT_FIELDS = ("name", "instructions", "task_type", "multi_label", "overlap", "lease_seconds")
+PROJECT_FIELDS = (
+    "name",
+    "instructions",
+    "task_type",
+    "multi_label",
+    "overlap",
+    "lease_seconds",
+    "training_min_labels",
+    "retrain_every",
+    "sampling_strategy",
+)
 LABEL_FIELDS = ("name", "colour", "hotkey", "order")
 
 

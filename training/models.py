@@ -1,1 +1,95 @@
-"""Training runs, model versions and predictions: built in the training issues."""
+"""Dataset snapshots, model versions and their predictions.
+
+training writes the columns annotate reads (Item.priority); annotate never imports training.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotate.models import Item, Project
+
+
+class DatasetSnapshot(models.Model):
+    """The final labels a run trained on, frozen with their item ids and the split."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dataset_snapshots")
+    created_at = models.DateTimeField(auto_now_add=True)
+    classes = models.JSONField(help_text="Label names in class-index order.")
+    multi_label = models.BooleanField(default=False)
+    # Parallel lists: item ids and their final values ({"choices": [...]}), item id order.
+    item_ids = models.JSONField()
+    values = models.JSONField()
+    validation_ids = models.JSONField(help_text="Items on the validation side for this run.")
+    # Classes that had no validation item lend their smallest-hash item for this run only:
+    # {class name: item id}.
+    lent = models.JSONField(default=dict, blank=True)
+    # sha256 of (classes, items, values, split): one run per (project, snapshot).
+    fingerprint = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "fingerprint"], name="snapshot_fingerprint_idx")]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} of {self.project} ({len(self.item_ids)} labels)"
+
+    @property
+    def n_train(self) -> int:
+        return len(self.item_ids) - len(self.validation_ids)
+
+    @property
+    def n_validation(self) -> int:
+        return len(self.validation_ids)
+
+
+class ModelVersion(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField(help_text="1, 2, 3… within the project.")
+    backend = models.CharField(max_length=64)
+    params = models.JSONField(default=dict, blank=True)
+    dataset = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="versions")
+    metrics = models.JSONField(default=dict, blank=True)
+    # Folder under MEDIA_ROOT holding the artifact files (JSON, .npz, torch state_dict).
+    artifact_path = models.CharField(max_length=500)
+    confusion_svg = models.TextField(blank=True)
+    learning_curve_svg = models.TextField(blank=True)
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per phase.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_active = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["project_id", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_active=True), name="model_version_one_active_per_project"
+            ),
+            models.UniqueConstraint(fields=["project", "number"], name="model_version_number_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.number}"
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.get("accuracy")
+
+
+class Prediction(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
+    value = models.JSONField(help_text='The proposed value, {"choices": [...]}')
+    probabilities = models.JSONField(help_text="Class probabilities in the version's class order.")
+    score = models.FloatField(help_text="Confidence of the proposal, 0–1.")
+    uncertainty = models.FloatField(help_text="The sampling strategy's score; higher is served first.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "model_version"], name="prediction_unique_per_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.value} for item {self.item_id} (v{self.model_version_id})"

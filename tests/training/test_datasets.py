@@ -1,0 +1,128 @@
+import pytest
+
+from annotate.items import item_create_bulk
+from annotate.models import Annotation
+from annotate.queue import annotation_submit, assignment_next
+from tests.factories import UserFactory, make_project
+from training.datasets import (
+    NotEnoughLabels,
+    dataset_snapshot_create,
+    final_labels,
+    is_validation,
+    item_hash,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _label_all(project, user, choose):
+    """Label every item `user` is given; `choose(item)` returns the label name."""
+    while (lease := assignment_next(project=project, annotator=user)) is not None:
+        annotation_submit(
+            project=project, item_id=lease.item.pk, annotator=user, value={"choices": [choose(lease.item)]}
+        )
+
+
+def _labeled_project(n=40, labels=("pos", "neg"), **fields):
+    user = UserFactory()
+    fields.setdefault("training_min_labels", 2)
+    project = make_project(labels=labels, items=n, members=[(user, "annotator")], **fields)
+    _label_all(project, user, lambda item: labels[item.pk % len(labels)])
+    return project, user
+
+
+def test_the_split_is_the_same_on_every_run_and_as_items_are_added():
+    project, user = _labeled_project(n=60)
+    first = dataset_snapshot_create(project=project)
+    again = dataset_snapshot_create(project=project)
+    assert again.pk == first.pk  # an identical snapshot is reused: runs are idempotent per snapshot
+    item_create_bulk(
+        project=project, rows=[{"external_id": f"new{i}", "text": f"new {i}"} for i in range(40)]
+    )
+    _label_all(project, user, lambda item: "pos" if item.pk % 2 else "neg")
+    grown = dataset_snapshot_create(project=project)
+    assert grown.pk != first.pk
+    old_validation = set(first.validation_ids) - set(first.lent.values())
+    new_validation = set(grown.validation_ids) - set(grown.lent.values())
+    assert old_validation == {i for i in new_validation if i in set(first.item_ids)}
+    assert all(is_validation(project.salt, i) for i in new_validation)
+
+
+def test_about_a_fifth_of_items_fall_on_the_validation_side():
+    salt = "fixed-salt"
+    share = sum(is_validation(salt, i) for i in range(1, 5001)) / 5000
+    assert 0.18 < share < 0.22
+
+
+def test_a_class_without_a_validation_item_lends_its_smallest_hash_item_for_that_run_only():
+    user = UserFactory()
+    project = make_project(
+        labels=["common", "rare"], items=30, members=[(user, "annotator")], training_min_labels=2
+    )
+    items = list(project.items.order_by("id"))
+    rare = [i for i in items if not is_validation(project.salt, i.pk)][:2]
+    _label_all(project, user, lambda item: "rare" if item in rare else "common")
+    snapshot = dataset_snapshot_create(project=project)
+    expected = min((i.pk for i in rare), key=lambda pk: item_hash(project.salt, pk))
+    assert snapshot.lent == {"rare": expected}
+    assert expected in snapshot.validation_ids
+    assert not is_validation(project.salt, expected)
+
+
+def test_too_few_labels_per_class_is_a_clear_message():
+    user = UserFactory()
+    project = make_project(
+        labels=["a", "b", "c"], items=5, members=[(user, "annotator")], training_min_labels=1
+    )
+    _label_all(project, user, lambda item: "a" if item.external_id != "t0" else "b")
+    with pytest.raises(
+        NotEnoughLabels, match=r"not enough labels yet: every label needs at least 2 .*'b' has 1, 'c' has 0"
+    ):
+        dataset_snapshot_create(project=project)
+
+
+def test_fewer_labels_than_the_project_minimum_is_a_clear_message():
+    project, _ = _labeled_project(n=8, training_min_labels=50)
+    with pytest.raises(
+        NotEnoughLabels, match="not enough labels yet: 8 labeled items, this project trains from 50"
+    ):
+        dataset_snapshot_create(project=project)
+
+
+def test_final_label_is_the_majority_of_counted_votes_and_ties_are_left_out():
+    a, b, c = UserFactory(), UserFactory(), UserFactory()
+    project = make_project(
+        labels=["x", "y"], items=2, overlap=3, members=[(u, "annotator") for u in (a, b, c)]
+    )
+    votes = {a: ["x", "x"], b: ["x", "y"], c: ["y", "x"]}
+    for user, choices in votes.items():
+        for choice in choices:
+            lease = assignment_next(project=project, annotator=user)
+            annotation_submit(
+                project=project, item_id=lease.item.pk, annotator=user, value={"choices": [choice]}
+            )
+    labels = final_labels(project=project)
+    first, second = project.items.order_by("id")
+    assert dict(zip(labels.item_ids, labels.values, strict=True)) == {
+        first.pk: {"choices": ["x"]},
+        second.pk: {"choices": ["x"]},
+    }
+    # A tie (one x, one y on a two-vote item) has no final label.
+    Annotation.objects.filter(item=second, annotator=a).delete()
+    labels = final_labels(project=project)
+    assert second.pk not in labels.item_ids
+
+
+def test_multi_label_final_label_keeps_labels_chosen_by_more_than_half():
+    a, b, c = UserFactory(), UserFactory(), UserFactory()
+    project = make_project(
+        labels=["x", "y", "z"],
+        items=1,
+        overlap=3,
+        multi_label=True,
+        members=[(u, "annotator") for u in (a, b, c)],
+    )
+    for user, choices in {a: ["x", "y"], b: ["x"], c: ["x", "z"]}.items():
+        lease = assignment_next(project=project, annotator=user)
+        annotation_submit(project=project, item_id=lease.item.pk, annotator=user, value={"choices": choices})
+    assert final_labels(project=project).values == [{"choices": ["x"]}]

@@ -1,0 +1,151 @@
+"""Labeled snapshots for training: each labeled item's final label, frozen with a stable split.
+
+- Final label: annotate.quality.consensus over the item's votes (majority; multi-label: a label
+  is in when more than half chose it). Single-label ties have no final label and are left out.
+- Split: an item is on the validation side when sha256(project salt, item id) mod 5 = 0, fixed
+  forever, whatever else is added. A class with no validation item lends its smallest-hash
+  training item to validation for that run only; the snapshot records it.
+- Too few labels (fewer than 2 per class, or fewer than the project's minimum) raise
+  NotEnoughLabels with a message that says what is missing.
+"""
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from annotate.models import Annotation, Label, Project
+from annotate.quality import consensus, voting_values
+from training.models import DatasetSnapshot
+
+VALIDATION_MODULUS = 5
+
+
+class NotEnoughLabels(Exception):
+    """Training cannot start yet; the message says what is missing."""
+
+
+def item_hash(salt: str, item_id: int) -> int:
+    """The stable hash that places an item on its side of the split."""
+    return int.from_bytes(hashlib.sha256(f"{salt}:{item_id}".encode()).digest()[:8], "big")
+
+
+def is_validation(salt: str, item_id: int) -> bool:
+    return item_hash(salt, item_id) % VALIDATION_MODULUS == 0
+
+
+@dataclass(frozen=True)
+class FinalLabels:
+    classes: list[str]
+    item_ids: list[int]
+    values: list[dict]
+
+
+def final_labels(*, project: Project) -> FinalLabels:
+    """Every labeled item's final label, in item id order (ties and empty consensus left out)."""
+    classes = list(
+        Label.objects.filter(project=project).order_by("order", "id").values_list("name", flat=True)
+    )
+    rows = (
+        Annotation.objects.filter(project=project)
+        .order_by("item_id", "id")
+        .values_list("item_id", "annotator_id", "value", "counted")
+    )
+    item_ids, values = [], []
+    current_item, current = None, []
+
+    def close() -> None:
+        if current_item is None:
+            return
+        votes = voting_values(current)
+        result = consensus(votes, multi_label=project.multi_label, label_order=classes)
+        if result.value is not None and (project.multi_label or result.value["choices"]):
+            item_ids.append(current_item)
+            values.append(result.value)
+
+    for item_id, annotator_id, value, counted in rows.iterator(chunk_size=5000):
+        if item_id != current_item:
+            close()
+            current_item, current = item_id, []
+        current.append(_Vote(annotator_id=annotator_id, value=value, counted=counted))
+    close()
+    return FinalLabels(classes=classes, item_ids=item_ids, values=values)
+
+
+@dataclass(frozen=True)
+class _Vote:
+    annotator_id: int
+    value: dict
+    counted: bool
+
+
+def _class_counts(labels: FinalLabels) -> dict[str, int]:
+    counts = dict.fromkeys(labels.classes, 0)
+    for value in labels.values:
+        for choice in value["choices"]:
+            if choice in counts:
+                counts[choice] += 1
+    return counts
+
+
+def labels_check(*, project: Project, labels: FinalLabels) -> None:
+    """Raise NotEnoughLabels unless every class has 2 labels and the project's minimum is met."""
+    if len(labels.classes) < 2 and not project.multi_label:
+        raise NotEnoughLabels(
+            "not enough labels yet: a single-label project needs at least 2 labels (classes)"
+        )
+    minimum = project.training_min_labels
+    if len(labels.item_ids) < minimum:
+        raise NotEnoughLabels(
+            f"not enough labels yet: {len(labels.item_ids)} labeled items, this project trains from {minimum}"
+        )
+    short = {name: n for name, n in _class_counts(labels).items() if n < 2}
+    if short:
+        listed = ", ".join(f"{name!r} has {n}" for name, n in short.items())
+        raise NotEnoughLabels(f"not enough labels yet: every label needs at least 2 labeled items ({listed})")
+
+
+def _split(*, project: Project, labels: FinalLabels) -> tuple[list[int], dict[str, int]]:
+    """Validation ids (stable by hash) and the items lent for classes without one."""
+    validation = {i for i in labels.item_ids if is_validation(project.salt, i)}
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for item_id, value in zip(labels.item_ids, labels.values, strict=True):
+        for choice in value["choices"]:
+            by_class[choice].append(item_id)
+    lent: dict[str, int] = {}
+    for name in labels.classes:
+        members = by_class.get(name, [])
+        if members and not any(i in validation for i in members):
+            borrowed = min(members, key=lambda i: item_hash(project.salt, i))
+            lent[name] = borrowed
+            validation.add(borrowed)
+    return sorted(validation), lent
+
+
+def _fingerprint(labels: FinalLabels, validation: list[int]) -> str:
+    payload = json.dumps([labels.classes, labels.item_ids, labels.values, validation], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@transaction.atomic
+def dataset_snapshot_create(*, project: Project) -> DatasetSnapshot:
+    """Freeze the project's final labels and split; an identical earlier snapshot is reused."""
+    labels = final_labels(project=project)
+    labels_check(project=project, labels=labels)
+    validation, lent = _split(project=project, labels=labels)
+    fingerprint = _fingerprint(labels, validation)
+    existing = DatasetSnapshot.objects.filter(project=project, fingerprint=fingerprint).first()
+    if existing is not None:
+        return existing
+    return DatasetSnapshot.objects.create(
+        project=project,
+        classes=labels.classes,
+        multi_label=project.multi_label,
+        item_ids=labels.item_ids,
+        values=labels.values,
+        validation_ids=validation,
+        lent=lent,
+        fingerprint=fingerprint,
+    )
