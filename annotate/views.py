@@ -113,7 +113,10 @@ class ImportForm(forms.Form):
         return data
 
     def options(self) -> dict:
+        """The column options for a text format; images take none (the form's defaults are dropped)."""
         data = self.cleaned_data
+        if data["format"] in ("images", "zip"):
+            return {}
         keys = ("text_column", "id_column", "label_column", "prediction_column", "label_source")
         return {k: data[k] for k in keys if data.get(k)}
 

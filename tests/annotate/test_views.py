@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import zipfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -236,3 +237,27 @@ def test_item_image_is_served_to_members_only(client, annotator):
     assert client.get(url).status_code == 404
     other = make_project(items=1)
     assert client.get(reverse("annotate:item-image", args=[other.pk, item.pk])).status_code == 404
+
+
+def test_import_page_imports_a_zip_of_images_with_the_forms_default_options(client, annotator):
+    from PIL import Image
+
+    project = _image_project(annotator)
+    manager = project.memberships.get(role="manager").user
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for n in range(2):
+            png = io.BytesIO()
+            Image.new("L", (12, 10), 255).save(png, "PNG")
+            archive.writestr(f"extra/img-{n}.png", png.getvalue())
+    client.force_login(manager)
+    response = client.post(
+        reverse("annotate:import", args=[project.pk]),
+        {"format": "zip", "files": SimpleUploadedFile("more.zip", buffer.getvalue()), "text_column": "text",
+         "label_source": "import"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert sorted(project.items.filter(external_id__startswith="extra/").values_list("width", "height")) == [
+        (12, 10),
+        (12, 10),
+    ]
