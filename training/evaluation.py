@@ -1,0 +1,192 @@
+"""Validation metrics for a trained model version, as a JSON-safe dict.
+
+Pure NumPy: no Django, no ORM, no scikit-learn at import time. The layout of the dict returned by
+`evaluate()` is what the training run stores and what the pictures in `training/pictures.py` read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+# Two-sided 95% normal quantile, Phi^-1(0.975).
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, *, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion `successes / n` (95% by default).
+
+    Unlike the normal ("Wald") interval it stays inside [0, 1] and does not collapse to a single point
+    at 0% or 100%, so it stays honest when the validation side holds only a few dozen items.
+    """
+    if n <= 0:
+        raise ValueError("no validation items")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, {n}], got {successes}")
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = (z / denom) * math.sqrt(p * (1.0 - p) / n + z2 / (4 * n * n))
+    # Clamp float noise at the ends (e.g. 1.0000000000000002 when p == 1).
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def evaluate(
+    y_true: Sequence[Any] | np.ndarray,
+    proba: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    classes: list[str],
+    multi_label: bool,
+    threshold: float = 0.5,
+    n_train: int,
+) -> dict[str, Any]:
+    """Score `proba` (n_validation x k, columns in `classes` order) against `y_true`.
+
+    `y_true` is, for single-label, one class per item: an index into `classes` or the class name; for
+    multi-label, either an n x k 0/1 indicator matrix or one list of class names per item.
+
+    Predictions: single-label takes the argmax; multi-label marks every class with `proba >= threshold`.
+    Accuracy is plain accuracy for single-label and subset (exact-match) accuracy for multi-label.
+    Precision, recall and F1 of a class that is never predicted (or never true) count as 0.0, as with
+    scikit-learn's `zero_division=0`.
+
+    `accuracy_ci` is a 95% Wilson score interval on accuracy. It matters when the validation side is
+    small: 45 right out of 50 reads as "90%", but the interval is roughly [0.79, 0.96], so a new version
+    must move well past that before the difference means anything.
+
+    Returns (all plain Python ints, floats, strings and lists, safe for `json.dumps(allow_nan=False)`)::
+
+        {
+            "classes": [...], "multi_label": bool, "threshold": float | None,
+            "n_validation": int, "n_train": int,
+            "accuracy": float, "accuracy_ci": [low, high], "ci_method": "wilson",
+            "macro_f1": float, "micro_f1": float,          # micro_f1 only when multi_label
+            "per_class": {name: {"precision", "recall", "f1", "support"}},
+            "confusion_matrix": k x k (rows true, cols predicted)     # single-label
+                              | k x [[tn, fp], [fn, tp]]             # multi-label, in `classes` order
+        }
+
+    Raises ValueError("no validation items") when there is nothing to score.
+    """
+    k = len(classes)
+    if k == 0:
+        raise ValueError("classes must not be empty")
+    if len(set(classes)) != k:
+        raise ValueError("classes must be unique")
+    p = np.asarray(proba, dtype=float)
+    if p.size == 0 or len(y_true) == 0:
+        raise ValueError("no validation items")
+    if p.ndim != 2 or p.shape[1] != k:
+        raise ValueError(f"proba must have shape (n, {k}), got {p.shape}")
+    n = p.shape[0]
+    if len(y_true) != n:
+        raise ValueError(f"y_true has {len(y_true)} items but proba has {n} rows")
+    if n_train < 0:
+        raise ValueError("n_train must not be negative")
+
+    if multi_label:
+        truth = _indicator_matrix(y_true, classes)
+        pred = p >= threshold
+        # Per class, the 2 x 2 counts; the rest follows from tp, fp, fn.
+        tp = np.sum(truth & pred, axis=0)
+        fp = np.sum(~truth & pred, axis=0)
+        fn = np.sum(truth & ~pred, axis=0)
+        tn = n - tp - fp - fn
+        correct = int(np.sum(np.all(truth == pred, axis=1)))
+        confusion: list[Any] = [[[int(tn[j]), int(fp[j])], [int(fn[j]), int(tp[j])]] for j in range(k)]
+    else:
+        truth_idx = _class_indices(y_true, classes)
+        pred_idx = np.argmax(p, axis=1)
+        cm = np.zeros((k, k), dtype=np.int64)
+        np.add.at(cm, (truth_idx, pred_idx), 1)
+        tp = np.diag(cm)
+        fp = cm.sum(axis=0) - tp
+        fn = cm.sum(axis=1) - tp
+        correct = int(tp.sum())
+        confusion = cm.tolist()
+
+    precision = _safe_ratio(tp, tp + fp)
+    recall = _safe_ratio(tp, tp + fn)
+    f1 = _safe_ratio(2 * tp, 2 * tp + fp + fn)
+    support = tp + fn
+
+    low, high = wilson_interval(correct, n)
+    result: dict[str, Any] = {
+        "classes": list(classes),
+        "multi_label": bool(multi_label),
+        "threshold": float(threshold) if multi_label else None,
+        "n_validation": int(n),
+        "n_train": int(n_train),
+        "accuracy": correct / n,
+        "accuracy_ci": [low, high],
+        "ci_method": "wilson",
+        "macro_f1": float(np.mean(f1)),
+    }
+    if multi_label:
+        tp_all, fp_all, fn_all = int(tp.sum()), int(fp.sum()), int(fn.sum())
+        denom = 2 * tp_all + fp_all + fn_all
+        result["micro_f1"] = 2 * tp_all / denom if denom else 0.0
+    result["per_class"] = {
+        name: {
+            "precision": float(precision[j]),
+            "recall": float(recall[j]),
+            "f1": float(f1[j]),
+            "support": int(support[j]),
+        }
+        for j, name in enumerate(classes)
+    }
+    result["confusion_matrix"] = confusion
+    return result
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den elementwise, with 0.0 where den is 0 (scikit-learn's zero_division=0)."""
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    out = np.zeros_like(num)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _class_indices(y_true: Sequence[Any] | np.ndarray, classes: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(classes)}
+    out = np.empty(len(y_true), dtype=np.int64)
+    for row, value in enumerate(y_true):
+        if isinstance(value, str):
+            if value not in index:
+                raise ValueError(f"unknown class {value!r} in y_true")
+            out[row] = index[value]
+        else:
+            i = int(value)
+            if not 0 <= i < len(classes):
+                raise ValueError(f"class index {i} out of range for {len(classes)} classes")
+            out[row] = i
+    return out
+
+
+def _indicator_matrix(y_true: Sequence[Any] | np.ndarray, classes: list[str]) -> np.ndarray:
+    k = len(classes)
+    if isinstance(y_true, np.ndarray) and y_true.ndim == 2:
+        names = False
+    else:
+        # An indicator row is never empty (k >= 1), so an empty row is an item with no labels.
+        names = all(not isinstance(row, str) and all(isinstance(x, str) for x in row) for row in y_true)
+    if not names:
+        truth = np.asarray(y_true)
+        if truth.ndim != 2 or truth.shape[1] != k:
+            raise ValueError(f"y_true must have shape (n, {k}), got {truth.shape}")
+        if not np.isin(truth, (0, 1)).all():
+            raise ValueError("multi-label y_true must hold only 0 and 1")
+        return truth.astype(bool)
+    index = {name: i for i, name in enumerate(classes)}
+    truth = np.zeros((len(y_true), k), dtype=bool)
+    for row, labels in enumerate(y_true):
+        for name in labels:
+            if name not in index:
+                raise ValueError(f"unknown class {name!r} in y_true")
+            truth[row, index[name]] = True
+    return truth
