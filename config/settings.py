@@ -18,6 +18,8 @@ env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False)
 
 VAR_DIR = Path(env.str("LABELLOOP_VAR_DIR", default=str(BASE_DIR / "var")))
+# The SQLite file, the broker folders and media live here; SQLite cannot create the folder.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 PRODUCTION = env.str("DJANGO_ENV", default="development") == "production"
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
