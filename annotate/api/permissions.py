@@ -44,7 +44,9 @@ class ProjectMemberMixin:
             if membership is None:
                 raise NotFound()
             self.membership, self.project = membership, membership.project
-        permission_class = self.role_permissions.get(request.method)
+        # HEAD runs the GET handler, so it needs what GET needs.
+        method = "GET" if request.method == "HEAD" else request.method
+        permission_class = self.role_permissions.get(method)
         if permission_class is not None:
             permission = permission_class()
             if not permission.has_permission(request, self):

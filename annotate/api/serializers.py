@@ -7,7 +7,18 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from rest_framework import serializers
 
-from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Skip
+from annotate import exporters, importers
+from annotate.models import (
+    Annotation,
+    Assignment,
+    ExportJob,
+    ImportJob,
+    Item,
+    Label,
+    Membership,
+    Project,
+    Skip,
+)
 
 MAX_ITEMS_PER_REQUEST = 10_000
 MAX_EXCLUDED_ITEMS = 100
@@ -236,3 +247,98 @@ class SkipOutput(serializers.ModelSerializer):
     class Meta:
         model = Skip
         fields = ["id", "item", "created_at"]
+
+
+# Import and export -----------------------------------------------------------------------
+
+# Imported here, not at the top, while this section is appended separately; move them up on merge.
+
+
+class ImportInput(serializers.Serializer):
+    file = serializers.ListField(
+        child=serializers.FileField(),
+        allow_empty=False,
+        help_text='One file; several `file` parts only for format "images".',
+    )
+    format = serializers.ChoiceField(
+        choices=importers.FORMATS,
+        required=False,
+        allow_blank=True,
+        help_text="Inferred from the (first) file's name when left out.",
+    )
+    text_column = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    id_column = serializers.CharField(
+        required=False, allow_blank=True, max_length=255, help_text="The external id column or field."
+    )
+    label_column = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=255,
+        help_text="Existing labels, imported as counted annotations by the user source:<label_source>.",
+    )
+    prediction_column = serializers.CharField(
+        required=False, allow_blank=True, max_length=255, help_text="Proposals shown to annotators."
+    )
+    label_source = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+    def validate(self, data: dict) -> dict:
+        files = data["file"]
+        if not data.get("format"):
+            data["format"] = importers.import_format_for(files[0].name)
+            if data["format"] is None:
+                raise serializers.ValidationError(
+                    {
+                        "format": f"cannot tell the format from the name {files[0].name!r};"
+                        f" give one of: {', '.join(importers.FORMATS)}"
+                    }
+                )
+        if data["format"] != "images" and len(files) > 1:
+            raise serializers.ValidationError(
+                {"file": 'only the format "images" takes several files; send a zip or one file'}
+            )
+        return data
+
+    def options(self) -> dict:
+        """The column options given, blank ones left out (the importer's defaults apply)."""
+        return {
+            name: self.validated_data[name]
+            for name in importers.OPTION_NAMES
+            if self.validated_data.get(name)
+        }
+
+
+class ImportJobOutput(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportJob
+        fields = ["id", "status", "progress", "rows_done", "rows_total", "items_created", "error", "url"]
+        read_only_fields = fields
+
+    def get_url(self, job: ImportJob) -> str:
+        return reverse("api:import-detail", kwargs={"project_id": job.project_id, "job_id": job.pk})
+
+
+class ExportInput(serializers.Serializer):
+    format = serializers.ChoiceField(choices=exporters.FORMATS, default="json")
+    labeled_only = serializers.BooleanField(
+        default=False, help_text="Only items with at least one annotation."
+    )
+
+
+class ExportJobOutput(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField(help_text="Null until the job has succeeded.")
+
+    class Meta:
+        model = ExportJob
+        fields = ["id", "status", "progress", "items_written", "error", "url", "download_url"]
+        read_only_fields = fields
+
+    def get_url(self, job: ExportJob) -> str:
+        return reverse("api:export-detail", kwargs={"project_id": job.project_id, "job_id": job.pk})
+
+    def get_download_url(self, job: ExportJob) -> str | None:
+        if job.status != ExportJob.Status.SUCCEEDED or not job.file:
+            return None
+        return reverse("api:export-download", kwargs={"project_id": job.project_id, "job_id": job.pk})

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotate.api import views
+from annotate.api import imports, views
 
 app_name = "api"
 
@@ -22,4 +22,14 @@ urlpatterns = [
     path(f"{project}annotations/", views.AnnotationListApi.as_view(), name="annotation-list"),
     path(f"{project}submit-and-next/", views.SubmitAndNextApi.as_view(), name="submit-and-next"),
     path(f"{project}skip/", views.SkipApi.as_view(), name="skip"),
+    path(f"{project}imports/", imports.ImportListApi.as_view(), name="import-list"),
+    path(f"{project}imports/<int:job_id>/", imports.ImportDetailApi.as_view(), name="import-detail"),
+    path(f"{project}export/", imports.ExportApi.as_view(), name="export"),
+    path(f"{project}exports/", imports.ExportListApi.as_view(), name="export-list"),
+    path(f"{project}exports/<int:job_id>/", imports.ExportDetailApi.as_view(), name="export-detail"),
+    path(
+        f"{project}exports/<int:job_id>/download/",
+        imports.ExportDownloadApi.as_view(),
+        name="export-download",
+    ),
 ]
