@@ -42,21 +42,21 @@ _MANAGED_IDS = "_labelloop_managed_project_ids"
 _REFUSALS = "_labelloop_admin_refusals"
 
 
-def _managed_project_ids(request) -> frozenset[int]:
+def managed_project_ids(request) -> frozenset[int]:
     if not hasattr(request, _MANAGED_IDS):
         ids = project_list_managed_by(user=request.user).values_list("id", flat=True)
         setattr(request, _MANAGED_IDS, frozenset(ids))
     return getattr(request, _MANAGED_IDS)
 
 
-def _may_manage(request, project_id: int | None) -> bool:
+def may_manage(request, project_id: int | None) -> bool:
     """Whether the admin user may manage the project; with None, whether they manage any."""
     user = request.user
     if not (user.is_active and user.is_staff):
         return False
     if user.is_superuser:
         return True
-    managed = _managed_project_ids(request)
+    managed = managed_project_ids(request)
     return bool(managed) if project_id is None else project_id in managed
 
 
@@ -98,7 +98,7 @@ class _ProjectInline(admin.TabularInline):
     extra = 0
 
     def _may(self, request, obj) -> bool:
-        return _may_manage(request, obj.pk if obj is not None else None)
+        return may_manage(request, obj.pk if obj is not None else None)
 
     def has_view_permission(self, request, obj=None):
         return self._may(request, obj)
@@ -148,6 +148,23 @@ class ProjectAdmin(admin.ModelAdmin):
     ordering = ("id",)
     fields = (*PROJECT_FIELDS, "created_by", "created_at")
     inlines = (LabelInline, MembershipInline)
+    actions = ["retrain_now"]
+
+    @admin.action(description="Retrain now")
+    def retrain_now(self, request, queryset):
+        # The admin is the web layer: it may call into training (annotate's domain never does).
+        from training.services import training_run_request
+
+        for project in queryset:
+            run, created = training_run_request(project=project, trigger="admin", requested_by=request.user)
+            if created:
+                self.message_user(request, f"{project}: training run {run.pk} queued.")
+            else:
+                self.message_user(
+                    request,
+                    f"{project}: a run is already {run.status} (run {run.pk}); this request joins it.",
+                    messages.WARNING,
+                )
 
     def get_queryset(self, request):
         managed = project_list_managed_by(user=request.user)
@@ -170,19 +187,19 @@ class ProjectAdmin(admin.ModelAdmin):
         return obj.item_count
 
     def has_module_permission(self, request):
-        return _may_manage(request, None)
+        return may_manage(request, None)
 
     def has_view_permission(self, request, obj=None):
-        return _may_manage(request, obj.pk if obj is not None else None)
+        return may_manage(request, obj.pk if obj is not None else None)
 
     def has_change_permission(self, request, obj=None):
-        return _may_manage(request, obj.pk if obj is not None else None)
+        return may_manage(request, obj.pk if obj is not None else None)
 
     def has_delete_permission(self, request, obj=None):
-        return _may_manage(request, obj.pk if obj is not None else None)
+        return may_manage(request, obj.pk if obj is not None else None)
 
     def has_add_permission(self, request):
-        return _may_manage(request, None)
+        return may_manage(request, None)
 
     def save_model(self, request, obj, form, change):
         fields = {name: form.cleaned_data[name] for name in PROJECT_FIELDS if name in form.cleaned_data}
@@ -304,7 +321,7 @@ class AnnotationInline(admin.TabularInline):
     show_change_link = False
 
     def has_view_permission(self, request, obj=None):
-        return _may_manage(request, obj.project_id if obj is not None else None)
+        return may_manage(request, obj.project_id if obj is not None else None)
 
     def has_add_permission(self, request, obj):
         return False
@@ -368,19 +385,19 @@ class ItemAdmin(admin.ModelAdmin):
         return obj.text if len(obj.text) <= 60 else obj.text[:59] + "…"
 
     def has_module_permission(self, request):
-        return _may_manage(request, None)
+        return may_manage(request, None)
 
     def has_view_permission(self, request, obj=None):
-        return _may_manage(request, obj.project_id if obj is not None else None)
+        return may_manage(request, obj.project_id if obj is not None else None)
 
     def has_change_permission(self, request, obj=None):
-        return _may_manage(request, obj.project_id if obj is not None else None)
+        return may_manage(request, obj.project_id if obj is not None else None)
 
     def has_delete_permission(self, request, obj=None):
-        return _may_manage(request, obj.project_id if obj is not None else None)
+        return may_manage(request, obj.project_id if obj is not None else None)
 
     def has_add_permission(self, request):
-        return _may_manage(request, None)
+        return may_manage(request, None)
 
     def save_model(self, request, obj, form, change):
         if not change:

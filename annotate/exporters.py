@@ -86,6 +86,7 @@ _ANNOTATION_FIELDS = (
     "source",
     "proposal_value",
     "proposal_model_version_id",
+    "proposal_accepted",
 )
 
 Progress = Callable[[int, int], None]
@@ -214,7 +215,7 @@ def _annotation_record(annotation) -> dict:
         "source": annotation.source,
         "proposal": _proposal(annotation),
         # The model's own definition of "accepted", applied to the row.
-        "proposal_accepted": Annotation.proposal_accepted.fget(annotation),
+        "proposal_accepted": annotation.proposal_accepted,
     }
 
 
@@ -297,7 +298,7 @@ def _csv_rows(item, annotations: list, final: Consensus, *, image_url) -> Iterat
             _csv_text(annotation.source),
             _csv_text(_value_cell(annotation.proposal_value)),
             annotation.proposal_model_version_id,
-            _csv_bool(Annotation.proposal_accepted.fget(annotation)),
+            _csv_bool(annotation.proposal_accepted),
         ]
 
 

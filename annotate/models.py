@@ -241,6 +241,8 @@ class Annotation(models.Model):
     # The proposal shown, as plain data: annotate never depends on training.
     proposal_value = models.JSONField(null=True, blank=True)
     proposal_model_version_id = models.BigIntegerField(null=True, blank=True)
+    # Whether the annotator kept the proposal as it was shown; None when none was shown.
+    proposal_accepted = models.BooleanField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -254,12 +256,6 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"annotation {self.pk} of item {self.item_id} by {self.annotator_id}"
-
-    @property
-    def proposal_accepted(self) -> bool | None:
-        if self.proposal_value is None:
-            return None
-        return self.proposal_value == self.value
 
 
 class Skip(models.Model):

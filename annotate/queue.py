@@ -217,6 +217,7 @@ def annotation_submit(
             counted=counted,
             proposal_value=proposal_value,
             proposal_model_version_id=proposal_model_version_id,
+            proposal_accepted=None if proposal_value is None else proposal_value == clean_value,
         )
         if open_lease:
             Assignment.objects.filter(pk=assignment.pk).update(

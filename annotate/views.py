@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 from annotate import exporters, importers
 from annotate.models import ExportJob, ImportJob, Item, Membership, Project
 from annotate.projects import membership_get, membership_list, project_list_for_user, project_progress
+from training.services import model_version_list, proposal_acceptance, training_run_list
 
 
 def _membership_or_404(request: HttpRequest, project_id: int, *, manage: bool = False) -> Membership:
@@ -36,9 +37,16 @@ def home(request: HttpRequest) -> HttpResponse:
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = _membership_or_404(request, project_id)
     project = membership.project
+    versions = list(model_version_list(project=project)[:20]) if membership.can_review else []
+    acceptance = proposal_acceptance(project=project) if versions else {}
+    for version in versions:
+        version.acceptance = acceptance.get(version.pk)
     context = {
         "project": project,
         "membership": membership,
+        "versions": versions,
+        "active_version": next((v for v in versions if v.is_active), None),
+        "run": training_run_list(project=project).first() if membership.can_manage else None,
         "progress": project_progress(project=project, user=request.user),
         "members": membership_list(project=project) if membership.can_review else None,
         "labels": project.labels.all(),

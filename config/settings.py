@@ -96,28 +96,40 @@ TEMPLATES = [
 ]
 
 # Databases ------------------------------------------------------------------------------
+
+
+def _sqlite(path: Path | str, test_name: str | None = None) -> dict:
+    # The web server and the worker share this file: WAL lets readers run beside the writer,
+    # the timeout waits for the lock instead of failing with "database is locked", and
+    # IMMEDIATE takes the write lock at BEGIN so the queue's pick-and-lease is serialised.
+    config = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+    if test_name:
+        config["TEST"] = {"NAME": test_name}
+    return config
+
+
 if PRODUCTION:
     DATABASES = {"default": env.db_url_config(_required("DATABASE_URL"))}
+elif env.str("DATABASE_URL", default="").startswith("sqlite"):
+    # A SQLite file named by URL (a test's worker process, say) gets the same options.
+    DATABASES = {"default": _sqlite(env.db("DATABASE_URL")["NAME"])}
 elif env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db("DATABASE_URL")}
 else:
+    # Tests use a file too: threads and worker processes must see one database with real
+    # locking. One file per pytest process, so two runs side by side don't share it.
     DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "labelloop.sqlite3",
-            # The web server and the worker share this file: WAL lets readers run beside
-            # the writer, the timeout waits for the lock instead of failing with
-            # "database is locked", and IMMEDIATE takes the write lock at BEGIN so the
-            # queue's pick-and-lease is serialised.
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-            # Tests use a file too: threads must see one database with real locking. One file
-            # per pytest process, so two runs side by side don't share it.
-            "TEST": {"NAME": str(VAR_DIR / f"test-labelloop-{os.getpid()}.sqlite3")},
-        }
+        "default": _sqlite(
+            VAR_DIR / "labelloop.sqlite3", test_name=str(VAR_DIR / f"test-labelloop-{os.getpid()}.sqlite3")
+        )
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
@@ -181,6 +193,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status" with their own choices: name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "annotate.models.ImportJob.Status",
+        "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
+    },
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
@@ -196,6 +213,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith("redis"):
@@ -207,6 +225,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Training runs on its own queue, consumed by a worker with concurrency 1.
+CELERY_TASK_ROUTES = {"training.tasks.training_run_execute": {"queue": "training"}}
+CELERY_BEAT_SCHEDULE = {
+    "training-runs-sweep": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # LabelLoop ------------------------------------------------------------------------------
 LABELLOOP_MAX_LEASES_PER_ANNOTATOR = 2
@@ -214,6 +238,10 @@ LABELLOOP_MAX_LEASES_PER_ANNOTATOR = 2
 LABELLOOP_MAX_IMAGE_PIXELS = env.int("LABELLOOP_MAX_IMAGE_PIXELS", default=50_000_000)
 # Exports of projects with more items than this run as a task writing a file to download.
 LABELLOOP_EXPORT_STREAM_MAX_ITEMS = env.int("LABELLOOP_EXPORT_STREAM_MAX_ITEMS", default=50_000)
+# Training runs write a heartbeat this often; the sweeper fails runs silent for longer than
+# LABELLOOP_RUN_STALE_SECONDS ("worker lost").
+LABELLOOP_RUN_HEARTBEAT_SECONDS = env.float("LABELLOOP_RUN_HEARTBEAT_SECONDS", default=15)
+LABELLOOP_RUN_STALE_SECONDS = env.float("LABELLOOP_RUN_STALE_SECONDS", default=120)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000

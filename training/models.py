@@ -93,3 +93,62 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.value} for item {self.item_id} (v{self.model_version_id})"
+
+
+class TrainingRun(models.Model):
+    """One request to retrain a project: queued → running → succeeded | failed | cancelled."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(
+        max_length=100, help_text="What asked for it: admin, project page, api, auto …"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="0–100")
+    phase = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    dataset_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Labeled items it trained on."
+    )
+    items_scored = models.PositiveIntegerField(default=0)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    # The newest annotation when it was requested: "every N new labels" counts from here.
+    last_annotation_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["queued", "running"]),
+                name="training_run_one_open_per_project",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="training_run_heartbeat_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.project} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotate.api import imports, views
+from annotate.api import imports, training, views
 
 app_name = "api"
 
@@ -23,6 +23,18 @@ urlpatterns = [
     path(f"{project}submit-and-next/", views.SubmitAndNextApi.as_view(), name="submit-and-next"),
     path(f"{project}skip/", views.SkipApi.as_view(), name="skip"),
     path(f"{project}imports/", imports.ImportListApi.as_view(), name="import-list"),
+    path(f"{project}training-runs/", training.TrainingRunListApi.as_view(), name="training-run-list"),
+    path(
+        f"{project}training-runs/<int:run_id>/",
+        training.TrainingRunDetailApi.as_view(),
+        name="training-run-detail",
+    ),
+    path(
+        f"{project}training-runs/<int:run_id>/cancel/",
+        training.TrainingRunCancelApi.as_view(),
+        name="training-run-cancel",
+    ),
+    path(f"{project}model-versions/", training.ModelVersionListApi.as_view(), name="model-version-list"),
     path(f"{project}imports/<int:job_id>/", imports.ImportDetailApi.as_view(), name="import-detail"),
     path(f"{project}export/", imports.ExportApi.as_view(), name="export"),
     path(f"{project}exports/", imports.ExportListApi.as_view(), name="export-list"),

@@ -35,6 +35,7 @@ from annotate.projects import (
     project_list_for_user,
     project_update,
 )
+from training.services import proposal_for, training_auto_request
 
 NOT_FOUND = OpenApiResponse(s.ErrorOutput, description="Not a member of the project, or no such object.")
 FORBIDDEN = OpenApiResponse(s.ErrorOutput, description="A member whose role may not do this.")
@@ -57,12 +58,14 @@ def _found(obj):
 def _next_data(lease: queue.Lease | None) -> dict | None:
     if lease is None:
         return None
+    # Shown, not saved: the active model's proposal takes the place of one imported with the item.
+    lease.item.proposal = proposal_for(item=lease.item)
     return s.NextOutput({"assignment": lease.assignment, "item": lease.item}).data
 
 
 def _submit(request, project: Project, data: dict) -> Annotation:
     proposal = data["proposal"] or {}
-    return queue.annotation_submit(
+    annotation = queue.annotation_submit(
         project=project,
         item_id=data["item"],
         annotator=request.user,
@@ -71,6 +74,8 @@ def _submit(request, project: Project, data: dict) -> Annotation:
         proposal_value=proposal.get("value"),
         proposal_model_version_id=proposal.get("model_version"),
     )
+    training_auto_request(project=project)
+    return annotation
 
 
 class Api(APIView):

@@ -215,8 +215,9 @@ def test_lead_sees_the_labelloop_models_on_the_index(lead_client):
 
     assert response.status_code == 200
     assert "LabelLoop admin" in response.text
-    [app] = response.context["app_list"]
-    assert {model["object_name"] for model in app["models"]} == {"Project", "Item"}
+    apps = response.context["app_list"]
+    models = {(app["app_label"], m["object_name"]) for app in apps for m in app["models"]}
+    assert models == {("annotate", "Project"), ("annotate", "Item"), ("training", "ModelVersion")}
 
 
 def test_lead_of_one_project_never_gets_another_projects_data_from_any_admin_url(
@@ -385,6 +386,9 @@ def test_creating_a_project_in_the_admin_makes_the_creator_a_manager(lead_client
         "task_type": Project.TaskType.TEXT_CLASSIFICATION,
         "overlap": 2,
         "lease_seconds": 600,
+        "training_min_labels": 10,
+        "retrain_every": 0,
+        "sampling_strategy": "margin",
         "labels-TOTAL_FORMS": 1,
         "labels-INITIAL_FORMS": 0,
         "labels-0-name": "spam",

@@ -130,3 +130,37 @@ def test_text_containing_a_script_tag_shows_as_text(page, live_server):
     assert page.locator("[data-item-text] script, [data-item-text] b, [data-item-text] img").count() == 0
     assert page.evaluate("window.__pwned === undefined")
     screenshot(page, "labeling-script-as-text")
+
+
+def test_the_labeling_page_shows_the_models_proposal_and_records_whether_it_was_accepted(page, live_server):
+    from tests.training.test_model_version_train import _reviews_project
+    from training.services import model_version_train, prediction_pool_score
+
+    project = _reviews_project(n=120)
+    annotator = UserFactory(username="proposals")
+    project.memberships.create(user=annotator, role="annotator")
+    more = rotten_tomatoes_reviews()[120:140]
+    rows = "".join(json.dumps({"id": f"pool-{i}", "text": r.text}) + "\n" for i, r in enumerate(more))
+    importers.import_jsonl(project=project, file=io.BytesIO(rows.encode()), filename="pool.jsonl")
+    version = model_version_train(project=project)
+    prediction_pool_score(version=version)
+
+    log_in(page, live_server, "proposals", PASSWORD)
+    _open_labeling(page, live_server, project)
+    proposal = page.inner_text("[data-proposal]")
+    assert proposal.startswith("Proposed: ") and "confident). Enter accepts." in proposal
+    proposed = proposal.removeprefix("Proposed: ").split(" (")[0]
+    assert page.get_attribute(f"[data-label={proposed}]", "aria-pressed") == "true"
+    screenshot(page, "labeling-proposal")
+    accepted_item = _shown_item_id(page)
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId !== '{accepted_item}'")
+    changed_item = _shown_item_id(page)
+    shown = page.inner_text("[data-proposal]").removeprefix("Proposed: ").split(" (")[0]
+    page.keyboard.press("2" if shown == "fresh" else "1")  # the other label
+    _wait_for_saved(page, 2)
+    accepted = Annotation.objects.get(item_id=accepted_item)
+    changed = Annotation.objects.get(item_id=changed_item)
+    assert (accepted.proposal_model_version_id, accepted.proposal_accepted) == (version.pk, True)
+    assert accepted.value == {"choices": [proposed]}
+    assert (changed.proposal_model_version_id, changed.proposal_accepted) == (version.pk, False)

@@ -1,0 +1,80 @@
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from tests.factories import UserFactory, make_project
+from tests.training.test_model_version_train import _reviews_project
+from training.models import ModelVersion
+from training.services import model_version_train
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def trained():
+    project = _reviews_project(n=150)
+    first = model_version_train(project=project)
+    second = model_version_train(project=project, seed=1)
+    return project, first, second
+
+
+def test_the_lead_project_page_shows_metrics_confusion_matrix_and_history(client, trained):
+    project, first, second = trained
+    client.force_login(project.memberships.get(role="manager").user)
+    response = client.get(reverse("annotate:project", args=[project.pk]))
+    assert response.status_code == 200
+    assert f"Active: <strong>v{second.number}</strong>" in response.text
+    assert "Confusion matrix" in response.text and "Learning curve" in response.text
+    assert f"{second.metrics['accuracy']:.3f}" in response.text
+    assert response.text.count("<tr><td>v") == 2
+
+
+def test_an_annotator_sees_no_model_section(client, trained):
+    project, *_ = trained
+    annotator = UserFactory()
+    project.memberships.create(user=annotator, role="annotator")
+    client.force_login(annotator)
+    assert 'id="model"' not in client.get(reverse("annotate:project", args=[project.pk])).text
+
+
+def test_activate_this_version_in_the_admin_rolls_back(client, trained):
+    project, first, second = trained
+    lead = project.memberships.get(role="manager").user
+    lead.is_staff = True
+    lead.save()
+    client.force_login(lead)
+    response = client.post(
+        reverse("admin:training_modelversion_changelist"),
+        {"action": "activate", "_selected_action": [first.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.is_active and not second.is_active
+
+
+def test_a_lead_sees_only_their_projects_versions_in_the_admin(client, trained):
+    project, first, _ = trained
+    other_lead = UserFactory(is_staff=True)
+    make_project(name="Other", members=[(other_lead, "manager")])
+    client.force_login(other_lead)
+    response = client.get(reverse("admin:training_modelversion_changelist"))
+    assert response.status_code == 200 and project.name not in response.text
+    response = client.get(reverse("admin:training_modelversion_change", args=[first.pk]))
+    assert project.name not in response.text
+
+
+def test_the_train_command_trains_and_reports_accuracy(capsys):
+    project = _reviews_project(n=120)
+    call_command("train", project.pk)
+    out = capsys.readouterr().out
+    assert "v1 (text_logreg) accuracy" in out
+    assert ModelVersion.objects.filter(project=project, is_active=True).exists()
+
+
+def test_the_train_command_says_when_there_are_not_enough_labels(capsys):
+    project = make_project(items=2)
+    with pytest.raises(CommandError, match="could not be trained yet"):
+        call_command("train", project.pk)
+    assert "not enough labels yet" in capsys.readouterr().err

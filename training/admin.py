@@ -1,0 +1,144 @@
+"""Model versions in the admin: their metrics and pictures, and "Activate this version" to roll back.
+
+Scoped like the annotate admin: a lead sees only the versions of projects they manage.
+"""
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from annotate.admin import ManagedProjectFilter, may_manage
+from annotate.projects import project_list_managed_by
+from training.models import ModelVersion, TrainingRun
+from training.services import model_version_activate, training_run_cancel
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "project",
+        "backend",
+        "accuracy_shown",
+        "training_labels",
+        "created_at",
+        "is_active",
+    )
+    list_filter = (("project", ManagedProjectFilter), "is_active", "backend")
+    list_select_related = ("project",)
+    ordering = ("project_id", "-number")
+    actions = ["activate"]
+    fields = (
+        "project", "number", "backend", "is_active", "created_at", "created_by", "summary", "confusion",
+        "learning_curve", "params", "timings", "artifact_path",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        managed = project_list_managed_by(user=request.user)
+        return super().get_queryset(request).filter(project__in=managed.values("pk"))
+
+    @admin.display(description="accuracy")
+    def accuracy_shown(self, obj: ModelVersion) -> str:
+        return f"{obj.metrics.get('accuracy', 0):.3f}"
+
+    @admin.display(description="training labels")
+    def training_labels(self, obj: ModelVersion) -> int:
+        return obj.metrics.get("n_train", 0)
+
+    @admin.display(description="metrics")
+    def summary(self, obj: ModelVersion) -> str:
+        m = obj.metrics
+        low, high = m.get("accuracy_ci", [0, 0])
+        return format_html(
+            "accuracy {} (95% CI {}–{}), macro-F1 {}, {} training / {} validation labels",
+            f"{m.get('accuracy', 0):.3f}", f"{low:.3f}", f"{high:.3f}", f"{m.get('macro_f1', 0):.3f}",
+            m.get("n_train", 0), m.get("n_validation", 0),
+        )  # fmt: skip
+
+    # The SVGs are drawn by training/pictures.py, which escapes every label.
+    @admin.display(description="confusion matrix")
+    def confusion(self, obj: ModelVersion) -> str:
+        return (
+            mark_safe(f'<div style="max-width:40rem">{obj.confusion_svg}</div>') if obj.confusion_svg else "—"
+        )
+
+    @admin.display(description="learning curve")
+    def learning_curve(self, obj: ModelVersion) -> str:
+        return mark_safe(f'<div style="max-width:40rem">{obj.learning_curve_svg}</div>')
+
+    @admin.action(description="Activate this version")
+    def activate(self, request, queryset):
+        chosen = list(queryset)
+        if len({v.project_id for v in chosen}) != len(chosen):
+            self.message_user(request, "Choose at most one version per project.", messages.ERROR)
+            return
+        for version in chosen:
+            model_version_activate(version=version)
+            self.message_user(request, f"{version} is now the active model of {version.project}.")
+
+    def has_module_permission(self, request):
+        return may_manage(request, None)
+
+    def has_view_permission(self, request, obj=None):
+        return may_manage(request, obj.project_id if obj is not None else None)
+
+    def has_change_permission(self, request, obj=None):
+        # Only the action changes a version; the form itself is read-only.
+        return may_manage(request, obj.project_id if obj is not None else None)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "project",
+        "status",
+        "phase",
+        "progress",
+        "trigger",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = (("project", ManagedProjectFilter), "status")
+    list_select_related = ("project",)
+    actions = ["cancel"]
+    fields = (
+        "project", "status", "phase", "progress", "trigger", "requested_by", "created_at", "started_at",
+        "heartbeat_at", "finished_at", "dataset_size", "items_scored", "model_version", "error",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        managed = project_list_managed_by(user=request.user)
+        return super().get_queryset(request).filter(project__in=managed.values("pk"))
+
+    @admin.action(description="Cancel the run")
+    def cancel(self, request, queryset):
+        for run in queryset:
+            if not run.is_open:
+                self.message_user(request, f"{run} has already ended.", messages.WARNING)
+                continue
+            run = training_run_cancel(run=run)
+            self.message_user(request, f"{run}: cancelled" if not run.is_open else f"{run}: stopping…")
+
+    def has_module_permission(self, request):
+        return may_manage(request, None)
+
+    def has_view_permission(self, request, obj=None):
+        return may_manage(request, obj.project_id if obj is not None else None)
+
+    def has_change_permission(self, request, obj=None):
+        return may_manage(request, obj.project_id if obj is not None else None)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

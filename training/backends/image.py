@@ -1,0 +1,262 @@
+"""Image classification: a small convolutional network in PyTorch, trained from scratch (no torchvision).
+
+Input is a float32 array (n, C, H, W) in [0, 1], e.g. from `images_to_array`. Three blocks of
+conv-batchnorm-relu-maxpool, then dropout and one linear layer. AdamW with a one-cycle learning rate over
+a number of epochs that grows as the data set shrinks, random shifts of a few pixels as augmentation;
+everything seeded. torch is imported inside the functions that need it, so importing this module
+(and the web process) stays light. The worker, not this module, sets torch's thread counts.
+"""
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from training.backends.artifacts import atomic_write
+from training.backends.base import Backend
+
+WEIGHTS = "weights.pt"
+
+
+def images_to_array(images: Sequence, size: int = 32, *, rgb: bool = False) -> np.ndarray:
+    """PIL images as float32 (n, 1 or 3, size, size) in [0, 1]: grayscale unless `rgb`, resized bilinearly.
+
+    Transparent pixels are laid on white first, so a PNG with alpha reads as it looks in the browser.
+    The aspect ratio is not kept: every image is stretched to a square, as the network expects.
+    """
+    from PIL import Image
+
+    mode = "RGB" if rgb else "L"
+    out = np.empty((len(images), 3 if rgb else 1, size, size), dtype=np.float32)
+    for i, image in enumerate(images):
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image.alpha_composite(rgba)
+        image = image.convert(mode)
+        if image.size != (size, size):
+            # Pillow's BILINEAR widens its filter when shrinking, so a downscale averages, not aliases.
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32)
+        out[i] = (pixels[None] if not rgb else pixels.transpose(2, 0, 1)) / 255.0
+    return out
+
+
+def _build_network(in_channels: int, n_classes: int, channels: Sequence[int], dropout: float):
+    """The network as an nn.Sequential; per-channel input mean and std live in its first module's buffers."""
+    import torch
+    from torch import nn
+
+    class Standardize(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.zeros(1, c, 1, 1))
+            self.register_buffer("std", torch.ones(1, c, 1, 1))
+
+        def forward(self, x):
+            return (x - self.mean) / self.std
+
+    layers: list[nn.Module] = [Standardize(in_channels)]
+    previous = in_channels
+    for width in channels:
+        layers += [
+            nn.Conv2d(previous, width, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ]
+        previous = width
+    layers += [
+        # A fixed 4x4 grid keeps the linear layer independent of the input size (32 px is 4x4 as is).
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(previous * 16, n_classes),
+    ]
+    return nn.Sequential(*layers)
+
+
+class ImageCNNBackend(Backend):
+    """A small CNN; softmax with cross-entropy for single-label, sigmoids with BCE for multi-label."""
+
+    name = "image_cnn"
+    default_params = {
+        "channels": [16, 32, 64],
+        "dropout": 0.25,
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 64,
+        # None: enough epochs for about `target_steps` optimiser steps, within [min_epochs, max_epochs].
+        "epochs": None,
+        "target_steps": 250,
+        "min_epochs": 3,
+        "max_epochs": 60,
+        "shift": 2,  # augmentation: random shift of up to this many pixels each way; 0 turns it off
+        "device": None,  # None: "cuda" when available, else "cpu"
+        "predict_batch_size": 512,
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._params["channels"] = [int(c) for c in self._params["channels"]]
+        self.input_shape: tuple[int, int, int] | None = None
+        self.network = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.network is not None
+
+    @property
+    def device(self) -> str:
+        """The torch device this model trains and predicts on."""
+        import torch
+
+        return self._params["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def epochs_for(self, n: int) -> int:
+        """Epochs for n samples: `epochs` when set, else enough for about `target_steps` optimiser steps."""
+        p = self._params
+        if p["epochs"] is not None:
+            return max(1, int(p["epochs"]))
+        steps_per_epoch = math.ceil(n / p["batch_size"])
+        return int(min(p["max_epochs"], max(p["min_epochs"], math.ceil(p["target_steps"] / steps_per_epoch))))
+
+    def fit(
+        self, X: np.ndarray, Y: np.ndarray, *, classes: list[str], multi_label: bool, seed: int = 0
+    ) -> dict:
+        import torch
+        from torch import nn
+
+        started = time.perf_counter()
+        self.network = None  # a fit that fails leaves no half-fitted model behind
+        X = self._check_images(X, fitted=False)
+        Y = self._set_targets(Y, classes=classes, multi_label=multi_label, n=len(X))
+        p = self._params
+        device = torch.device(self.device)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+
+        self.input_shape = tuple(int(s) for s in X.shape[1:])
+        network = _build_network(X.shape[1], len(self.classes), p["channels"], p["dropout"])
+        mean, std = _channel_stats(X)
+        network[0].mean.copy_(torch.from_numpy(mean).view(1, -1, 1, 1))
+        network[0].std.copy_(torch.from_numpy(std).view(1, -1, 1, 1))
+        network.to(device)
+
+        n, batch_size = len(X), int(p["batch_size"])
+        epochs = self.epochs_for(n)
+        steps = epochs * math.ceil(n / batch_size)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=p["lr"], total_steps=steps)
+        loss_fn = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
+        targets = torch.from_numpy(Y.astype(np.float32) if multi_label else Y)
+
+        network.train()
+        epoch_loss = float("nan")
+        for _ in range(epochs):
+            order = rng.permutation(n)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                batch = torch.from_numpy(X[index]).to(device)
+                if p["shift"]:
+                    batch = _random_shift(batch, int(p["shift"]), rng)
+                loss = loss_fn(network(batch), targets[index].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(index)
+            epoch_loss = total / n
+        network.eval()
+        self.network = network
+        self.fit_info = {
+            "n_samples": int(n),
+            "epochs": int(epochs),
+            "steps": int(steps),
+            "train_loss": round(epoch_loss, 6) if math.isfinite(epoch_loss) else None,
+            "device": str(device),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        return dict(self.fit_info)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        self._require_fitted()
+        X = self._check_images(X, fitted=True)
+        device = torch.device(self.device)
+        network = self.network.to(device).eval()
+        out = np.empty((len(X), len(self.classes)), dtype=np.float64)
+        chunk = int(self._params["predict_batch_size"])
+        with torch.inference_mode():
+            for start in range(0, len(X), chunk):
+                # Only one chunk is ever on the device, so memory stays bounded however many items are scored.
+                logits = network(torch.from_numpy(np.ascontiguousarray(X[start : start + chunk])).to(device))
+                proba = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits.double(), dim=1)
+                out[start : start + chunk] = proba.double().cpu().numpy()
+        return out
+
+    def save(self, directory: Path) -> list[str]:
+        import torch
+
+        self._require_fitted()
+        directory = Path(directory)
+        state = {key: value.detach().cpu() for key, value in self.network.state_dict().items()}
+        atomic_write(directory / WEIGHTS, lambda fh: torch.save(state, fh))
+        return self._write_manifest(directory, [WEIGHTS], input_shape=list(self.input_shape))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        import torch
+
+        backend, manifest = cls._read_manifest(directory)
+        backend.input_shape = tuple(int(s) for s in manifest["input_shape"])
+        network = _build_network(
+            backend.input_shape[0],
+            len(backend.classes),
+            backend._params["channels"],
+            backend._params["dropout"],
+        )
+        with open(Path(directory) / WEIGHTS, "rb") as fh:
+            state = torch.load(fh, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+        backend.network = network.to(torch.device(backend.device)).eval()
+        return backend
+
+    def _check_images(self, X: np.ndarray, *, fitted: bool) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 3:  # (n, H, W): one channel
+            X = X[:, None]
+        if X.ndim != 4:
+            raise ValueError(f"images must have shape (n, C, H, W), not {X.shape}")
+        if fitted and tuple(X.shape[1:]) != self.input_shape:
+            raise ValueError(f"images have shape {X.shape[1:]}, the model was trained on {self.input_shape}")
+        return X
+
+
+def _channel_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std over a sample of at most 4,096 images (enough, and bounded)."""
+    sample = X[:: max(1, len(X) // 4096)]
+    mean = sample.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = sample.std(axis=(0, 2, 3), dtype=np.float64)
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def _random_shift(batch, shift: int, rng: np.random.Generator):
+    """Move each image by up to `shift` pixels in each direction, repeating the edge pixels into the gap."""
+    import torch
+    import torch.nn.functional as F
+
+    b, _, h, w = batch.shape
+    padded = F.pad(batch, (shift, shift, shift, shift), mode="replicate")
+    offsets = torch.from_numpy(rng.integers(0, 2 * shift + 1, size=(b, 2))).to(batch.device)
+    rows = offsets[:, :1] + torch.arange(h, device=batch.device)  # (b, h)
+    cols = offsets[:, 1:] + torch.arange(w, device=batch.device)  # (b, w)
+    picked = padded[
+        torch.arange(b, device=batch.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]
+    ]
+    return picked.permute(0, 3, 1, 2).contiguous()  # advanced indexing put the channel axis last

@@ -1,0 +1,71 @@
+"""Model inputs for items, computed once per item and cached under MEDIA_ROOT/training/.
+
+Text: hashed n-gram features (stateless, so a cached row never goes stale); a retrain featurizes
+only the items it has not seen and refits the classifier. Images: the stored file read by
+Pillow, resized to the network's size, cached as uint8.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from annotate.models import Item, Project
+
+IMAGE_SIZE = 32
+
+
+def _cache_dir(project: Project) -> Path:
+    path = Path(settings.MEDIA_ROOT) / "training" / f"project-{project.pk}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def text_features(*, project: Project, item_ids: Sequence[int], featurizer):
+    """The feature rows of `item_ids` (a CSR matrix, in that order), featurizing only uncached items."""
+    from training.backends.text import TextFeatures
+
+    path = _cache_dir(project) / f"text-features-{featurizer.fingerprint[:12]}.npz"
+    cached = TextFeatures.load_npz(path, featurizer) if path.exists() else None
+    known = set(cached.item_ids.tolist()) if cached is not None else set()
+    missing = [i for i in dict.fromkeys(item_ids) if i not in known]
+    if missing:
+        texts = dict(Item.objects.filter(pk__in=missing).values_list("pk", "text"))
+        fresh = TextFeatures.build(missing, [texts[i] for i in missing], featurizer)
+        cached = fresh if cached is None else TextFeatures.concat([cached, fresh])
+        cached.save_npz(path)
+    return cached.rows(list(item_ids))
+
+
+def image_arrays(*, project: Project, item_ids: Sequence[int], size: int = IMAGE_SIZE) -> np.ndarray:
+    """Images of `item_ids` as float32 (n, 1, size, size) in [0, 1], reading only uncached files."""
+    from PIL import Image
+
+    from training.backends.artifacts import atomic_write_npz, read_npz
+    from training.backends.image import images_to_array
+
+    path = _cache_dir(project) / f"images-{size}.npz"
+    ids = np.asarray([], dtype=np.int64)
+    pixels = np.zeros((0, 1, size, size), dtype=np.uint8)
+    if path.exists():
+        arrays = read_npz(path)
+        ids, pixels = arrays["item_ids"], arrays["pixels"]
+    known = set(ids.tolist())
+    missing = [i for i in dict.fromkeys(item_ids) if i not in known]
+    if missing:
+        files = dict(Item.objects.filter(pk__in=missing).values_list("pk", "image"))
+        loaded = []
+        for item_id in missing:
+            with (
+                Item._meta.get_field("image").storage.open(files[item_id], "rb") as fh,
+                Image.open(fh) as image,
+            ):
+                image.load()
+                loaded.append(image)
+        new = np.round(images_to_array(loaded, size=size) * 255).astype(np.uint8)
+        ids = np.concatenate([ids, np.asarray(missing, dtype=np.int64)])
+        pixels = np.concatenate([pixels, new])
+        atomic_write_npz(path, item_ids=ids, pixels=pixels)
+    position = {item_id: n for n, item_id in enumerate(ids.tolist())}
+    return pixels[[position[i] for i in item_ids]].astype(np.float32) / 255.0

@@ -1,0 +1,41 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate.demo import DIGITS_PROJECT, REVIEWS_PROJECT
+from annotate.models import Project
+from training.datasets import NotEnoughLabels
+from training.services import model_version_train
+
+
+class Command(BaseCommand):
+    help = "Train, evaluate and activate a model version of each project given (or of both demo projects)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("project_ids", nargs="*", type=int, help="Project ids")
+        parser.add_argument("--demo", action="store_true", help="Train the two demo projects")
+        parser.add_argument("--seed", type=int, default=0)
+
+    def handle(self, *args, project_ids, demo, seed, **options):
+        projects = list(Project.objects.filter(pk__in=project_ids))
+        if demo:
+            projects += list(Project.objects.filter(name__in=[DIGITS_PROJECT, REVIEWS_PROJECT]))
+        if not projects:
+            raise CommandError("name project ids, or --demo")
+        failures = 0
+        for project in projects:
+            self.stdout.write(f"{project.name}: training …")
+            try:
+                version = model_version_train(project=project, seed=seed)
+            except NotEnoughLabels as exc:
+                failures += 1
+                self.stderr.write(f"{project.name}: {exc}")
+                continue
+            m = version.metrics
+            low, high = m["accuracy_ci"]
+            self.stdout.write(
+                f"{project.name}: v{version.number} ({version.backend}) accuracy {m['accuracy']:.3f} "
+                f"(95% CI {low:.3f}–{high:.3f}), macro-F1 {m['macro_f1']:.3f}, "
+                f"{m['n_train']} training / {m['n_validation']} validation labels; "
+                f"seconds: {', '.join(f'{k} {v:.1f}' for k, v in version.timings.items())}"
+            )
+        if failures:
+            raise CommandError(f"{failures} project(s) could not be trained yet")
