@@ -128,6 +128,10 @@ class MemberUpdateInput(serializers.Serializer):
 # Items -----------------------------------------------------------------------------------
 
 
+class ReleaseOutput(serializers.Serializer):
+    released = serializers.IntegerField()
+
+
 class ProposalOutput(serializers.Serializer):
     value = serializers.JSONField()
     score = serializers.FloatField(allow_null=True, required=False)

@@ -22,6 +22,7 @@ urlpatterns = [
     path(f"{project}annotations/", views.AnnotationListApi.as_view(), name="annotation-list"),
     path(f"{project}submit-and-next/", views.SubmitAndNextApi.as_view(), name="submit-and-next"),
     path(f"{project}skip/", views.SkipApi.as_view(), name="skip"),
+    path(f"{project}release/", views.ReleaseApi.as_view(), name="release"),
     path(f"{project}imports/", imports.ImportListApi.as_view(), name="import-list"),
     path(f"{project}training-runs/", training.TrainingRunListApi.as_view(), name="training-run-list"),
     path(

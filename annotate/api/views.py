@@ -11,7 +11,7 @@ from rest_framework import status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -406,3 +406,15 @@ class SkipApi(ProjectApi):
             project=self.project, item_id=data.validated_data["item"], annotator=request.user
         )
         return Response(s.SkipOutput(skip).data, status=status.HTTP_201_CREATED)
+
+
+class ReleaseApi(ProjectApi):
+    # The labeling page sends this with navigator.sendBeacon when it is left, which can only
+    # post a form (the CSRF token travels as the csrfmiddlewaretoken field).
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(tags=["queue"], request=None, responses={200: s.ReleaseOutput, 404: NOT_FOUND})
+    def post(self, request, project_id):
+        """Give back every item you hold in this project (leaving the labeling page)."""
+        released = queue.assignment_release_all(project=self.project, annotator=request.user)
+        return Response(s.ReleaseOutput({"released": released}).data)

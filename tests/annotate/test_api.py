@@ -623,3 +623,23 @@ def test_http_next_and_submit_run_as_many_queries_for_500_items_as_for_5():
     assert small["next"] <= 9, small
     assert small["annotation-list"] <= 9, small
     assert small["submit-and-next"] <= 16, small
+
+
+def test_release_gives_back_every_item_the_annotator_holds_and_is_404_to_non_members():
+    from rest_framework.test import APIClient
+
+    from annotate.models import Assignment
+    from annotate.queue import assignment_next
+    from tests.factories import UserFactory, make_project
+
+    annotator = UserFactory()
+    project = make_project(items=3, members=[(annotator, "annotator")])
+    first = assignment_next(project=project, annotator=annotator).item.pk
+    assignment_next(project=project, annotator=annotator, exclude_item_ids=[first])
+    api = APIClient()
+    api.force_authenticate(UserFactory())
+    assert api.post(f"/api/projects/{project.pk}/release/").status_code == 404
+    api.force_authenticate(annotator)
+    response = api.post(f"/api/projects/{project.pk}/release/")
+    assert response.status_code == 200 and response.json() == {"released": 2}
+    assert not Assignment.objects.filter(project=project, status="open").exists()

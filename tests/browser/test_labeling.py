@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import pytest
 
@@ -164,3 +165,21 @@ def test_the_labeling_page_shows_the_models_proposal_and_records_whether_it_was_
     assert (accepted.proposal_model_version_id, accepted.proposal_accepted) == (version.pk, True)
     assert accepted.value == {"choices": [proposed]}
     assert (changed.proposal_model_version_id, changed.proposal_accepted) == (version.pk, False)
+
+
+def test_leaving_the_labeling_page_gives_the_held_items_back(page, live_server):
+    from annotate.models import Assignment
+
+    annotator = UserFactory(username="leaver")
+    project = make_project(name="Leaving", items=5, members=[(annotator, "annotator")])
+    log_in(page, live_server, "leaver", PASSWORD)
+    _open_labeling(page, live_server, project)
+    deadline = time.monotonic() + 10
+    while Assignment.objects.filter(project=project, status="open").count() < 2:
+        assert time.monotonic() < deadline, "the page did not prefetch a second item"
+        time.sleep(0.1)
+    page.goto(f"{live_server.url}/")
+    deadline = time.monotonic() + 10
+    while Assignment.objects.filter(project=project, status="open").exists():
+        assert time.monotonic() < deadline, "the leases were not given back"
+        time.sleep(0.1)

@@ -130,6 +130,7 @@ export function mountLabeling(root) {
   ]);
   for (const label of config.labels) if (label.hotkey) keymap.set(label.hotkey.toLowerCase(), () => choose(label.name));
   bindHotkeys(document, keymap);
+  window.addEventListener("pagehide", () => queue.release());
 
   queue.start();
 }

@@ -119,6 +119,13 @@ export class LabelQueue {
     });
   }
 
+  // Leaving the page: give the held items back so others (and the newest model's order) get them.
+  release() {
+    const form = new FormData();
+    form.append("csrfmiddlewaretoken", this.csrfToken);
+    navigator.sendBeacon(`${this.base}/release/`, form);
+  }
+
   stash(body) {
     const outbox = JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]");
     outbox.push({ base: this.base, body });
