@@ -89,6 +89,40 @@ class ManagedProjectFilter(admin.RelatedFieldListFilter):
         )
 
 
+class ManagedByLeadAdmin(admin.ModelAdmin):
+    """Permissions from memberships: a superuser may do everything, a lead everything in the
+    projects they manage (`project_id_of` names an object's project); read-only models turn
+    `allow_add` / `allow_delete` off."""
+
+    allow_add = True
+    allow_delete = True
+
+    def project_id_of(self, obj) -> int:
+        return obj.project_id
+
+    def get_queryset(self, request):
+        managed = project_list_managed_by(user=request.user)
+        return super().get_queryset(request).filter(project__in=managed.values("pk"))
+
+    def _may(self, request, obj) -> bool:
+        return may_manage(request, self.project_id_of(obj) if obj is not None else None)
+
+    def has_module_permission(self, request):
+        return may_manage(request, None)
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.allow_delete and self._may(request, obj)
+
+    def has_add_permission(self, request):
+        return self.allow_add and may_manage(request, None)
+
+
 # Projects, with their labels and members ------------------------------------------------
 
 
@@ -142,7 +176,7 @@ class MembershipInline(_ProjectInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ManagedByLeadAdmin):
     list_display = ("name", "task_type", "multi_label", "overlap", "item_count", "created_at")
     search_fields = ("name",)
     ordering = ("id",)
@@ -186,20 +220,8 @@ class ProjectAdmin(admin.ModelAdmin):
     def item_count(self, obj: Project) -> int:
         return obj.item_count
 
-    def has_module_permission(self, request):
-        return may_manage(request, None)
-
-    def has_view_permission(self, request, obj=None):
-        return may_manage(request, obj.pk if obj is not None else None)
-
-    def has_change_permission(self, request, obj=None):
-        return may_manage(request, obj.pk if obj is not None else None)
-
-    def has_delete_permission(self, request, obj=None):
-        return may_manage(request, obj.pk if obj is not None else None)
-
-    def has_add_permission(self, request):
-        return may_manage(request, None)
+    def project_id_of(self, obj: Project) -> int:
+        return obj.pk
 
     def save_model(self, request, obj, form, change):
         fields = {name: form.cleaned_data[name] for name in PROJECT_FIELDS if name in form.cleaned_data}
@@ -334,7 +356,7 @@ class AnnotationInline(admin.TabularInline):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ManagedByLeadAdmin):
     list_display = (
         "external_id",
         "project",
@@ -365,10 +387,6 @@ class ItemAdmin(admin.ModelAdmin):
     readonly_fields = ("annotation_count", "lease_count", "is_complete", "created_at")
     inlines = (AnnotationInline,)
 
-    def get_queryset(self, request):
-        managed = project_list_managed_by(user=request.user)
-        return super().get_queryset(request).filter(project__in=managed.values("pk"))
-
     def get_readonly_fields(self, request, obj=None):
         # Moving an item would leave its annotations and leases in the old project.
         if obj is not None:
@@ -383,21 +401,6 @@ class ItemAdmin(admin.ModelAdmin):
     @admin.display(description="text")
     def short_text(self, obj: Item) -> str:
         return obj.text if len(obj.text) <= 60 else obj.text[:59] + "…"
-
-    def has_module_permission(self, request):
-        return may_manage(request, None)
-
-    def has_view_permission(self, request, obj=None):
-        return may_manage(request, obj.project_id if obj is not None else None)
-
-    def has_change_permission(self, request, obj=None):
-        return may_manage(request, obj.project_id if obj is not None else None)
-
-    def has_delete_permission(self, request, obj=None):
-        return may_manage(request, obj.project_id if obj is not None else None)
-
-    def has_add_permission(self, request):
-        return may_manage(request, None)
 
     def save_model(self, request, obj, form, change):
         if not change:

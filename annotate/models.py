@@ -274,14 +274,19 @@ class Skip(models.Model):
         return f"item {self.item_id} skipped by {self.annotator_id}"
 
 
+class JobStatus(models.TextChoices):
+    """The states of a background import or export."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
 class ImportJob(models.Model):
     """An import run in the background (files over the synchronous row limit); the page polls it."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+    Status = JobStatus
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(
@@ -311,11 +316,7 @@ class ImportJob(models.Model):
 class ExportJob(models.Model):
     """An export written to a file in the background, for exports that would outlast a request."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+    Status = JobStatus
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="export_jobs")
     created_by = models.ForeignKey(

@@ -195,7 +195,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Several models have a "status" with their own choices: name each enum.
     "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "annotate.models.ImportJob.Status",
+        "JobStatusEnum": "annotate.models.JobStatus",
         "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
     },
     "COMPONENT_SPLIT_REQUEST": True,

@@ -7,14 +7,14 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from annotate.admin import ManagedProjectFilter, may_manage
-from annotate.projects import project_list_managed_by
+from annotate.admin import ManagedByLeadAdmin, ManagedProjectFilter
 from training.models import ModelVersion, TrainingRun
 from training.services import model_version_activate, training_run_cancel
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ManagedByLeadAdmin):
+    allow_add = allow_delete = False
     list_display = (
         "__str__",
         "project",
@@ -33,10 +33,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "learning_curve", "params", "timings", "artifact_path",
     )  # fmt: skip
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        managed = project_list_managed_by(user=request.user)
-        return super().get_queryset(request).filter(project__in=managed.values("pk"))
 
     @admin.display(description="accuracy")
     def accuracy_shown(self, obj: ModelVersion) -> str:
@@ -77,25 +73,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             model_version_activate(version=version)
             self.message_user(request, f"{version} is now the active model of {version.project}.")
 
-    def has_module_permission(self, request):
-        return may_manage(request, None)
-
-    def has_view_permission(self, request, obj=None):
-        return may_manage(request, obj.project_id if obj is not None else None)
-
-    def has_change_permission(self, request, obj=None):
-        # Only the action changes a version; the form itself is read-only.
-        return may_manage(request, obj.project_id if obj is not None else None)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(ManagedByLeadAdmin):
+    allow_add = allow_delete = False
     list_display = (
         "__str__",
         "project",
@@ -115,10 +96,6 @@ class TrainingRunAdmin(admin.ModelAdmin):
     )  # fmt: skip
     readonly_fields = fields
 
-    def get_queryset(self, request):
-        managed = project_list_managed_by(user=request.user)
-        return super().get_queryset(request).filter(project__in=managed.values("pk"))
-
     @admin.action(description="Cancel the run")
     def cancel(self, request, queryset):
         for run in queryset:
@@ -127,18 +104,3 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 continue
             run = training_run_cancel(run=run)
             self.message_user(request, f"{run}: cancelled" if not run.is_open else f"{run}: stopping…")
-
-    def has_module_permission(self, request):
-        return may_manage(request, None)
-
-    def has_view_permission(self, request, obj=None):
-        return may_manage(request, obj.project_id if obj is not None else None)
-
-    def has_change_permission(self, request, obj=None):
-        return may_manage(request, obj.project_id if obj is not None else None)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

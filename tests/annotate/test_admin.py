@@ -217,7 +217,12 @@ def test_lead_sees_the_labelloop_models_on_the_index(lead_client):
     assert "LabelLoop admin" in response.text
     apps = response.context["app_list"]
     models = {(app["app_label"], m["object_name"]) for app in apps for m in app["models"]}
-    assert models == {("annotate", "Project"), ("annotate", "Item"), ("training", "ModelVersion")}
+    assert models == {
+        ("annotate", "Project"),
+        ("annotate", "Item"),
+        ("training", "ModelVersion"),
+        ("training", "TrainingRun"),
+    }
 
 
 def test_lead_of_one_project_never_gets_another_projects_data_from_any_admin_url(
