@@ -4,6 +4,7 @@ model_version_train is the whole pipeline as one plain function call (snapshot, 
 evaluate, store, pictures); Celery tasks and commands only call it.
 """
 
+import json
 import logging
 import os
 import secrets
@@ -455,31 +456,51 @@ def prediction_pool_score(
 
 
 def _predictions_store(version, ids, values, proba, confidence, uncertainty) -> None:
-    with transaction.atomic():
-        Prediction.objects.bulk_create(
-            [
-                Prediction(
-                    item_id=item_id,
-                    model_version=version,
-                    value=value,
-                    probabilities=[round(float(p), 5) for p in row],
-                    score=float(conf),
-                    uncertainty=float(u),
-                )  # fmt: skip
-                for item_id, value, row, conf, u in zip(
-                    ids, values, proba, confidence, uncertainty, strict=True
-                )
-            ],
-            update_conflicts=True,
-            unique_fields=["item", "model_version"],
-            update_fields=["value", "probabilities", "score", "uncertainty"],
-            batch_size=1000,
-        )
-        Item.objects.bulk_update(
-            [Item(pk=item_id, priority=float(u)) for item_id, u in zip(ids, uncertainty, strict=True)],
-            ["priority"],
-            batch_size=1000,
-        )
+    """Upsert one batch's predictions and write the items' priorities.
+
+    On PostgreSQL each is one statement over arrays (unnest): Django's bulk_update builds a
+    CASE of one branch per row, which cost 20 s of Python for a 100,000-item pool.
+    """
+    probabilities = [json.dumps([round(float(p), 5) for p in row]) for row in proba]
+    rows = (
+        [int(i) for i in ids],
+        [json.dumps(v) for v in values],
+        probabilities,
+        [float(c) for c in confidence],
+        [float(u) for u in uncertainty],
+    )
+    prediction_table, item_table = Prediction._meta.db_table, Item._meta.db_table
+    columns = "item_id, model_version_id, value, probabilities, score, uncertainty"
+    insert = f"INSERT INTO {prediction_table} ({columns})"
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                insert
+                + " SELECT v.item_id, %s, v.value::jsonb, v.probabilities::jsonb, v.score, v.uncertainty"
+                " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::float8[])"
+                " AS v(item_id, value, probabilities, score, uncertainty)"
+                " ON CONFLICT (item_id, model_version_id) DO UPDATE SET value = EXCLUDED.value,"
+                " probabilities = EXCLUDED.probabilities, score = EXCLUDED.score,"
+                " uncertainty = EXCLUDED.uncertainty",
+                [version.pk, *rows],
+            )
+            cursor.execute(
+                f"UPDATE {item_table} AS i SET priority = v.priority"
+                " FROM unnest(%s::bigint[], %s::float8[]) AS v(id, priority) WHERE i.id = v.id",
+                [rows[0], rows[4]],
+            )
+        else:
+            cursor.executemany(
+                insert
+                + " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (item_id, model_version_id) DO UPDATE SET"
+                " value = excluded.value, probabilities = excluded.probabilities, score = excluded.score,"
+                " uncertainty = excluded.uncertainty",
+                [(i, version.pk, v, p, c, u) for i, v, p, c, u in zip(*rows, strict=True)],
+            )
+            cursor.executemany(
+                f"UPDATE {item_table} SET priority = %s WHERE id = %s",
+                list(zip(rows[4], rows[0], strict=True)),
+            )
 
 
 def proposal_for(*, item: Item) -> dict | None:
