@@ -65,6 +65,8 @@ from datetime import datetime
 from pathlib import Path
 from unittest import mock
 
+from bench.machine import cpu_count, cpu_model, loadavg
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/labelloop_bench6"
 MIB = 2**20
@@ -125,27 +127,6 @@ def latency_summary(values: list[float]) -> dict:
         "p99_ms": round(percentile(values, 99) * 1000, 2),
         "max_ms": round(max(values) * 1000, 2) if values else math.nan,
     }
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def loadavg() -> str:
-    with contextlib.suppress(OSError):
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return "n/a"
 
 
 def status_kib(field: str) -> int:
