@@ -37,12 +37,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bench.database import database_recreate
 from bench.machine import cpu_count, cpu_model, loadavg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -245,7 +246,34 @@ class Client:
         self.conn.close()
 
 
-class Gunicorn:
+class _Process:
+    """A server subprocess of the bench, logging to `log_path`; stop() ends it (TERM, then KILL)."""
+
+    stop_timeout = 20
+    log_path: Path
+    proc: subprocess.Popen | None
+    _log: Any
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+        self._log.close()
+
+
+class Gunicorn(_Process):
     def __init__(self, *, workers: int, env: dict, log_path: Path):
         self.workers = workers
         self.env = env
@@ -291,29 +319,13 @@ class Gunicorn:
     def pids(self) -> set[int]:
         return {self.proc.pid, *self.worker_pids()} if self.proc else set()
 
-    def log_tail(self, lines: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
 
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-        self._log.close()
-
-
-class CeleryWorker:
+class CeleryWorker(_Process):
     """One Celery worker (solo pool) on the bench's own filesystem broker, for the HTTP import:
     uploads past the synchronous row limit become jobs that a worker runs. The embedded broker
     is polled once a second, which the HTTP import's time includes (up to 1 s)."""
+
+    stop_timeout = 30
 
     def __init__(self, *, env: dict, log_path: Path):
         self.env = env
@@ -340,24 +352,6 @@ class CeleryWorker:
             time.sleep(0.2)
         raise RuntimeError(f"the Celery worker was not ready within {timeout:.0f} s:\n{self.log_tail()}")
 
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-        self._log.close()
-
 
 # Set-up --------------------------------------------------------------------------------
 
@@ -372,22 +366,6 @@ def bench_environment(database_url: str, var_dir: Path) -> dict[str, str]:
         "LABELLOOP_EXPORT_STREAM_MAX_ITEMS": "1000000",  # stream the export rather than queue a job
         "LABELLOOP_LOG_LEVEL": "WARNING",
     }
-
-
-def database_recreate(database_url: str) -> str:
-    """Drop and create the bench database; returns the server's version."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urllib.parse.urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    if not name:
-        raise SystemExit(f"--database-url {database_url!r} names no database")
-    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return conn.execute("SHOW server_version").fetchone()[0]
 
 
 def reviews_csv(items: int) -> bytes:

@@ -59,12 +59,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from unittest import mock
 
+from bench.database import database_recreate
 from bench.machine import cpu_count, cpu_model, loadavg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -250,22 +250,6 @@ class CpuMeter:
 
 
 # Set-up ----------------------------------------------------------------------------------
-
-
-def database_recreate(database_url: str) -> str:
-    """Drop and create the bench database; returns the server's version."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urllib.parse.urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    if not name:
-        raise SystemExit(f"--database-url {database_url!r} names no database")
-    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return conn.execute("SHOW server_version").fetchone()[0]
 
 
 def bench_environment(database_url: str, var_dir: Path) -> dict[str, str]:
