@@ -33,6 +33,7 @@ from annotate.projects import (
     project_list_managed_by,
     project_update,
 )
+from annotate.queue import queue_order_changed
 
 admin.site.site_header = "LabelLoop admin"
 
@@ -402,6 +403,7 @@ class ItemAdmin(ManagedByLeadAdmin):
     def short_text(self, obj: Item) -> str:
         return obj.text if len(obj.text) <= 60 else obj.text[:59] + "…"
 
+    @transaction.atomic
     def save_model(self, request, obj, form, change):
         if not change:
             obj.save()
@@ -409,6 +411,9 @@ class ItemAdmin(ManagedByLeadAdmin):
             # Write only what the form changed: saving every field would put back the queue
             # counters as they were read, undoing a lease or submit made in between.
             obj.save(update_fields=form.changed_data)
+        if not change or "priority" in form.changed_data:
+            # The item may now stand ahead of annotators' bookmarks.
+            queue_order_changed(project_id=obj.project_id)
 
     def save_formset(self, request, form, formset, change):
         if formset.model is Annotation:

@@ -52,6 +52,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from annotate import tasks
 from annotate.models import Annotation, ImportJob, Item, Project
+from annotate.queue import queue_order_changed
 from annotate.values import annotation_value_validate
 
 logger = logging.getLogger(__name__)
@@ -944,6 +945,7 @@ def _rows_write(*, project: Project, rows: Iterable[_Row], source: str | None, f
                     flush()
             if batch:
                 flush()
+            queue_order_changed(project_id=project.id)
     except DatabaseError as exc:
         # A concurrent import of the same ids, or a value the database refuses (e.g. "\u0000" in JSON).
         raise ImportRejected(

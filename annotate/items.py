@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from annotate.models import Annotation, Item, Project, Skip
+from annotate.queue import queue_order_changed
 
 BATCH_SIZE = 2000
 
@@ -101,4 +102,7 @@ def item_create_bulk(*, project: Project, rows: Iterable[dict], source: str = "r
             f"{source}, row {first_row_of[duplicate]}, field 'external_id': "
             f"{duplicate!r} already exists in this project"
         )
-    return Item.objects.bulk_create(items, batch_size=BATCH_SIZE)
+    with transaction.atomic():
+        created = Item.objects.bulk_create(items, batch_size=BATCH_SIZE)
+        queue_order_changed(project_id=project.id)
+    return created

@@ -51,6 +51,11 @@ class Project(models.Model):
     )
     # Fixes the train / validation split of every item forever (training/datasets.py).
     salt = models.CharField(max_length=32, default=_new_salt, editable=False)
+    # The queue's order version (annotate/queue.py): bumped whenever items may move ahead of an
+    # annotator's bookmark (priorities rewritten, items added, overlap raised); a bookmark
+    # counts only while its epoch is the project's and no reordering is under way.
+    queue_epoch = models.PositiveBigIntegerField(default=0, editable=False)
+    queue_reordering = models.BooleanField(default=False, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -109,6 +114,13 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The annotator's bookmark in the queue (annotate/queue.py): every item before this
+    # (priority, item id) in queue order is complete, or labeled or skipped by this member.
+    # The next-item query starts there instead of walking everything they already did.
+    # A plain id, not a foreign key: deleting that item must not delete the membership.
+    queue_mark_priority = models.FloatField(null=True, editable=False)
+    queue_mark_item_id = models.BigIntegerField(null=True, editable=False)
+    queue_mark_epoch = models.PositiveBigIntegerField(null=True, editable=False)
 
     class Meta:
         ordering = ["project_id", "id"]
@@ -126,6 +138,14 @@ class Membership(models.Model):
     @property
     def can_manage(self) -> bool:
         return self.role == self.Role.MANAGER
+
+
+class Neg(models.Func):
+    """`-x`, as the queue index stores it: an index on (project, -priority, id) can range-scan
+    a row comparison `(-priority, id) >= (…, …)`, which (priority DESC, id) cannot."""
+
+    template = "(-%(expressions)s)"
+    arity = 1
 
 
 def _item_upload_to(item: "Item", filename: str) -> str:
@@ -165,7 +185,7 @@ class Item(models.Model):
             # The queue: open items of a project, highest priority first, then import order.
             models.Index(
                 F("project"),
-                F("priority").desc(),
+                Neg("priority"),
                 F("id"),
                 condition=Q(is_complete=False),
                 name="item_queue_idx",

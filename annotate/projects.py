@@ -7,6 +7,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, Query
 from django.db.models.expressions import RawSQL
 
 from annotate.models import Annotation, Item, Label, Membership, Project
+from annotate.queue import queue_order_changed
 
 # Hotkeys in the order labels get them: 1–9, then 0, then q–p.
 DEFAULT_HOTKEYS = "1234567890qwertyuiop"
@@ -130,6 +131,9 @@ def project_update(*, project: Project, **fields) -> Project:
     current.save()
     for key in fields:
         setattr(project, key, getattr(current, key))
+    if current.overlap > old_overlap:
+        # Items complete before may be open again, behind annotators' bookmarks.
+        queue_order_changed(project_id=current.pk)
     if current.overlap != old_overlap:
         Item.objects.filter(project=current).update(
             is_complete=ExpressionWrapper(

@@ -504,14 +504,14 @@ def next_query_explain(*, project_id: int, annotator_id: int) -> str:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from annotate.models import Project
+    from annotate.models import Membership
     from annotate.queue import item_candidates_for
 
-    project = Project.objects.get(pk=project_id)
+    membership = Membership.objects.select_related("project").get(project_id=project_id, user_id=annotator_id)
     annotator = get_user_model().objects.get(pk=annotator_id)
     with transaction.atomic():
         plan = (
-            item_candidates_for(project=project, annotator=annotator)
+            item_candidates_for(project=membership.project, annotator=annotator, membership=membership)
             .select_for_update(skip_locked=True)[:1]
             .explain(analyze=True, buffers=True)
         )

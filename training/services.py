@@ -24,6 +24,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from annotate.models import Annotation, Item, Project
+from annotate.queue import queue_reordering, queue_reordering_end
 from training.datasets import NotEnoughLabels, dataset_snapshot_create
 from training.models import DatasetSnapshot, ModelVersion, Prediction, TrainingRun
 
@@ -405,12 +406,18 @@ def training_runs_sweep(*, now=None) -> list[int]:
     """Fail running runs whose heartbeat is older than LABELLOOP_RUN_STALE_SECONDS ("worker lost")."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.LABELLOOP_RUN_STALE_SECONDS)
-    ids = list(
+    runs = list(
         TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale).values_list(
-            "id", flat=True
+            "id", "project_id"
         )
     )
-    return [run_id for run_id in ids if training_run_fail(run_id=run_id, reason="worker lost")]
+    failed = []
+    for run_id, project_id in runs:
+        if training_run_fail(run_id=run_id, reason="worker lost"):
+            # Its worker may have died while rewriting priorities: the order stands again now.
+            queue_reordering_end(project_id=project_id)
+            failed.append(run_id)
+    return failed
 
 
 # Scoring the pool ------------------------------------------------------------------------
@@ -425,14 +432,22 @@ def prediction_pool_score(
     Priority is the project's sampling strategy score (margin by default): the queue then
     serves the least certain item first with no change to its query.
     """
+    project = version.project
+    backend = model_version_backend(version)
+    pool = Item.objects.filter(project=project, is_complete=False)
+    total = pool.count()
+    # Annotators' bookmarks assume the order stands: none is used or written meanwhile.
+    with queue_reordering(project_id=project.pk):
+        return _pool_score_batches(pool, version=version, backend=backend, batch_size=batch_size,
+                                   total=total, progress=progress)  # fmt: skip
+
+
+def _pool_score_batches(pool, *, version, backend, batch_size, total, progress) -> int:
     from training.strategies import proposals, scores
 
     project = version.project
-    backend = model_version_backend(version)
     classes = version.dataset.classes
     multi_label = version.dataset.multi_label
-    pool = Item.objects.filter(project=project, is_complete=False)
-    total = pool.count()
     done, last_id = 0, 0
     while True:
         batch = list(pool.filter(id__gt=last_id).order_by("id").values_list("id", "text")[:batch_size])

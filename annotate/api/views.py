@@ -63,12 +63,14 @@ def _next_data(lease: queue.Lease | None) -> dict | None:
     return s.NextOutput({"assignment": lease.assignment, "item": lease.item}).data
 
 
-def _submit(request, project: Project, data: dict) -> Annotation:
+def _submit(request, membership: Membership, data: dict) -> Annotation:
     proposal = data["proposal"] or {}
+    project = membership.project
     annotation = queue.annotation_submit(
         project=project,
         item_id=data["item"],
         annotator=request.user,
+        membership=membership,
         value=data["value"],
         active_ms=data["active_ms"],
         proposal_value=proposal.get("value"),
@@ -326,7 +328,10 @@ class NextApi(ProjectApi):
         data = s.NextInput(data=request.data)
         data.is_valid(raise_exception=True)
         lease = queue.assignment_next(
-            project=self.project, annotator=request.user, exclude_item_ids=data.validated_data["exclude"]
+            project=self.project,
+            annotator=request.user,
+            membership=self.membership,
+            exclude_item_ids=data.validated_data["exclude"],
         )
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -361,7 +366,7 @@ class AnnotationListApi(ProjectApi):
         """Submit an annotation of an item leased to you (409 if it never was)."""
         data = s.AnnotationInput(data=request.data)
         data.is_valid(raise_exception=True)
-        annotation = _submit(request, self.project, data.validated_data)
+        annotation = _submit(request, self.membership, data.validated_data)
         return Response(s.AnnotationOutput(annotation).data, status=status.HTTP_201_CREATED)
 
 
@@ -378,11 +383,14 @@ class SubmitAndNextApi(ProjectApi):
         """
         data = s.SubmitAndNextInput(data=request.data)
         data.is_valid(raise_exception=True)
-        annotation = _submit(request, self.project, data.validated_data)
+        annotation = _submit(request, self.membership, data.validated_data)
         body = {"annotation": s.AnnotationOutput(annotation).data, "next": None}
         try:
             lease = queue.assignment_next(
-                project=self.project, annotator=request.user, exclude_item_ids=data.validated_data["exclude"]
+                project=self.project,
+                annotator=request.user,
+                membership=self.membership,
+                exclude_item_ids=data.validated_data["exclude"],
             )
         except queue.LeaseLimitReached as exc:
             # The annotation is stored already: report it, and why no next item came with it.
@@ -403,7 +411,10 @@ class SkipApi(ProjectApi):
         data = s.SkipInput(data=request.data)
         data.is_valid(raise_exception=True)
         skip = queue.item_skip(
-            project=self.project, item_id=data.validated_data["item"], annotator=request.user
+            project=self.project,
+            item_id=data.validated_data["item"],
+            annotator=request.user,
+            membership=self.membership,
         )
         return Response(s.SkipOutput(skip).data, status=status.HTTP_201_CREATED)
 

@@ -1,4 +1,5 @@
-"""Eight annotators ask and submit at once; no item ever goes past its overlap.
+"""Eight annotators ask and submit at once; no item ever goes past its overlap, and every
+item gets its full overlap (none hidden behind an annotator's bookmark).
 
 Runs in both test passes: on PostgreSQL (FOR UPDATE SKIP LOCKED on the Item row's own
 counters) and on the SQLite file database (IMMEDIATE transactions).
@@ -19,17 +20,23 @@ ANNOTATORS = 8
 ITEMS = 24
 
 
-def _label_like_the_page(project, user, errors, served):
-    """Hold the current item and a prefetched next one, as the labeling page does."""
+def _label_like_the_page(project, user, errors, served, bookmarks):
+    """Hold the current item and a prefetched next one, as the labeling page does. With
+    `bookmarks`, each call passes the membership loaded afresh, as each API request does."""
+
+    def request():
+        """(project, membership) as one API request loads them."""
+        if not bookmarks:
+            return {"project": project, "membership": None}
+        membership = Membership.objects.select_related("project").get(project=project, user=user)
+        return {"project": membership.project, "membership": membership}
+
     try:
-        current = assignment_next(project=project, annotator=user)
+        current = assignment_next(annotator=user, **request())
         while current is not None:
-            prefetched = assignment_next(project=project, annotator=user, exclude_item_ids=[current.item.pk])
+            prefetched = assignment_next(annotator=user, exclude_item_ids=[current.item.pk], **request())
             annotation_submit(
-                project=project,
-                item_id=current.item.pk,
-                annotator=user,
-                value={"choices": ["positive"]},
+                item_id=current.item.pk, annotator=user, value={"choices": ["positive"]}, **request()
             )
             served.append((user.pk, current.item.pk))
             current = prefetched
@@ -53,7 +60,7 @@ def test_eight_annotators_at_once_never_push_an_item_past_its_overlap(overlap, r
 
     def run(user):
         barrier.wait()
-        _label_like_the_page(project, user, errors, served)
+        _label_like_the_page(project, user, errors, served, bookmarks=repeat % 2 == 0)
 
     threads = [threading.Thread(target=run, args=(u,)) for u in users]
     for t in threads:
@@ -74,3 +81,7 @@ def test_eight_annotators_at_once_never_push_an_item_past_its_overlap(overlap, r
         assert item.lease_count == 0 and item.is_complete
     assert Annotation.objects.filter(project=project).count() == ITEMS * overlap
     assert not Assignment.objects.filter(project=project, status="open").exists()
+    if repeat % 2 == 0:
+        # The bookmarks were in play: every annotator's moved.
+        marks = Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR)
+        assert not marks.filter(queue_mark_item_id=None).exists()

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotate.models import Annotation, Item
+from annotate.models import Annotation, Item, Project
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory
 from tests.training.test_model_version_train import _reviews_project
@@ -97,6 +97,44 @@ def test_the_queue_serves_the_least_certain_item_first_after_scoring(project):
     annotator = UserFactory()
     project.memberships.create(user=annotator, role="annotator")
     assert assignment_next(project=project, annotator=annotator).item.pk == most_uncertain
+
+
+def test_scoring_retires_bookmarks_so_the_queue_follows_the_new_order(project):
+    annotator = UserFactory()
+    project.memberships.create(user=annotator, role="annotator")
+    api = APIClient()
+    api.force_authenticate(annotator)
+    url = f"/api/projects/{project.pk}"
+    for _ in range(5):  # label in import order: the annotator's bookmark moves on
+        item_id = api.post(f"{url}/next/", {"exclude": []}, format="json").json()["item"]["id"]
+        body = {"item": item_id, "value": {"choices": ["fresh"]}}
+        assert api.post(f"{url}/annotations/", body, format="json").status_code == 201
+    membership = project.memberships.get(user=annotator)
+    assert membership.queue_mark_item_id is not None
+    epoch = Project.objects.get(pk=project.pk).queue_epoch
+    version = model_version_train(project=project)
+    prediction_pool_score(version=version)
+    project.refresh_from_db()
+    assert (project.queue_epoch, project.queue_reordering) == (epoch + 2, False)
+    # Scoring may put an item ahead of the old bookmark: the queue serves it all the same.
+    done = Annotation.objects.filter(annotator=annotator).values("item_id")
+    most_uncertain = (
+        Prediction.objects.filter(model_version=version)
+        .exclude(item_id__in=done)
+        .order_by("-uncertainty", "item_id")
+    )[0].item_id
+    assert api.post(f"{url}/next/", {"exclude": []}, format="json").json()["item"]["id"] == most_uncertain
+
+
+def test_the_sweeper_ends_a_reordering_left_by_a_lost_worker(project, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks():
+        run, _ = training_run_request(project=project, trigger="test")
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=now - timedelta(seconds=600))
+    # The worker died while rewriting priorities, inside queue_reordering.
+    Project.objects.filter(pk=project.pk).update(queue_reordering=True)
+    assert training_runs_sweep(now=now) == [run.pk]
+    assert not Project.objects.get(pk=project.pk).queue_reordering
 
 
 def test_a_failed_run_leaves_the_active_version_in_place(
