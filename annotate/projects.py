@@ -8,6 +8,7 @@ from django.db.models.expressions import RawSQL
 
 from annotate.models import Annotation, Item, Label, Membership, Project
 from annotate.queue import queue_order_changed
+from annotate.rows import columns, from_row
 
 # Hotkeys in the order labels get them: 1–9, then 0, then q–p.
 DEFAULT_HOTKEYS = "1234567890qwertyuiop"
@@ -40,7 +41,21 @@ def membership_get(*, user: AbstractBaseUser, project_id: int) -> Membership | N
     """The user's membership of the project (with the project loaded), or None."""
     if not user.is_authenticated:
         return None
-    return Membership.objects.select_related("project").filter(user_id=user.pk, project_id=project_id).first()
+    # Every API request under /projects/<id>/ runs this: SQL, see annotate/rows.py.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns(Membership, 'm')}, {columns(Project, 'p')} FROM {Membership._meta.db_table} m"
+            f" JOIN {Project._meta.db_table} p ON p.id = m.project_id"
+            " WHERE m.user_id = %s AND m.project_id = %s",
+            [user.pk, int(project_id)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(Membership._meta.concrete_fields)
+    membership = from_row(Membership, row[:width])
+    membership.project = from_row(Project, row[width:])
+    return membership
 
 
 def project_list_managed_by(*, user: AbstractBaseUser) -> QuerySet[Project]:

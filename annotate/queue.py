@@ -32,10 +32,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import BooleanField, Case, Exists, F, Func, OuterRef, QuerySet, Value, When
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from annotate.models import Annotation, Assignment, Item, Membership, Neg, Project, Skip
+from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Skip
+from annotate.rows import columns, from_row, insert
 from annotate.values import annotation_value_validate
 
 logger = logging.getLogger(__name__)
@@ -96,21 +97,22 @@ def _expire_leases(*, project_id: int, now: datetime) -> int:
     return sum(released.values())
 
 
-# Queue order: highest priority first, then import order. Spelled as the queue index is
-# (-priority, id ascending), so that a bookmark's row comparison can range-scan it.
-QUEUE_ORDER = (Neg("priority").asc(), F("id").asc())
+# The statements below are written in SQL: see annotate/rows.py for why.
+_ITEM = Item._meta.db_table
+_ASSIGNMENT = Assignment._meta.db_table
+_ANNOTATION = Annotation._meta.db_table
+_SKIP = Skip._meta.db_table
+_MEMBERSHIP = Membership._meta.db_table
+_PROJECT = Project._meta.db_table
+_LABEL = Label._meta.db_table
+
+# Queue order: highest priority first, then import order. Spelled as the queue index is,
+# (-priority, id), so that a bookmark's row comparison can range-scan it.
+QUEUE_ORDER_SQL = "-i.priority, i.id"
 
 
-class _AtOrAfter(Func):
-    """`(-priority, id) >= (-mark priority, mark id)`: at or after a bookmark in queue order."""
-
-    output_field = BooleanField()
-    arity = 4
-
-    def as_sql(self, compiler, connection, **extra_context):
-        compiled = [compiler.compile(expression) for expression in self.get_source_expressions()]
-        sql = "({}, {}) >= ({}, {})".format(*(part_sql for part_sql, _ in compiled))
-        return sql, tuple(param for _, params in compiled for param in params)
+def _db_time(moment: datetime):
+    return connection.ops.adapt_datetimefield_value(moment)
 
 
 def _bookmark_usable(*, project: Project, membership: Membership | None) -> bool:
@@ -122,39 +124,40 @@ def _bookmark_usable(*, project: Project, membership: Membership | None) -> bool
     )
 
 
-def _items_open_to(
-    *, project: Project, annotator: AbstractBaseUser, membership: Membership | None = None
-) -> QuerySet[Item]:
-    """Open items that `annotator` has neither labeled nor skipped, in queue order, from their
-    bookmark when it is usable."""
-    items = Item.objects.filter(project_id=project.id, is_complete=False).filter(
-        ~Exists(Annotation.objects.filter(item_id=OuterRef("pk"), annotator_id=annotator.pk)),
-        ~Exists(Skip.objects.filter(item_id=OuterRef("pk"), annotator_id=annotator.pk)),
-    )
-    if _bookmark_usable(project=project, membership=membership):
-        items = items.filter(
-            _AtOrAfter(
-                Neg("priority"),
-                F("id"),
-                Value(-membership.queue_mark_priority),
-                Value(membership.queue_mark_item_id),
-            )
-        )
-    return items.order_by(*QUEUE_ORDER)
+def item_candidates_sql(
+    *,
+    project: Project,
+    annotator_id: int,
+    membership: Membership | None = None,
+    select: str | None = None,
+    exclude_item_ids: list[int] | tuple[int, ...] = (),
+    below_overlap: bool = True,
+) -> tuple[str, list]:
+    """The queue's search: `SELECT … LIMIT 1` of the first item `annotator_id` may be given.
 
-
-def item_candidates_for(
-    *, project: Project, annotator: AbstractBaseUser, membership: Membership | None = None
-) -> QuerySet[Item]:
-    """Items this annotator may be given next, in queue order (highest priority, then import order).
-
-    With the annotator's `membership`, the walk starts at their bookmark.
+    Open items they have neither labeled nor skipped, in queue order, from their bookmark when
+    it is usable; with `below_overlap`, only items with a free slot. `select` defaults to
+    every Item column (aliased `i`). The next-item pick runs it; so does moving a bookmark.
     """
-    return (
-        _items_open_to(project=project, annotator=annotator, membership=membership)
-        .alias(load=F("annotation_count") + F("lease_count"))
-        .filter(load__lt=project.overlap)
+    where = ["i.project_id = %s", "NOT i.is_complete"]
+    params: list = [project.id]
+    if below_overlap:
+        where.append("i.annotation_count + i.lease_count < %s")
+        params.append(project.overlap)
+    if _bookmark_usable(project=project, membership=membership):
+        where.append("(-i.priority, i.id) >= (%s, %s)")
+        params += [-membership.queue_mark_priority, membership.queue_mark_item_id]
+    if exclude_item_ids:
+        where.append(f"i.id NOT IN ({', '.join(['%s'] * len(exclude_item_ids))})")
+        params += list(exclude_item_ids)
+    where.append(f"NOT EXISTS (SELECT 1 FROM {_ANNOTATION} a WHERE a.item_id = i.id AND a.annotator_id = %s)")
+    where.append(f"NOT EXISTS (SELECT 1 FROM {_SKIP} s WHERE s.item_id = i.id AND s.annotator_id = %s)")
+    params += [annotator_id, annotator_id]
+    sql = (
+        f"SELECT {select or columns(Item, 'i')} FROM {_ITEM} i WHERE {' AND '.join(where)}"
+        f" ORDER BY {QUEUE_ORDER_SQL} LIMIT 1"
     )
+    return sql, params
 
 
 def _bookmark_advance(*, project: Project, annotator: AbstractBaseUser, membership: Membership) -> None:
@@ -165,21 +168,23 @@ def _bookmark_advance(*, project: Project, annotator: AbstractBaseUser, membersh
     during a reordering nothing is written. When the old bookmark is used as the start, the
     update also requires its epoch to be still the project's.
     """
-    position = _items_open_to(project=project, annotator=annotator, membership=membership).filter(
-        project__queue_reordering=False
+    search, params = item_candidates_sql(
+        project=project,
+        annotator_id=annotator.pk,
+        membership=membership,
+        select="i.priority, i.id",
+        below_overlap=False,
     )
+    guard, guard_params = "NOT p.queue_reordering", []
     if _bookmark_usable(project=project, membership=membership):
-        position = position.filter(project__queue_epoch=membership.queue_mark_epoch)
-    sql, params = position.values("priority", "id", queue_epoch=F("project__queue_epoch"))[
-        :1
-    ].query.sql_with_params()
-    table = Membership._meta.db_table
+        guard, guard_params = guard + " AND p.queue_epoch = %s", [membership.queue_mark_epoch]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET queue_mark_priority = q.priority, queue_mark_item_id = q.id,"
-            f" queue_mark_epoch = q.queue_epoch FROM ({sql}) AS q WHERE {table}.id = %s"
+            f"UPDATE {_MEMBERSHIP} SET queue_mark_priority = q.priority, queue_mark_item_id = q.id,"
+            f" queue_mark_epoch = p.queue_epoch FROM ({search}) AS q, {_PROJECT} p"
+            f" WHERE {_MEMBERSHIP}.id = %s AND p.id = %s AND {guard}"
             " RETURNING queue_mark_priority, queue_mark_item_id, queue_mark_epoch",
-            [*params, membership.pk],
+            [*params, membership.pk, project.id, *guard_params],
         )
         row = cursor.fetchone()
     if row is not None:
@@ -238,49 +243,81 @@ def assignment_next(
     excluded = {int(i) for i in exclude_item_ids}
     with transaction.atomic():
         _expire_leases(project_id=project.id, now=now)
-        held = list(
-            Assignment.objects.select_related("item").filter(
-                project_id=project.id, annotator_id=annotator.pk, status=Assignment.Status.OPEN
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns(Assignment, 'a')}, {columns(Item, 'i')} FROM {_ASSIGNMENT} a"
+                f" JOIN {_ITEM} i ON i.id = a.item_id"
+                " WHERE a.project_id = %s AND a.annotator_id = %s AND a.status = %s ORDER BY a.id",
+                [project.id, annotator.pk, Assignment.Status.OPEN],
             )
-        )
-        for assignment in held:
-            if assignment.item_id not in excluded:
-                return Lease(assignment=assignment, item=assignment.item, is_new=False)
-        if len(held) >= _max_leases():
-            raise LeaseLimitReached(
-                f"you already hold {len(held)} items; submit or skip one before asking for more"
+            held = [_assignment_with_item(row) for row in cursor.fetchall()]
+            for assignment in held:
+                if assignment.item_id not in excluded:
+                    return Lease(assignment=assignment, item=assignment.item, is_new=False)
+            if len(held) >= _max_leases():
+                raise LeaseLimitReached(
+                    f"you already hold {len(held)} items; submit or skip one before asking for more"
+                )
+            sql, params = item_candidates_sql(
+                project=project,
+                annotator_id=annotator.pk,
+                membership=membership,
+                exclude_item_ids=[a.item_id for a in held],
             )
-        candidates = item_candidates_for(project=project, annotator=annotator, membership=membership).exclude(
-            id__in=[a.item_id for a in held]
-        )
-        item = next(iter(candidates.select_for_update(skip_locked=True)[:1]), None)
-        if item is None:
-            return None
-        assignment = Assignment.objects.create(
-            project_id=project.id,
-            item=item,
-            annotator=annotator,
-            status=Assignment.Status.OPEN,
-            created_at=now,
-            expires_at=now + timedelta(seconds=project.lease_seconds),
-        )
-        Item.objects.filter(pk=item.pk).update(lease_count=F("lease_count") + 1)
-        item.lease_count += 1
+            if connection.features.has_select_for_update_skip_locked:
+                sql += " FOR UPDATE SKIP LOCKED"
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            item = from_row(Item, row)
+            assignment = Assignment(
+                project_id=project.id,
+                item=item,
+                annotator=annotator,
+                status=Assignment.Status.OPEN,
+                created_at=now,
+                expires_at=now + timedelta(seconds=project.lease_seconds),
+            )
+            insert(
+                cursor,
+                assignment,
+                ["project_id", "item_id", "annotator_id", "status", "created_at", "expires_at"],
+            )
+            cursor.execute(f"UPDATE {_ITEM} SET lease_count = lease_count + 1 WHERE id = %s", [item.pk])
+            item.lease_count += 1
     return Lease(assignment=assignment, item=item, is_new=True)
+
+
+def _assignment_with_item(row: tuple) -> Assignment:
+    width = len(Assignment._meta.concrete_fields)
+    assignment = from_row(Assignment, row[:width])
+    assignment.item = from_row(Item, row[width:])
+    return assignment
 
 
 def _latest_assignment_locked(*, project: Project, item_id: int, annotator: AbstractBaseUser) -> Assignment:
     """Caller holds a transaction. Lock and return the annotator's latest lease of the item (and the item)."""
-    assignment = (
-        Assignment.objects.select_for_update()
-        .select_related("item")
-        .filter(project_id=project.id, item_id=item_id, annotator_id=annotator.pk)
-        .order_by("-id")
-        .first()
+    sql = (
+        f"SELECT {columns(Assignment, 'a')}, {columns(Item, 'i')} FROM {_ASSIGNMENT} a"
+        f" JOIN {_ITEM} i ON i.id = a.item_id"
+        " WHERE a.project_id = %s AND a.item_id = %s AND a.annotator_id = %s ORDER BY a.id DESC LIMIT 1"
     )
-    if assignment is None:
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [project.id, item_id, annotator.pk])
+        row = cursor.fetchone()
+    if row is None:
         raise NotAssigned(f"item {item_id} is not assigned to you; ask for the next item first")
-    return assignment
+    return _assignment_with_item(row)
+
+
+def _close(cursor, assignment: Assignment, status: str, now: datetime) -> None:
+    cursor.execute(
+        f"UPDATE {_ASSIGNMENT} SET status = %s, closed_at = %s WHERE id = %s",
+        [status, _db_time(now), assignment.pk],
+    )
 
 
 def annotation_submit(
@@ -308,7 +345,11 @@ def annotation_submit(
     _membership_check(project=project, annotator=annotator, membership=membership)
     now = now or _now()
     if label_names is None:
-        label_names = list(project.labels.values_list("name", flat=True))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'SELECT name FROM {_LABEL} WHERE project_id = %s ORDER BY "order", id', [project.id]
+            )
+            label_names = [name for (name,) in cursor.fetchall()]
     clean_value = annotation_value_validate(project=project, label_names=label_names, value=value)
     if proposal_value is not None:
         proposal_value = annotation_value_validate(
@@ -329,13 +370,7 @@ def annotation_submit(
             others = item.lease_count - (1 if open_lease else 0)
             counted = item.annotation_count + others < project.overlap
         new_count = item.annotation_count + (1 if counted else 0)
-        if counted or open_lease:
-            Item.objects.filter(pk=item.pk).update(
-                annotation_count=F("annotation_count") + (1 if counted else 0),
-                lease_count=F("lease_count") - (1 if open_lease else 0),
-                is_complete=new_count >= project.overlap,
-            )
-        annotation = Annotation.objects.create(
+        annotation = Annotation(
             project_id=project.id,
             item_id=item.pk,
             annotator=annotator,
@@ -344,19 +379,42 @@ def annotation_submit(
             created_at=now,
             late=late,
             counted=counted,
+            source="",
             proposal_value=proposal_value,
             proposal_model_version_id=proposal_model_version_id,
             proposal_accepted=None if proposal_value is None else proposal_value == clean_value,
         )
-        if open_lease:
-            Assignment.objects.filter(pk=assignment.pk).update(
-                status=Assignment.Status.SUBMITTED, closed_at=now
-            )
+        with connection.cursor() as cursor:
+            if counted or open_lease:
+                cursor.execute(
+                    f"UPDATE {_ITEM} SET annotation_count = annotation_count + %s,"
+                    " lease_count = lease_count - %s, is_complete = %s WHERE id = %s",
+                    [1 if counted else 0, 1 if open_lease else 0, new_count >= project.overlap, item.pk],
+                )
+            insert(cursor, annotation, _ANNOTATION_INSERT)
+            if open_lease:
+                _close(cursor, assignment, Assignment.Status.SUBMITTED, now)
         if membership is not None:
             _bookmark_advance(project=project, annotator=annotator, membership=membership)
     if late:
         logger.info("late submit stored: item=%s annotator=%s counted=%s", item.pk, annotator.pk, counted)
     return annotation
+
+
+_ANNOTATION_INSERT = (
+    "project_id",
+    "item_id",
+    "annotator_id",
+    "value",
+    "active_ms",
+    "created_at",
+    "late",
+    "counted",
+    "source",
+    "proposal_value",
+    "proposal_model_version_id",
+    "proposal_accepted",
+)
 
 
 def item_skip(
@@ -381,10 +439,9 @@ def item_skip(
             defaults={"project_id": project.id, "created_at": now},
         )
         if assignment.status == Assignment.Status.OPEN:
-            Assignment.objects.filter(pk=assignment.pk).update(
-                status=Assignment.Status.SKIPPED, closed_at=now
-            )
-            Item.objects.filter(pk=item_id).update(lease_count=F("lease_count") - 1)
+            with connection.cursor() as cursor:
+                _close(cursor, assignment, Assignment.Status.SKIPPED, now)
+                cursor.execute(f"UPDATE {_ITEM} SET lease_count = lease_count - 1 WHERE id = %s", [item_id])
         if membership is not None:
             _bookmark_advance(project=project, annotator=annotator, membership=membership)
     return skip

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from annotate.models import Annotation, Item, Project
 from annotate.queue import queue_reordering, queue_reordering_end
+from annotate.rows import columns, from_row
 from training.datasets import NotEnoughLabels, dataset_snapshot_create
 from training.models import DatasetSnapshot, ModelVersion, Prediction, TrainingRun
 
@@ -520,14 +521,23 @@ def _predictions_store(version, ids, values, proba, confidence, uncertainty) -> 
 
 def proposal_for(*, item: Item) -> dict | None:
     """The label proposed for `item`: the active version's prediction, else one imported with the data."""
-    prediction = (
-        Prediction.objects.filter(item_id=item.pk, model_version__is_active=True)
-        .values_list("value", "score", "model_version_id")
-        .first()
-    )
-    if prediction is not None:
-        value, score, version_id = prediction
-        return {"value": value, "score": round(score, 4), "model_version": version_id}
+    # On the labeling page's path (next item): SQL, see annotate/rows.py.
+    fields = ("value", "score", "model_version_id")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns(Prediction, 'p', fields)} FROM {Prediction._meta.db_table} p"
+            f" JOIN {ModelVersion._meta.db_table} v ON v.id = p.model_version_id"
+            " WHERE p.item_id = %s AND v.is_active LIMIT 1",
+            [item.pk],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        prediction = from_row(Prediction, row, fields)
+        return {
+            "value": prediction.value,
+            "score": round(prediction.score, 4),
+            "model_version": prediction.model_version_id,
+        }
     return item.proposal
 
 
