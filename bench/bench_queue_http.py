@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.database import database_recreate
-from bench.machine import cpu_count, cpu_model, loadavg
+from bench.machine import cpu_count, cpu_model, cpu_speed_ms, loadavg
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # .venv/bin, not resolved: the venv's own scripts live there
@@ -500,21 +500,19 @@ def overlap_check(project_id: int) -> dict:
 
 
 def next_query_explain(*, project_id: int, annotator_id: int) -> str:
-    """EXPLAIN ANALYZE of the queue's pick for this annotator (locks rolled back)."""
-    from django.contrib.auth import get_user_model
-    from django.db import transaction
+    """EXPLAIN ANALYZE of the queue's pick for this annotator, from their bookmark (locks rolled back)."""
+    from django.db import connection, transaction
 
     from annotate.models import Membership
-    from annotate.queue import item_candidates_for
+    from annotate.queue import item_candidates_sql
 
     membership = Membership.objects.select_related("project").get(project_id=project_id, user_id=annotator_id)
-    annotator = get_user_model().objects.get(pk=annotator_id)
-    with transaction.atomic():
-        plan = (
-            item_candidates_for(project=membership.project, annotator=annotator, membership=membership)
-            .select_for_update(skip_locked=True)[:1]
-            .explain(analyze=True, buffers=True)
-        )
+    sql, params = item_candidates_sql(
+        project=membership.project, annotator_id=annotator_id, membership=membership
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql + " FOR UPDATE SKIP LOCKED", params)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
         transaction.set_rollback(True)
     return plan
 
@@ -914,6 +912,7 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
         "nproc": cpu_count(),
         "cpu_model": cpu_model(),
         "loadavg_start": loadavg(),
+        "cpu_speed_ms_start": cpu_speed_ms(),
         "python": platform.python_version(),
         "items": items,
         "quick": args.quick,
@@ -1223,6 +1222,7 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
 
         connections.close_all()
         meta["loadavg_end"] = loadavg()
+        meta["cpu_speed_ms_end"] = cpu_speed_ms()
     return figures, meta
 
 
@@ -1230,7 +1230,9 @@ def table(figures: list[Figure], meta: dict) -> str:
     lines = [
         f"LabelLoop queue through HTTP — {meta['items']:,} items{' (--quick)' if meta['quick'] else ''}",
         f"Machine: nproc {meta['nproc']}, {meta['cpu_model']}; load average at start {meta['loadavg_start']},"
-        f" at end {meta.get('loadavg_end', 'n/a')} (shared machine: other work may depress the figures)",
+        f" at end {meta.get('loadavg_end', 'n/a')} (shared machine: other work may depress the figures);"
+        f" CPU speed (bench/machine.py, a 2M-iteration Python loop, lower is faster):"
+        f" {meta['cpu_speed_ms_start']} ms at start, {meta.get('cpu_speed_ms_end', 'n/a')} ms at end",
         f"PostgreSQL {meta['postgresql']}; gunicorn {meta.get('gunicorn_version')} with "
         f"{meta.get('gunicorn_workers')} sync workers, 1 thread each; "
         f"Django DEBUG={meta.get('django_debug')}; Python {meta['python']}",

@@ -65,7 +65,7 @@ from pathlib import Path
 from unittest import mock
 
 from bench.database import database_recreate
-from bench.machine import cpu_count, cpu_model, loadavg
+from bench.machine import cpu_count, cpu_model, cpu_speed_ms, loadavg
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/labelloop_bench6"
@@ -748,8 +748,8 @@ def report(meta: dict, results: dict) -> bool:
     print("LabelLoop training run benchmark" + (" (--quick)" if meta["quick"] else ""))
     print(
         f"machine: {meta['nproc']} cores ({meta['cpu_model']}), "
-        f"load average at start {meta['loadavg_start']}; "
-        "other processes may be running on this machine (see the CPU lines)"
+        f"load average at start {meta['loadavg_start']}; CPU speed (bench/machine.py, lower is faster)"
+        f" {meta['cpu_speed_ms']} ms; other processes may be running on this machine (see the CPU lines)"
     )
     v = meta["versions"]
     print(
@@ -856,6 +856,7 @@ def _main(args, env, var_dir, text_items, text_labeled, image_items, image_label
         "nproc": cpu_count(),
         "cpu_model": cpu_model(),
         "loadavg_start": loadavg(),
+        "cpu_speed_ms": cpu_speed_ms(),
         "started_at": datetime.now().isoformat(timespec="seconds"),
         "database": args.database_url,
         "var_dir": str(var_dir),
