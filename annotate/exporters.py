@@ -8,6 +8,12 @@ SQLite, which in WAL mode is a snapshot and leaves writers alone). Items are rea
 pages on id and each page's annotations in one query, so memory stays flat however large
 the project is.
 
+On PostgreSQL the pages are read as text ready to be written (`POSTGRES_TEXT`): JSON columns
+as jsonb prints them, `created_at` as `isoformat()` prints it, rows as plain tuples. Decoding
+them into Python objects only to encode them again was most of an export's CPU. The output is
+byte for byte the one the generic path (Django's row converters, then `json.dumps` or `csv`
+of each record) writes; tests compare the two.
+
 A generator holds its transaction open until it is exhausted or closed: consume it fully or
 call `.close()` (StreamingHttpResponse does); closing rolls the read transaction back. Don't
 write on the same connection while one is open: the writes would join the export's
@@ -18,17 +24,20 @@ import csv
 import io
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
-from typing import Any
+from json.encoder import encode_basestring
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Exists, OuterRef
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import Exists, Func, OuterRef, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -40,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 # Items per keyset page; each page's annotations come in one query.
 PAGE_SIZE = 2000
+
+# On PostgreSQL, read pages as text ready for the output (see the module docstring). Tests turn
+# it off to compare the output with the generic path's.
+POSTGRES_TEXT = True
 
 FORMATS = ("json", "jsonl", "csv")
 CONTENT_TYPES = {
@@ -135,31 +148,50 @@ def _item_queryset(*, project: Project, labeled_only: bool, after_id: int = 0):
     return items
 
 
+def _annotation_queryset(*, project: Project, first_id: int, last_id: int):
+    # An id range, not IN (2,000 ids): a short statement the item index answers with one
+    # range scan. Rows of items outside the page (other projects' items in between, or
+    # unlabeled ones under labeled_only) are dropped by the caller.
+    return Annotation.objects.filter(
+        project_id=project.id, item_id__gte=first_id, item_id__lte=last_id
+    ).order_by("item_id", "id")
+
+
+def _pages(
+    *, project: Project, labeled_only: bool, progress: Progress | None, read: Callable[[int], list]
+) -> Iterator[list]:
+    """Caller holds the read snapshot. `read(after_id)`'s pages until one is empty, with progress.
+
+    `read` returns a page's entries, each starting with its item row, whose first column is the id.
+    """
+    total = _item_queryset(project=project, labeled_only=labeled_only).count() if progress is not None else 0
+    done = 0
+    last_id = 0
+    while entries := read(last_id):
+        last_id = entries[-1][0][0]
+        yield entries
+        done += len(entries)
+        if progress is not None:
+            progress(done, total)
+    if progress is not None and not done:
+        progress(0, total)
+
+
 def _item_pages(*, project: Project, labeled_only: bool, progress: Progress | None) -> Iterator[list[tuple]]:
     """Caller holds the read snapshot. The project's items a page at a time, in id order.
 
     Each entry is (item row, its annotation rows oldest first, its Consensus).
     """
     label_order = list(project.labels.values_list("name", flat=True))
-    total = _item_queryset(project=project, labeled_only=labeled_only).count() if progress is not None else 0
-    done = 0
-    last_id = 0
-    while True:
-        items = _item_queryset(project=project, labeled_only=labeled_only, after_id=last_id)
+
+    def read(after_id: int) -> list[tuple]:
+        items = _item_queryset(project=project, labeled_only=labeled_only, after_id=after_id)
         page = list(items.order_by("id").values_list(*_ITEM_FIELDS, named=True)[:PAGE_SIZE])
         if not page:
-            break
-        last_id = page[-1].id
+            return []
         by_item: dict[int, list] = {item.id: [] for item in page}
-        # An id range, not IN (2,000 ids): a short statement the item index answers with one
-        # range scan. Rows of items outside the page (other projects' items in between, or
-        # unlabeled ones under labeled_only) are dropped below.
-        annotations = (
-            Annotation.objects.filter(project_id=project.id, item_id__gte=page[0].id, item_id__lte=last_id)
-            .order_by("item_id", "id")
-            .values_list(*_ANNOTATION_FIELDS, named=True)
-        )
-        for annotation in annotations:
+        annotations = _annotation_queryset(project=project, first_id=page[0].id, last_id=page[-1].id)
+        for annotation in annotations.values_list(*_ANNOTATION_FIELDS, named=True):
             rows = by_item.get(annotation.item_id)
             if rows is not None:
                 rows.append(annotation)
@@ -168,12 +200,9 @@ def _item_pages(*, project: Project, labeled_only: bool, progress: Progress | No
             rows = by_item[item.id]
             final = consensus(voting_values(rows), multi_label=project.multi_label, label_order=label_order)
             entries.append((item, rows, final))
-        yield entries
-        done += len(page)
-        if progress is not None:
-            progress(done, total)
-    if progress is not None and not done:
-        progress(0, total)
+        return entries
+
+    return _pages(project=project, labeled_only=labeled_only, progress=progress, read=read)
 
 
 def _image_url(project: Project) -> Callable[[str], str | None] | None:
@@ -223,6 +252,278 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+# The pages as text (PostgreSQL) ------------------------------------------------------------
+
+
+class _IsoFormat(Func):
+    """A timestamptz as `datetime.isoformat()` prints it in UTC: 6 fraction digits unless they are all 0."""
+
+    arity = 1
+    output_field = TextField()
+    template = (
+        "to_char(%(expressions)s AT TIME ZONE 'UTC', CASE"
+        " WHEN date_trunc('second', %(expressions)s) = %(expressions)s"
+        """ THEN 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"' END)"""
+    )
+
+
+def _as_text(name: str) -> Cast:
+    return Cast(name, output_field=TextField())
+
+
+# Plain columns first, then the expressions: the SELECT list keeps that order, so each row is
+# the tuple psycopg makes, with no Django converter or reordering in between.
+_ITEM_TEXT_COLUMNS = ("id", "external_id", "text", "image", "width", "height", _as_text("metadata"))
+_ANNOTATION_TEXT_COLUMNS = (
+    "item_id",
+    "id",
+    "annotator_id",
+    "annotator__username",
+    "active_ms",
+    "late",
+    "counted",
+    "source",
+    "proposal_model_version_id",
+    "proposal_accepted",
+    _as_text("value"),
+    _IsoFormat("created_at"),
+    _as_text("proposal_value"),
+)
+# Their positions in an item row and an annotation row.
+_I_ID, _I_EXTERNAL_ID, _I_TEXT, _I_IMAGE, _I_WIDTH, _I_HEIGHT, _I_METADATA = range(7)
+(
+    _A_ITEM_ID,
+    _A_ID,
+    _A_ANNOTATOR_ID,
+    _A_USERNAME,
+    _A_ACTIVE_MS,
+    _A_LATE,
+    _A_COUNTED,
+    _A_SOURCE,
+    _A_PROPOSAL_VERSION,
+    _A_PROPOSAL_ACCEPTED,
+    _A_VALUE,
+    _A_CREATED_AT,
+    _A_PROPOSAL_VALUE,
+) = range(13)
+
+
+class _Vote(NamedTuple):
+    """What voting_values reads of an annotation; `value` here is its jsonb text."""
+
+    annotator_id: int
+    value: str
+    counted: bool
+
+
+# Entries of the caches of rendered values; a cache that fills up starts over, so memory stays
+# flat whatever the data.
+_CACHE_SIZE = 10_000
+
+
+def _text_rows() -> bool:
+    """Whether to read pages as text: on PostgreSQL whose session runs in UTC, as Django sets it.
+
+    The generic path labels the session's wall-clock time UTC, so it prints +00:00 offsets; the
+    text path prints UTC explicitly, which is the same only then.
+    """
+    return POSTGRES_TEXT and connection.vendor == "postgresql" and connection.timezone_name == "UTC"
+
+
+def _fetchall(queryset) -> list[tuple]:
+    """The queryset's rows as psycopg makes them, in one fetch (no per-row Django iteration)."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _item_pages_text(
+    *, project: Project, labeled_only: bool, progress: Progress | None
+) -> Iterator[list[tuple]]:
+    """Caller holds the read snapshot, on PostgreSQL. As _item_pages, with rows as text tuples.
+
+    Item rows follow _ITEM_TEXT_COLUMNS and annotation rows _ANNOTATION_TEXT_COLUMNS (JSON as
+    jsonb's text, None for SQL NULL). Each entry is (item row, its annotation rows oldest first,
+    the voting values' texts, its Consensus): equal texts decode to equal values, so items
+    that share their votes share one Consensus.
+    """
+    label_order = list(project.labels.values_list("name", flat=True))
+    finals: dict[tuple[str, ...], Consensus] = {}
+
+    def read(after_id: int) -> list[tuple]:
+        items = _item_queryset(project=project, labeled_only=labeled_only, after_id=after_id)
+        page = _fetchall(items.order_by("id").values_list(*_ITEM_TEXT_COLUMNS)[:PAGE_SIZE])
+        if not page:
+            return []
+        by_item: dict[int, list] = {item[_I_ID]: [] for item in page}
+        annotations = _annotation_queryset(project=project, first_id=page[0][_I_ID], last_id=page[-1][_I_ID])
+        for row in _fetchall(annotations.values_list(*_ANNOTATION_TEXT_COLUMNS)):
+            rows = by_item.get(row[_A_ITEM_ID])
+            if rows is not None:
+                rows.append(row)
+        entries = []
+        for item in page:
+            rows = by_item[item[_I_ID]]
+            votes = tuple(
+                voting_values(_Vote(row[_A_ANNOTATOR_ID], row[_A_VALUE], row[_A_COUNTED]) for row in rows)
+            )
+            final = finals.get(votes)
+            if final is None:
+                if len(finals) >= _CACHE_SIZE:
+                    finals.clear()
+                values = [json.loads(text) for text in votes]
+                final = consensus(values, multi_label=project.multi_label, label_order=label_order)
+                finals[votes] = final
+            entries.append((item, rows, votes, final))
+        return entries
+
+    return _pages(project=project, labeled_only=labeled_only, progress=progress, read=read)
+
+
+# A number with a fraction, the only JSON that json.loads then json.dumps may print otherwise.
+_FRACTION = re.compile(r"[0-9]\.")
+_JSON_FLAGS = {True: "true", False: "false", None: "null"}
+
+
+def _json_from_jsonb(text: str | None) -> str:
+    """What `_dumps` of the value Django decodes from jsonb's text `text` writes (None: SQL NULL).
+
+    jsonb prints objects and arrays with json.dumps' separators and keys in its stored order,
+    which json.loads keeps; it escapes strings as json.dumps(ensure_ascii=False) does. Its
+    numbers print as PostgreSQL's numeric does: an integer as its digits, which int() and
+    repr() keep; a number with a fraction ("1.50") may not survive a float, so such text
+    (or any text with a digit before a point) goes through json.loads and json.dumps.
+    """
+    if text is None:
+        return "null"
+    if _FRACTION.search(text) is None:
+        return text
+    return _dumps(json.loads(text))
+
+
+def _json_int(number: int | None) -> str:
+    return "null" if number is None else str(number)
+
+
+def _json_pages(*, project: Project, labeled_only: bool, progress: Progress | None) -> Iterator[list[str]]:
+    """Caller holds the read snapshot. Each page's items as their JSON text, `_dumps(_item_record(…))`."""
+    image_url = _image_url(project)
+    if not _text_rows():
+        for entries in _item_pages(project=project, labeled_only=labeled_only, progress=progress):
+            yield [_dumps(_item_record(*entry, image_url=image_url)) for entry in entries]
+        return
+    finals: dict[tuple[str, ...], str] = {}
+    values: dict[str, str] = {}
+
+    def value_json(text: str) -> str:
+        json_text = values.get(text)
+        if json_text is None:
+            if len(values) >= _CACHE_SIZE:
+                values.clear()
+            json_text = values[text] = _json_from_jsonb(text)
+        return json_text
+
+    def annotation_json(row: tuple) -> str:
+        version = row[_A_PROPOSAL_VERSION]
+        proposal_value = row[_A_PROPOSAL_VALUE]
+        # jsonb null decodes to None as SQL NULL does: no proposal either way.
+        if (proposal_value is None or proposal_value == "null") and version is None:
+            proposal = "null"
+        else:
+            proposal = (
+                f'{{"value": {_json_from_jsonb(proposal_value)}, "model_version_id": {_json_int(version)}}}'
+            )
+        return (
+            f'{{"id": {row[_A_ID]}, "annotator": {encode_basestring(row[_A_USERNAME])},'
+            f' "value": {value_json(row[_A_VALUE])}, "created_at": "{row[_A_CREATED_AT]}",'
+            f' "active_ms": {row[_A_ACTIVE_MS]}, "late": {_JSON_FLAGS[row[_A_LATE]]},'
+            f' "counted": {_JSON_FLAGS[row[_A_COUNTED]]}, "source": {encode_basestring(row[_A_SOURCE])},'
+            f' "proposal": {proposal}, "proposal_accepted": {_JSON_FLAGS[row[_A_PROPOSAL_ACCEPTED]]}}}'
+        )
+
+    for entries in _item_pages_text(project=project, labeled_only=labeled_only, progress=progress):
+        records = []
+        for item, rows, votes, final in entries:
+            final_json = finals.get(votes)
+            if final_json is None:
+                if len(finals) >= _CACHE_SIZE:
+                    finals.clear()
+                final_json = finals[votes] = _dumps(
+                    {"value": final.value, "tie": final.tie, "votes": final.votes}
+                )
+            text = (
+                f'{{"id": {item[_I_ID]}, "external_id": {encode_basestring(item[_I_EXTERNAL_ID])},'
+                f' "text": {encode_basestring(item[_I_TEXT])}'
+            )
+            if image_url is not None:
+                url = image_url(item[_I_IMAGE])
+                text += (
+                    f', "image": {encode_basestring(item[_I_IMAGE])},'
+                    f' "image_url": {"null" if url is None else encode_basestring(url)},'
+                    f' "width": {_json_int(item[_I_WIDTH])}, "height": {_json_int(item[_I_HEIGHT])}'
+                )
+            annotations = ", ".join([annotation_json(row) for row in rows])
+            records.append(
+                f'{text}, "metadata": {_json_from_jsonb(item[_I_METADATA])},'
+                f' "final_label": {final_json}, "annotations": [{annotations}]}}'
+            )
+        yield records
+
+
+def _csv_pages(*, project: Project, labeled_only: bool, progress: Progress | None) -> Iterator[list[list]]:
+    """Caller holds the read snapshot. Each page's CSV rows (see export_csv)."""
+    image_url = _image_url(project)
+    if not _text_rows():
+        for entries in _item_pages(project=project, labeled_only=labeled_only, progress=progress):
+            yield [row for entry in entries for row in _csv_rows(*entry, image_url=image_url)]
+        return
+    finals: dict[tuple[str, ...], list] = {}
+    cells: dict[str | None, str] = {}
+
+    def value_cell(text: str | None) -> str:
+        cell = cells.get(text)
+        if cell is None:
+            if len(cells) >= _CACHE_SIZE:
+                cells.clear()
+            cell = cells[text] = _csv_text(_value_cell(None if text is None else json.loads(text)))
+        return cell
+
+    for entries in _item_pages_text(project=project, labeled_only=labeled_only, progress=progress):
+        out = []
+        for item, rows, votes, final in entries:
+            final_cells = finals.get(votes)
+            if final_cells is None:
+                if len(finals) >= _CACHE_SIZE:
+                    finals.clear()
+                final_cells = [_csv_text(_value_cell(final.value)), _csv_bool(final.tie), final.votes]
+                finals[votes] = final_cells
+            head = [item[_I_ID], _csv_text(item[_I_EXTERNAL_ID]), _csv_text(item[_I_TEXT])]
+            if image_url is not None:
+                image = item[_I_IMAGE]
+                head += [_csv_text(image), _csv_text(image_url(image) or ""), item[_I_WIDTH], item[_I_HEIGHT]]
+            head += final_cells
+            if not rows:
+                out.append(head + [""] * 10)
+            for row in rows:
+                out.append(
+                    head
+                    + [
+                        _csv_text(row[_A_USERNAME]),
+                        value_cell(row[_A_VALUE]),
+                        row[_A_CREATED_AT],
+                        row[_A_ACTIVE_MS],
+                        _CSV_FLAGS[row[_A_LATE]],
+                        _CSV_FLAGS[row[_A_COUNTED]],
+                        _csv_text(row[_A_SOURCE]),
+                        value_cell(row[_A_PROPOSAL_VALUE]),
+                        row[_A_PROPOSAL_VERSION],
+                        _CSV_FLAGS[row[_A_PROPOSAL_ACCEPTED]],
+                    ]
+                )
+        yield out
+
+
 # The formats -----------------------------------------------------------------------------
 
 
@@ -234,24 +535,20 @@ def export_jsonl(
     `progress(items_done, items_total)` is called after each page (the total is counted at
     the start, in the same snapshot). Consume or close the generator: it holds a transaction.
     """
-    image_url = _image_url(project)
     with _read_snapshot():
-        for entries in _item_pages(project=project, labeled_only=labeled_only, progress=progress):
-            yield "".join(_dumps(_item_record(*entry, image_url=image_url)) + "\n" for entry in entries)
+        for records in _json_pages(project=project, labeled_only=labeled_only, progress=progress):
+            yield "".join(record + "\n" for record in records)
 
 
 def export_json(
     *, project: Project, labeled_only: bool = False, progress: Progress | None = None
 ) -> Iterator[str]:
     """The project's items as one JSON array, streamed a page at a time (see export_jsonl)."""
-    image_url = _image_url(project)
     with _read_snapshot():
         yield "["
         separator = "\n"
-        for entries in _item_pages(project=project, labeled_only=labeled_only, progress=progress):
-            yield separator + ",\n".join(
-                _dumps(_item_record(*entry, image_url=image_url)) for entry in entries
-            )
+        for records in _json_pages(project=project, labeled_only=labeled_only, progress=progress):
+            yield separator + ",\n".join(records)
             separator = ",\n"
         yield "\n]\n" if separator != "\n" else "]\n"
 
@@ -268,15 +565,13 @@ def export_csv(
     if project.is_image:
         at = columns.index("text") + 1
         columns[at:at] = CSV_IMAGE_COLUMNS
-    image_url = _image_url(project)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
     with _read_snapshot():
         yield _drain(buffer)
-        for entries in _item_pages(project=project, labeled_only=labeled_only, progress=progress):
-            for entry in entries:
-                writer.writerows(_csv_rows(*entry, image_url=image_url))
+        for rows in _csv_pages(project=project, labeled_only=labeled_only, progress=progress):
+            writer.writerows(rows)
             yield _drain(buffer)
 
 
@@ -312,6 +607,9 @@ def _value_cell(value: Any) -> str:
 
 def _csv_text(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+_CSV_FLAGS = {True: "true", False: "false", None: ""}
 
 
 def _csv_bool(flag: bool | None) -> str:

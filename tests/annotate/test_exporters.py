@@ -2,13 +2,14 @@ import csv
 import io
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
+from django.db.models import JSONField, Value
 from django.test.utils import CaptureQueriesContext
 
 from annotate import exporters, tasks
@@ -399,6 +400,129 @@ def test_on_sqlite_an_export_reads_one_snapshot_without_blocking_writers(monkeyp
     assert [item["external_id"] for item in exported] == ["t0", "t1", "t2"]
     assert exported[-1]["text"] == "text number 2"
     assert [item["external_id"] for item in _items(project)][-1] == "added-mid-export"
+
+
+# The PostgreSQL text path -------------------------------------------------------------------
+
+# Texts where JSON or CSV quoting, escaping or the formula guard could go wrong.
+TRICKY_TEXTS = [
+    "quotes \" and ' and a backslash \\ and a slash /",
+    "lines\nand\r\ncarriage returns, commas, and\ttabs",
+    "=SUM(A1) looks like a formula",
+    "\tstarts with a tab",
+    "unicode: ünïcödé, 日本語, emoji 🐈, separators \u2028\u2029, DEL \x7f, control \x01\x1f",
+    "",
+]
+# Metadata whose jsonb text differs from what was stored (key order, spacing, duplicates
+# dropped), or holds numbers that a float would print otherwise, or strings with points.
+TRICKY_METADATA = [
+    {"zz": 1, "a": {"nested": ["ü", None, True, False, -0, 12345678901234567890]}, "mid": []},
+    {"score": 0.1, "exact": 1.5, "big": 1.5e300, "tiny": 1e-7, "neg": -2.25, "whole": 3.0},
+    {"url": "https://example.org/a.png", "version": "v1.2", "quote": '"\\/', "empty": {}},
+    {},
+    {"text": "\u2028\x7f\x01\n\t", "日本": {"deep": [[[]], {"k": [1, {"z": None}]}]}},
+]
+# Annotation values: plain choices, several, none, with a float, with non-string choices,
+# and without choices at all (none of which votes for a label).
+TRICKY_VALUES = [
+    {"choices": ["cat"]},
+    {"choices": ["dog", "cat"]},
+    {"choices": []},
+    {"choices": ["cat"], "confidence": 0.75},
+    {"choices": [1, "ü"]},
+    {"other": "x.1"},
+    {"choices": ["=cat"]},
+]
+# Microseconds 0, with leading and trailing zeros; a year below 1000; another time zone.
+TRICKY_TIMES = [
+    T0,
+    T0.replace(microsecond=123456),
+    T0.replace(microsecond=5),
+    T0.replace(microsecond=120000),
+    datetime(999, 1, 2, 3, 4, 5, 7, tzinfo=UTC),
+    datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+]
+
+
+def _tricky_project(kind):
+    """A project whose export holds every text form the PostgreSQL path writes itself.
+
+    Items of another project sit between its items (their annotations must not leak in), one
+    item has no annotations, annotators resubmit, and proposals are missing, SQL NULL with a
+    version, JSON null with and without one, or carry floats.
+    """
+    labels = ["cat", "dog", "=cat", "ü"]
+    if kind == "image":
+        project = make_project(labels=labels, task_type=Project.TaskType.IMAGE_CLASSIFICATION)
+    else:
+        project = make_project(labels=labels, multi_label=kind == "multi_label")
+    other = make_project(labels=labels)
+    users = [UserFactory(username=name) for name in ("ann", "=bob", '名前 "q"', "dee")]
+    items = []
+    for n in range(7):
+        fields = {
+            "external_id": ["+1", "x,y", 'q"uote', "ü-3", "-4", "plain-5", "6"][n],
+            "text": TRICKY_TEXTS[n % len(TRICKY_TEXTS)],
+            "metadata": TRICKY_METADATA[n % len(TRICKY_METADATA)],
+        }
+        if kind == "image":
+            has_image = n % 3 != 2
+            fields["image"] = f"projects/{project.pk}/img {n}.png" if has_image else ""
+            fields["width"], fields["height"] = (640, 480) if has_image else (None, None)
+        items.append(ItemFactory(project=project, **fields))
+        AnnotationFactory(item=ItemFactory(project=other), annotator=users[0], value={"choices": ["dog"]})
+    Item.objects.filter(pk=items[4].pk).update(metadata=Value(None, output_field=JSONField()))
+    proposals = [(None, None), (CAT, 7), (None, 3), ({"choices": ["cat"], "score": 0.9}, None)]
+    for n, item in enumerate(items[:-1]):
+        for k in range(n % 4 + 1):
+            proposal, version = proposals[(n + k) % len(proposals)]
+            AnnotationFactory(
+                item=item,
+                annotator=users[(n + k) % len(users)],
+                value=TRICKY_VALUES[(n * 3 + k) % len(TRICKY_VALUES)],
+                created_at=TRICKY_TIMES[(n + k) % len(TRICKY_TIMES)],
+                active_ms=(0, 1500, 2**31 - 1)[k % 3],
+                late=k == 2,
+                counted=k != 2,
+                source=("", "import:batch.1", "=evil")[(n + k) % 3],
+                proposal_value=proposal,
+                proposal_model_version_id=version,
+                proposal_accepted=(None, True, False)[(n + k) % 3] if version is not None else None,
+            )
+        # A resubmit by the item's first annotator: its latest value is the one that votes.
+        AnnotationFactory(
+            item=item, annotator=users[n % len(users)], value={"choices": ["dog"]}, created_at=T0
+        )
+    json_null = Value(None, output_field=JSONField())
+    first, second = Annotation.objects.filter(item=items[0]).order_by("id")[:2]
+    Annotation.objects.filter(pk=first.pk).update(proposal_value=json_null, proposal_model_version_id=None)
+    Annotation.objects.filter(pk=second.pk).update(proposal_value=json_null, proposal_model_version_id=4)
+    return project
+
+
+def _export_text(project, fmt, *, labeled_only):
+    with CaptureQueriesContext(connection) as captured:
+        text = "".join(exporters.export_stream(project=project, format=fmt, labeled_only=labeled_only))
+    return text, [q["sql"] for q in captured.captured_queries]
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("labeled_only", [False, True])
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+@pytest.mark.parametrize("kind", ["single_label", "multi_label", "image"])
+def test_on_postgresql_the_text_path_writes_the_same_bytes_as_the_generic_path(
+    kind, fmt, labeled_only, monkeypatch, settings
+):
+    settings.MEDIA_URL = "/media/"
+    monkeypatch.setattr(exporters, "PAGE_SIZE", 2)
+    project = _tricky_project(kind)
+    fast, fast_queries = _export_text(project, fmt, labeled_only=labeled_only)
+    monkeypatch.setattr(exporters, "POSTGRES_TEXT", False)
+    generic, generic_queries = _export_text(project, fmt, labeled_only=labeled_only)
+    assert any("to_char(" in sql for sql in fast_queries)
+    assert not any("to_char(" in sql for sql in generic_queries)
+    assert fast == generic
+    assert len(fast_queries) == len(generic_queries)
 
 
 # Background export ---------------------------------------------------------------------------
