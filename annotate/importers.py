@@ -871,55 +871,88 @@ def _rows_import(
     source: str | None,
     progress: Progress | None,
 ) -> ImportResult:
-    """Validate every row (first pass), then write them all (second pass over `rows()`)."""
+    """Validate and write the rows in one pass, in one transaction: a bad row, or an id that
+    repeats or already exists, raises ImportRejected and rolls back whatever was written, so
+    the import is all or nothing. (A first pass that only validated cost a sixth of the CPU.)"""
     if total == 0:
         raise ImportRejected(f"{filename}: no items in the file")
     reporter = _Progress(progress, total)
-    ids = []
-    for done, row in enumerate(rows(), start=1):
-        ids.append((f"{filename}, {row.locator}", row.external_id))
-        reporter.step(done)
-    _ids_check(project=project, filename=filename, id_field=id_field, ids=ids)
-    del ids
-    result = _rows_write(project=project, rows=rows(), source=source, filename=filename)
+    ids = _IdCheck(project=project, filename=filename, id_field=id_field)
+
+    def checked() -> Iterator[_Row]:
+        for done, row in enumerate(rows(), start=1):
+            ids.see(f"{filename}, {row.locator}", row.external_id)
+            reporter.step(done)
+            yield row
+
+    result = _rows_write(
+        project=project, rows=checked(), source=source, filename=filename, before_write=ids.check_existing
+    )
     reporter.finish(result.items_created)
     return result
+
+
+class _IdCheck:
+    """Refuses an id that repeats within the file (naming both places) or already exists in
+    the project. Ids come one at a time (`see`); existing ones are looked up a batch at a time
+    (`check_existing`), not at all when the project had no items."""
+
+    def __init__(self, *, project: Project, filename: str | None, id_field: str | None):
+        self.project = project
+        self.filename = filename
+        self.label = f", field {id_field!r}" if id_field else ""
+        self.first: dict[str, str] = {}
+        # A concurrent import of the same ids still fails on the unique constraint.
+        self.project_had_items = Item.objects.filter(project=project).exists()
+
+    def see(self, where: str, external_id: str) -> None:
+        """`where` is "<file>, line 7" or "<zip>, entry 'a.png'"."""
+        earlier = self.first.get(external_id)
+        if earlier is not None:
+            if self.filename and earlier.startswith(f"{self.filename}, "):
+                earlier = earlier[len(self.filename) + 2 :]
+            raise ImportRejected(f"{where}{self.label}: {external_id!r} repeats {earlier}")
+        self.first[external_id] = where
+
+    def check_existing(self, rows: Sequence[_Row]) -> None:
+        self.check_existing_ids([row.external_id for row in rows])
+
+    def check_existing_ids(self, keys: list[str]) -> None:
+        if not self.project_had_items:
+            return
+        existing = _existing_ids(self.project, keys)
+        if existing:
+            external_id = next(key for key in keys if key in existing)
+            raise ImportRejected(
+                f"{self.first[external_id]}{self.label}: an item with id {external_id!r}"
+                " already exists in this project"
+            )
 
 
 def _ids_check(
     *, project: Project, filename: str | None, id_field: str | None, ids: Sequence[tuple[str, str]]
 ) -> None:
-    """Refuse an id that repeats within the file (naming both places) or already exists in the project.
-
-    `ids` holds (where, external id); where is "<file>, line 7" or "<zip>, entry 'a.png'".
-    """
-    label = f", field {id_field!r}" if id_field else ""
-    first: dict[str, str] = {}
+    """Refuse an id that repeats within `ids` (where, external id) or already exists in the project."""
+    check = _IdCheck(project=project, filename=filename, id_field=id_field)
     for where, external_id in ids:
-        if external_id in first:
-            earlier = first[external_id]
-            if filename and earlier.startswith(f"{filename}, "):
-                earlier = earlier[len(filename) + 2 :]
-            raise ImportRejected(f"{where}{label}: {external_id!r} repeats {earlier}")
-        first[external_id] = where
-    keys = list(first)
+        check.see(where, external_id)
+    keys = list(check.first)
     for start in range(0, len(keys), BATCH_SIZE):
-        existing = set(
-            Item.objects.filter(
-                project=project, external_id__in=keys[start : start + BATCH_SIZE]
-            ).values_list("external_id", flat=True)
-        )
-        if existing:
-            external_id = next(key for key in keys[start:] if key in existing)
-            raise ImportRejected(
-                f"{first[external_id]}{label}: an item with id {external_id!r} already exists in this project"
-            )
+        check.check_existing_ids(keys[start : start + BATCH_SIZE])
 
 
-def _rows_write(*, project: Project, rows: Iterable[_Row], source: str | None, filename: str) -> ImportResult:
+def _rows_write(
+    *,
+    project: Project,
+    rows: Iterable[_Row],
+    source: str | None,
+    filename: str,
+    before_write: Callable[[list[_Row]], None] | None = None,
+) -> ImportResult:
     """Write validated rows in one transaction: items in batches, each batch's annotations after it.
 
     On PostgreSQL the batches go in with COPY (POSTGRES_COPY), elsewhere with bulk_create.
+    `before_write(batch)` may refuse a batch (ImportRejected), rolling back what went before.
     """
     now = timezone.now()
     write_batch = _batch_copy if POSTGRES_COPY and connection.vendor == "postgresql" else _batch_bulk_create
@@ -933,6 +966,8 @@ def _rows_write(*, project: Project, rows: Iterable[_Row], source: str | None, f
                 nonlocal annotator_id
                 if annotator_id is None and any(row.choices is not None for row in batch):
                     annotator_id = _source_user(source).pk
+                if before_write is not None:
+                    before_write(batch)
                 write_batch(project=project, rows=batch, annotator_id=annotator_id, source=source, now=now)
                 batch.clear()
 
@@ -1009,6 +1044,21 @@ def _batch_bulk_create(
     )
 
 
+def _existing_ids(project: Project, keys: list[str]) -> set[str]:
+    if connection.vendor == "postgresql":
+        # One array parameter: a 2,000-placeholder IN list cost psycopg 10 ms to parse.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT external_id FROM {connection.ops.quote_name(Item._meta.db_table)}"
+                " WHERE project_id = %s AND external_id = ANY(%s)",
+                [project.id, keys],
+            )
+            return {external_id for (external_id,) in cursor.fetchall()}
+    return set(
+        Item.objects.filter(project=project, external_id__in=keys).values_list("external_id", flat=True)
+    )
+
+
 def _batch_copy(
     *, project: Project, rows: list[_Row], annotator_id: int | None, source: str | None, now: datetime
 ) -> None:
@@ -1041,13 +1091,30 @@ def _copy(model: type[models.Model], rows: Iterator[dict]) -> None:
         return
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     given = [f for f in fields if f.attname in first]
-    defaults = tuple(_copy_value(f, f.get_default()) for f in fields if f.attname not in first)
+    defaults = [_copy_value(f, f.get_default()) for f in fields if f.attname not in first]
     quote = connection.ops.quote_name
+    # Plain columns, then JSON ones (encoded per row), then those left to their defaults.
+    given = [f for f in given if not isinstance(f, models.JSONField)] + [
+        f for f in given if isinstance(f, models.JSONField)
+    ]
     columns = [quote(f.column) for f in given] + [quote(f.column) for f in fields if f.attname not in first]
     sql = f"COPY {quote(model._meta.db_table)} ({', '.join(columns)}) FROM STDIN"
+    plain = [f.attname for f in given if not isinstance(f, models.JSONField)]
+    as_json = [(f.attname, f.encoder) for f in given if isinstance(f, models.JSONField)]
     with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in itertools.chain([first], rows):
-            copy.write_row(tuple(_copy_value(f, row[f.attname]) for f in given) + defaults)
+            copy.write_row(
+                [row[name] for name in plain]
+                + [_json_cell(row[name], encoder) for name, encoder in as_json]
+                + defaults
+            )
+
+
+def _json_cell(value: Any, encoder) -> str | None:
+    if value is None:
+        return None
+    # Most items' metadata: json.dumps of {} cost a tenth of a 100,000-row import.
+    return "{}" if value == {} and type(value) is dict else json.dumps(value, cls=encoder)
 
 
 def _copy_value(field: models.Field, value: Any) -> Any:
