@@ -153,7 +153,8 @@ def _item_upload_to(item: "Item", filename: str) -> str:
 
 
 class Item(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: item_project_id_idx (project, id) serves every lookup by project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items", db_index=False)
     external_id = models.CharField(max_length=255)
     text = models.TextField(blank=True)
     image = models.FileField(upload_to=_item_upload_to, blank=True, max_length=500)
@@ -208,7 +209,8 @@ class Assignment(models.Model):
         EXPIRED = "expired", "Expired"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    # Indexed by assignment_item_user_idx (item, annotator).
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
     )
@@ -248,9 +250,10 @@ class Annotation(models.Model):
     """One submit. Append-only: a new answer is a new row, never an update."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    # Indexed by annotation_item_idx and annotation_user_item_idx (annotator, item).
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations", db_index=False)
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations", db_index=False
     )
     value = models.JSONField()
     active_ms = models.PositiveIntegerField(default=0, help_text="Active time spent, in ms.")
@@ -280,7 +283,8 @@ class Annotation(models.Model):
 
 class Skip(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="skips")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="skips")
+    # Indexed by skip_unique (item, annotator).
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="skips", db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips")
     created_at = models.DateTimeField()
 
