@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.database import database_recreate
-from bench.machine import cpu_count, cpu_model, cpu_speed_ms, loadavg
+from bench.machine import cpu_count, cpu_jitter, cpu_model, cpu_speed_ms, loadavg
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # .venv/bin, not resolved: the venv's own scripts live there
@@ -755,7 +755,14 @@ def pace_note(paced: dict) -> str:
             f", {paced['behind_schedule']} of {paced['cycles']} cycles started over "
             f"{1000 / paced['rate_asked']:.0f} ms late"
         )
-    return f"{paced['rate_achieved']} cycles/s achieved{late}; {others_note(paced['cpu_cores'])}"
+    jitter = paced.get("machine_jitter")
+    steady = ""
+    if jitter:
+        steady = (
+            f"; the machine just before: the same {jitter['p50_ms']} ms of Python work took up to"
+            f" {jitter['p99_ms']} ms at p99 (bench/machine.py cpu_jitter)"
+        )
+    return f"{paced['rate_achieved']} cycles/s achieved{late}; {others_note(paced['cpu_cores'])}{steady}"
 
 
 def capacity(cycles_per_s: float, cores: dict) -> dict:
@@ -1022,6 +1029,7 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
 
         # 2. Paced latency ----------------------------------------------------------------
         log(f"2. one annotator, {args.rate:g} cycles/s for {paced_seconds} s")
+        jitter = cpu_jitter()
         with CpuMeter(server.pids) as cpu:
             paced = paced_cycles(
                 port=server.port,
@@ -1031,6 +1039,7 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
                 seconds=paced_seconds,
             )
         paced["cpu_cores"] = cpu.cores
+        paced["machine_jitter"] = jitter
         log(f"   next p50/p99 {paced['next']['p50_ms']}/{paced['next']['p99_ms']} ms; {cpu.text()}")
         nxt, sub = paced["next"], paced["submit"]
         figures.append(
@@ -1107,6 +1116,7 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
         analyze()
         log(f"   annotator #1 has {inserted:,} labels; {args.rate:g} cycles/s for {paced_seconds} s")
         plan = next_query_explain(project_id=deep_project, annotator_id=studio.user_ids[0])
+        jitter = cpu_jitter()
         with CpuMeter(server.pids) as cpu:
             deep_paced = paced_cycles(
                 port=server.port,
@@ -1116,8 +1126,13 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
                 seconds=paced_seconds,
             )
         deep_paced["cpu_cores"] = cpu.cores
+        deep_paced["machine_jitter"] = jitter
         log(f"   next p50/p99 {deep_paced['next']['p50_ms']}/{deep_paced['next']['p99_ms']} ms; {cpu.text()}")
         deep_paced["explain_before"] = plan
+        # After their first submits the search starts at annotator #1's bookmark.
+        deep_paced["explain_after"] = next_query_explain(
+            project_id=deep_project, annotator_id=studio.user_ids[0]
+        )
         log(f"4. {ANNOTATORS} annotators incl. #1, closed loop for {saturation_seconds} s, overlap 3")
         with CpuMeter(server.pids) as cpu:
             deep_sat = saturation(
@@ -1289,8 +1304,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(figures, meta))
     if args.explain:
         deep = next(f for f in figures if f.key == "next_latency_deep")
-        print("\nNext-item query for annotator #1 in the overlap-3 project (EXPLAIN ANALYZE):")
+        print("\nNext-item query for annotator #1 in the overlap-3 project (EXPLAIN ANALYZE)")
+        print("before their first submit of the run (no bookmark yet: one walk over their 20,000 labels):")
         print(deep.details["explain_before"])
+        print("\nafter the paced run (from their bookmark):")
+        print(deep.details["explain_after"])
     if args.json:
         args.json.write_text(
             json.dumps({"meta": meta, "figures": [asdict(f) for f in figures]}, indent=1, default=str) + "\n"
