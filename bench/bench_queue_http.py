@@ -4,8 +4,8 @@
 
 It builds everything it measures: a fresh PostgreSQL database (dropped and created), a temporary
 LABELLOOP_VAR_DIR, users, projects and members through the REST API, a CSV of Rotten Tomatoes
-sentences repeated to --items rows, and a gunicorn server with sync workers (stopped at the end,
-error or not). Then it measures:
+sentences repeated to --items rows, and a gunicorn server configured as bin/run's (stopped at
+the end, error or not). Then it measures:
 
 1. importing the CSV (in-process `import_csv`, PostgreSQL COPY; and the HTTP import when the
    API has one);
@@ -52,7 +52,9 @@ BIN = Path(sys.executable).parent  # .venv/bin, not resolved: the venv's own scr
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/labelloop_bench"
 # 2 × cores. --sweep-workers 2,4,8 on the shared 2-core machine found no count better than another
 # beyond the noise (cycles per gunicorn CPU-second equal within it): see bench/README.md.
-DEFAULT_WORKERS = 4
+# As bin/run serves the studio: 2 processes of 4 threads (gthread, connections kept alive).
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 4
 PASSWORD = "bench-password-not-secret"
 LABELS = ["fresh", "rotten"]
 ANNOTATORS = 8
@@ -203,8 +205,8 @@ class HttpError(RuntimeError):
 class Client:
     """One simulated user: one http.client connection, reopened when the server closes it.
 
-    gunicorn's sync workers close the connection after every response, so each request
-    includes a TCP connect over loopback (tens of microseconds).
+    gthread workers keep it alive between requests; sync workers (--threads 1) close it after
+    every response, so each request then includes a TCP connect over loopback.
     """
 
     def __init__(self, port: int, *, token: str | None = None, cookie: str | None = None):
@@ -274,8 +276,9 @@ class _Process:
 
 
 class Gunicorn(_Process):
-    def __init__(self, *, workers: int, env: dict, log_path: Path):
+    def __init__(self, *, workers: int, env: dict, log_path: Path, threads: int = 1):
         self.workers = workers
+        self.threads = threads
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -287,7 +290,7 @@ class Gunicorn(_Process):
         # sends none while it streams a response; the default 30 s would cut a slow export short.
         return [
             str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.workers), "--threads", "1", "--timeout", "300",
+            "--workers", str(self.workers), "--threads", str(self.threads), "--timeout", "300",
             "--log-level", "warning",
         ]  # fmt: skip
 
@@ -953,7 +956,7 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
     worker = CeleryWorker(env=env, log_path=var_dir / "celery.log")
 
     def serve(workers: int) -> Gunicorn:
-        started = Gunicorn(workers=workers, env=env, log_path=var_dir / "gunicorn.log")
+        started = Gunicorn(workers=workers, env=env, log_path=var_dir / "gunicorn.log", threads=args.threads)
         started.start()
         return started
 
@@ -1023,6 +1026,7 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
                 server = serve(workers)
                 studio.port = server.port
         meta["gunicorn_workers"] = workers
+        meta["gunicorn_threads"] = args.threads
         log("   warm-up: 8 annotators for 2 s, not measured")
         saturation(port=server.port, tokens=studio.tokens, project_id=queue_project, seconds=2, warmup=0)
         meta["gunicorn_command"] = " ".join(server.command).replace(str(REPO) + "/", "")
@@ -1242,6 +1246,8 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
 
 
 def table(figures: list[Figure], meta: dict) -> str:
+    threads = meta.get("gunicorn_threads", 1)
+    kind = "sync: a new connection per request" if threads == 1 else "gthread: connections kept alive"
     lines = [
         f"LabelLoop queue through HTTP — {meta['items']:,} items{' (--quick)' if meta['quick'] else ''}",
         f"Machine: nproc {meta['nproc']}, {meta['cpu_model']}; load average at start {meta['loadavg_start']},"
@@ -1249,7 +1255,7 @@ def table(figures: list[Figure], meta: dict) -> str:
         f" CPU speed (bench/machine.py, a 2M-iteration Python loop, lower is faster):"
         f" {meta['cpu_speed_ms_start']} ms at start, {meta.get('cpu_speed_ms_end', 'n/a')} ms at end",
         f"PostgreSQL {meta['postgresql']}; gunicorn {meta.get('gunicorn_version')} with "
-        f"{meta.get('gunicorn_workers')} sync workers, 1 thread each; "
+        f"{meta.get('gunicorn_workers')} workers, {meta.get('gunicorn_threads', 1)} thread(s) each ({kind}); "
         f"Django DEBUG={meta.get('django_debug')}; Python {meta['python']}",
     ]
     if "worker_sweep" in meta:
@@ -1280,7 +1286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10,000 items and short runs: a smoke run")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="dropped and created")
     parser.add_argument(
-        "--workers", type=int, default=None, help=f"gunicorn sync workers ({DEFAULT_WORKERS})"
+        "--workers", type=int, default=None, help=f"gunicorn worker processes ({DEFAULT_WORKERS})"
     )
     parser.add_argument(
         "--sweep-workers", default="", help="e.g. 2,4,8: measure 5 s of saturation at each, keep the best"
@@ -1288,6 +1294,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="cycles/s of the paced annotator (20)")
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
     parser.add_argument("--explain", action="store_true", help="print the next-item query's plan (figure 4)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"threads per gunicorn worker ({DEFAULT_THREADS}; 1: sync workers)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary LABELLOOP_VAR_DIR")
     args = parser.parse_args(argv)
     if args.sweep_workers and args.workers is not None:
