@@ -14,6 +14,7 @@ SQLite, plus the Celery worker).
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def main() -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--username", default="annotator1")
     parser.add_argument("--password", help="default: from the var folder's demo-accounts.json")
-    parser.add_argument("--var-dir", default="var")
+    parser.add_argument("--var-dir", default=os.environ.get("LABELLOOP_VAR_DIR", "var"))
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument(
         "--think-ms", type=int, nargs="+", default=[300, 0], help="pauses to run (0: closed loop)"
