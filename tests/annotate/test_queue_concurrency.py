@@ -82,6 +82,7 @@ def test_eight_annotators_at_once_never_push_an_item_past_its_overlap(overlap, r
     assert Annotation.objects.filter(project=project).count() == ITEMS * overlap
     assert not Assignment.objects.filter(project=project, status="open").exists()
     if repeat % 2 == 0:
-        # The bookmarks were in play: every annotator's moved.
+        # The bookmarks were in play. (Not necessarily everyone's: an annotator whose only
+        # submits came when nothing was left open to them has none.)
         marks = Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR)
-        assert not marks.filter(queue_mark_item_id=None).exists()
+        assert marks.exclude(queue_mark_item_id=None).exists()
