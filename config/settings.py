@@ -215,6 +215,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
+        # How often an idle worker lists the queue folder (kombu's default: every second). A
+        # listing costs microseconds; a second of waiting was a fifth of a 100,000-row import.
+        "polling_interval": 0.1,
     }
 elif CELERY_BROKER_URL.startswith("redis"):
     # Above the longest hard time limit, so a long run is not redelivered mid-way.
