@@ -321,6 +321,16 @@ class _Vote(NamedTuple):
 _CACHE_SIZE = 10_000
 
 
+def _cached(cache: dict, key, make: Callable[[], Any]):
+    """`cache[key]`, made by `make()` when missing; a full cache starts over."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        value = cache[key] = make()
+    return value
+
+
 def _text_rows() -> bool:
     """Whether to read pages as text: on PostgreSQL whose session runs in UTC, as Django sets it.
 
@@ -368,13 +378,15 @@ def _item_pages_text(
             votes = tuple(
                 voting_values(_Vote(row[_A_ANNOTATOR_ID], row[_A_VALUE], row[_A_COUNTED]) for row in rows)
             )
-            final = finals.get(votes)
-            if final is None:
-                if len(finals) >= _CACHE_SIZE:
-                    finals.clear()
-                values = [json.loads(text) for text in votes]
-                final = consensus(values, multi_label=project.multi_label, label_order=label_order)
-                finals[votes] = final
+            final = _cached(
+                finals,
+                votes,
+                lambda votes=votes: consensus(
+                    [json.loads(text) for text in votes],
+                    multi_label=project.multi_label,
+                    label_order=label_order,
+                ),
+            )
             entries.append((item, rows, votes, final))
         return entries
 
@@ -417,12 +429,7 @@ def _json_pages(*, project: Project, labeled_only: bool, progress: Progress | No
     values: dict[str, str] = {}
 
     def value_json(text: str) -> str:
-        json_text = values.get(text)
-        if json_text is None:
-            if len(values) >= _CACHE_SIZE:
-                values.clear()
-            json_text = values[text] = _json_from_jsonb(text)
-        return json_text
+        return _cached(values, text, lambda: _json_from_jsonb(text))
 
     def annotation_json(row: tuple) -> str:
         version = row[_A_PROPOSAL_VERSION]
@@ -445,13 +452,11 @@ def _json_pages(*, project: Project, labeled_only: bool, progress: Progress | No
     for entries in _item_pages_text(project=project, labeled_only=labeled_only, progress=progress):
         records = []
         for item, rows, votes, final in entries:
-            final_json = finals.get(votes)
-            if final_json is None:
-                if len(finals) >= _CACHE_SIZE:
-                    finals.clear()
-                final_json = finals[votes] = _dumps(
-                    {"value": final.value, "tie": final.tie, "votes": final.votes}
-                )
+            final_json = _cached(
+                finals,
+                votes,
+                lambda final=final: _dumps({"value": final.value, "tie": final.tie, "votes": final.votes}),
+            )
             text = (
                 f'{{"id": {item[_I_ID]}, "external_id": {encode_basestring(item[_I_EXTERNAL_ID])},'
                 f' "text": {encode_basestring(item[_I_TEXT])}'
@@ -482,22 +487,18 @@ def _csv_pages(*, project: Project, labeled_only: bool, progress: Progress | Non
     cells: dict[str | None, str] = {}
 
     def value_cell(text: str | None) -> str:
-        cell = cells.get(text)
-        if cell is None:
-            if len(cells) >= _CACHE_SIZE:
-                cells.clear()
-            cell = cells[text] = _csv_text(_value_cell(None if text is None else json.loads(text)))
-        return cell
+        return _cached(
+            cells, text, lambda: _csv_text(_value_cell(None if text is None else json.loads(text)))
+        )
 
     for entries in _item_pages_text(project=project, labeled_only=labeled_only, progress=progress):
         out = []
         for item, rows, votes, final in entries:
-            final_cells = finals.get(votes)
-            if final_cells is None:
-                if len(finals) >= _CACHE_SIZE:
-                    finals.clear()
-                final_cells = [_csv_text(_value_cell(final.value)), _csv_bool(final.tie), final.votes]
-                finals[votes] = final_cells
+            final_cells = _cached(
+                finals,
+                votes,
+                lambda final=final: [_csv_text(_value_cell(final.value)), _csv_bool(final.tie), final.votes],
+            )
             head = [item[_I_ID], _csv_text(item[_I_EXTERNAL_ID]), _csv_text(item[_I_TEXT])]
             if image_url is not None:
                 image = item[_I_IMAGE]
