@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.stats import percentile
+
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -36,11 +38,6 @@ OBSERVER = """
   document.addEventListener('keydown', () => window.__pressed.push(performance.now()), true);
 }
 """
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def label_project(page, base: str, project_id: int, keys: str, n: int, think_ms: int) -> dict:
@@ -66,8 +63,8 @@ def label_project(page, base: str, project_id: int, keys: str, n: int, think_ms:
     return {
         "items": n,
         "seconds": round(elapsed, 2),
-        "show_ms_p50": round(_percentile(latencies, 50), 1),
-        "show_ms_p95": round(_percentile(latencies, 95), 1),
+        "show_ms_p50": round(percentile(latencies, 50), 1),
+        "show_ms_p95": round(percentile(latencies, 95), 1),
         "show_ms_max": round(max(latencies), 1),
         "no_reload": page.evaluate("window.__noReload === true"),
     }

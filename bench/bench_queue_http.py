@@ -45,6 +45,7 @@ from typing import Any
 
 from bench.database import database_recreate
 from bench.machine import cpu_count, cpu_jitter, cpu_model, cpu_speed_ms, loadavg
+from bench.stats import latency_summary, log
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # .venv/bin, not resolved: the venv's own scripts live there
@@ -62,29 +63,6 @@ PRELABELED = 20_000  # figure 4: items annotator #1 has labeled before the measu
 
 
 # Small helpers -------------------------------------------------------------------------
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile of `values` (p in 0..100); nan for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def latency_summary(values: list[float]) -> dict:
-    return {
-        "n": len(values),
-        "p50_ms": round(percentile(values, 50) * 1000, 2),
-        "p95_ms": round(percentile(values, 95) * 1000, 2),
-        "p99_ms": round(percentile(values, 99) * 1000, 2),
-        "max_ms": round(max(values) * 1000, 2) if values else math.nan,
-    }
 
 
 def free_port() -> int:
@@ -751,6 +729,20 @@ def others_note(cores: dict) -> str:
     return f"others used {cores['other']} of {cpu_count()} cores"
 
 
+def paced_measured(server, studio, *, project_id: int, rate: float, seconds: float) -> dict:
+    """Annotator #1's paced cycles (figures 2 and 4), with the CPU they took and the machine's
+    jitter measured just before."""
+    jitter = cpu_jitter()
+    with CpuMeter(server.pids) as cpu:
+        paced = paced_cycles(
+            port=server.port, token=studio.tokens[0], project_id=project_id, rate=rate, seconds=seconds
+        )
+    paced["cpu_cores"] = cpu.cores
+    paced["machine_jitter"] = jitter
+    log(f"   next p50/p99 {paced['next']['p50_ms']}/{paced['next']['p99_ms']} ms; {cpu.text()}")
+    return paced
+
+
 def pace_note(paced: dict) -> str:
     late = ""
     if paced["behind_schedule"]:
@@ -1033,18 +1025,9 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
 
         # 2. Paced latency ----------------------------------------------------------------
         log(f"2. one annotator, {args.rate:g} cycles/s for {paced_seconds} s")
-        jitter = cpu_jitter()
-        with CpuMeter(server.pids) as cpu:
-            paced = paced_cycles(
-                port=server.port,
-                token=studio.tokens[0],
-                project_id=queue_project,
-                rate=args.rate,
-                seconds=paced_seconds,
-            )
-        paced["cpu_cores"] = cpu.cores
-        paced["machine_jitter"] = jitter
-        log(f"   next p50/p99 {paced['next']['p50_ms']}/{paced['next']['p99_ms']} ms; {cpu.text()}")
+        paced = paced_measured(
+            server, studio, project_id=queue_project, rate=args.rate, seconds=paced_seconds
+        )
         nxt, sub = paced["next"], paced["submit"]
         figures.append(
             Figure(
@@ -1120,18 +1103,9 @@ def run(args: argparse.Namespace, var_dir: Path) -> tuple[list[Figure], dict]:
         analyze()
         log(f"   annotator #1 has {inserted:,} labels; {args.rate:g} cycles/s for {paced_seconds} s")
         plan = next_query_explain(project_id=deep_project, annotator_id=studio.user_ids[0])
-        jitter = cpu_jitter()
-        with CpuMeter(server.pids) as cpu:
-            deep_paced = paced_cycles(
-                port=server.port,
-                token=studio.tokens[0],
-                project_id=deep_project,
-                rate=args.rate,
-                seconds=paced_seconds,
-            )
-        deep_paced["cpu_cores"] = cpu.cores
-        deep_paced["machine_jitter"] = jitter
-        log(f"   next p50/p99 {deep_paced['next']['p50_ms']}/{deep_paced['next']['p99_ms']} ms; {cpu.text()}")
+        deep_paced = paced_measured(
+            server, studio, project_id=deep_project, rate=args.rate, seconds=paced_seconds
+        )
         deep_paced["explain_before"] = plan
         # After their first submits the search starts at annotator #1's bookmark.
         deep_paced["explain_after"] = next_query_explain(

@@ -66,6 +66,7 @@ from unittest import mock
 
 from bench.database import database_recreate
 from bench.machine import cpu_count, cpu_model, cpu_speed_ms, loadavg
+from bench.stats import latency_summary, log
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/labelloop_bench6"
@@ -105,28 +106,6 @@ print(f"run {run.pk}: {run.status}, {run.items_scored} items scored, {time.perf_
 
 
 # Small helpers ---------------------------------------------------------------------------
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile of `values` (p in 0..100); nan for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
-def latency_summary(values: list[float]) -> dict:
-    return {
-        "n": len(values),
-        "p50_ms": round(percentile(values, 50) * 1000, 2),
-        "p95_ms": round(percentile(values, 95) * 1000, 2),
-        "p99_ms": round(percentile(values, 99) * 1000, 2),
-        "max_ms": round(max(values) * 1000, 2) if values else math.nan,
-    }
 
 
 def status_kib(field: str) -> int:
