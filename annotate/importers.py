@@ -26,7 +26,6 @@ name as given (the path inside the zip).
 import codecs
 import csv
 import io
-import itertools
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ import secrets
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -46,7 +46,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models, transaction
 from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -57,7 +57,8 @@ from annotate.values import annotation_value_validate
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
+# Rows per COPY; bigger batches hand over between the threads less often (_BatchWriter).
+BATCH_SIZE = 5000
 # On PostgreSQL, write items and annotations with COPY (several times faster than bulk_create).
 POSTGRES_COPY = True
 # Files with more rows than this are imported by a Celery worker (item_import_start).
@@ -171,12 +172,14 @@ def import_csv(
     source = _source_name_validate(label_source, label_column)
     text = _decode(file, filename)
     delimiter = "\t" if filename.lower().endswith(".tsv") else ","
-    records = list(_csv_records(text, filename=filename, delimiter=delimiter))
-    if not records:
+    # Parsed as the rows are written, so that PostgreSQL stores the first batches meanwhile.
+    records = _csv_records(text, filename=filename, delimiter=delimiter)
+    first = next(records, None)
+    if first is None:
         raise ImportRejected(
             f"{filename}: the file is empty; expected a header row and then one row per item"
         )
-    header_line, header = records[0]
+    header_line, header = first
     header = [name.strip() for name in header]
     named = [name for name in header if name]
     if len(set(named)) != len(named):
@@ -198,7 +201,7 @@ def import_csv(
     )
 
     def rows() -> Iterator[_Row]:
-        for line, record in records[1:]:
+        for line, record in records:
             if len(record) > len(header):
                 raise ImportRejected(
                     f"{filename}, line {line}: {len(record)} fields but the header has {len(header)}"
@@ -211,7 +214,8 @@ def import_csv(
         project=project,
         filename=filename,
         rows=rows,
-        total=len(records) - 1,
+        # For the progress only: the lines after the header (a quoted cell may span lines).
+        total=text.count("\n") + (not text.endswith("\n")) - header_line,
         id_field=id_column,
         source=source,
         progress=progress,
@@ -914,13 +918,13 @@ class _IdCheck:
             raise ImportRejected(f"{where}{self.label}: {external_id!r} repeats {earlier}")
         self.first[external_id] = where
 
-    def check_existing(self, rows: Sequence[_Row]) -> None:
-        self.check_existing_ids([row.external_id for row in rows])
+    def check_existing(self, rows: Sequence[_Row], *, using=connection) -> None:
+        self.check_existing_ids([row.external_id for row in rows], using=using)
 
-    def check_existing_ids(self, keys: list[str]) -> None:
+    def check_existing_ids(self, keys: list[str], *, using=connection) -> None:
         if not self.project_had_items:
             return
-        existing = _existing_ids(self.project, keys)
+        existing = _existing_ids(self.project, keys, using=using)
         if existing:
             external_id = next(key for key in keys if key in existing)
             raise ImportRejected(
@@ -947,29 +951,37 @@ def _rows_write(
     rows: Iterable[_Row],
     source: str | None,
     filename: str,
-    before_write: Callable[[list[_Row]], None] | None = None,
+    before_write: Callable[..., None] | None = None,
 ) -> ImportResult:
     """Write validated rows in one transaction: items in batches, each batch's annotations after it.
 
     On PostgreSQL the batches go in with COPY (POSTGRES_COPY), elsewhere with bulk_create.
-    `before_write(batch)` may refuse a batch (ImportRejected), rolling back what went before.
+    `before_write(batch, using=connection)` may refuse a batch (ImportRejected), rolling back
+    what went before.
     """
     now = timezone.now()
-    write_batch = _batch_copy if POSTGRES_COPY and connection.vendor == "postgresql" else _batch_bulk_create
+    copy = POSTGRES_COPY and connection.vendor == "postgresql"
     created = annotations = proposals = 0
     try:
-        with transaction.atomic():
+        with transaction.atomic(), _BatchWriter(threaded=copy) as writer:
+            if copy:
+                # Each COPY checks its rows' foreign keys as it ends, while the next batch is
+                # being validated, instead of all of them at COMMIT with nothing else to do.
+                writer.execute("SET CONSTRAINTS ALL IMMEDIATE")
             annotator_id = None
             batch: list[_Row] = []
 
             def flush() -> None:
-                nonlocal annotator_id
+                nonlocal annotator_id, batch
                 if annotator_id is None and any(row.choices is not None for row in batch):
+                    writer.wait()  # the connection is free again
                     annotator_id = _source_user(source).pk
-                if before_write is not None:
-                    before_write(batch)
-                write_batch(project=project, rows=batch, annotator_id=annotator_id, source=source, now=now)
-                batch.clear()
+                if copy:  # the lines are built here: the writer thread's share is PostgreSQL's
+                    items = _item_copy(project, batch, now)
+                    writer.submit(_batch_copy, project, batch, items, annotator_id, source, now, before_write)
+                else:
+                    writer.submit(_batch_bulk_create, project, batch, annotator_id, source, now, before_write)
+                batch = []
 
             for row in rows:
                 batch.append(row)
@@ -980,6 +992,11 @@ def _rows_write(
                     flush()
             if batch:
                 flush()
+            if not created:
+                raise ImportRejected(f"{filename}: no items in the file")
+            writer.wait()
+            if copy:
+                writer.execute("SET CONSTRAINTS ALL DEFERRED")
             queue_order_changed(project_id=project.id)
     except DatabaseError as exc:
         # A concurrent import of the same ids, or a value the database refuses (e.g. "\u0000" in JSON).
@@ -987,6 +1004,55 @@ def _rows_write(
             f"{filename}: the database refused the items, nothing was stored: {exc}"
         ) from exc
     return ImportResult(items_created=created, annotations_created=annotations, proposals=proposals)
+
+
+class _BatchWriter:
+    """Writes one batch at a time on a second thread, over this thread's database connection and
+    inside its transaction, so that PostgreSQL stores batch k (and checks its foreign keys) while
+    this thread validates batch k+1: the import then takes about the longer of the two, not their
+    sum. `submit` waits for the batch before; an error there is raised here, in the caller's
+    transaction, which rolls back. Leaving the block waits for the thread, error or not, so the
+    connection is never used by both. Unthreaded (SQLite), `submit` writes at once.
+    """
+
+    def __init__(self, *, threaded: bool):
+        # This thread's connection itself: the `connection` proxy would give the writer thread its own.
+        self.connection = connections[DEFAULT_DB_ALIAS]
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="labelloop-import") if threaded else None
+        self.pending: Future | None = None
+
+    def __enter__(self) -> "_BatchWriter":
+        if self.pool is not None:
+            self.connection.inc_thread_sharing()
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+        finally:
+            if self.pool is not None:
+                # After an error here, a batch may still be in flight: wait for it before the
+                # transaction rolls back (its own error, if any, is the lesser one).
+                self.pool.shutdown(wait=True)
+                self.connection.dec_thread_sharing()
+
+    def submit(self, write: Callable[..., None], *args) -> None:
+        self.wait()
+        if self.pool is None:
+            write(self.connection, *args)
+        else:
+            self.pending = self.pool.submit(write, self.connection, *args)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def execute(self, sql: str) -> None:
+        self.wait()
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql)
 
 
 def _item_fields(project: Project, row: _Row, now: datetime) -> dict:
@@ -1023,9 +1089,18 @@ def _annotation_fields(
 
 
 def _batch_bulk_create(
-    *, project: Project, rows: list[_Row], annotator_id: int | None, source: str | None, now: datetime
+    using,
+    project: Project,
+    rows: list[_Row],
+    annotator_id: int | None,
+    source: str | None,
+    now: datetime,
+    before_write: Callable[..., None] | None,
 ) -> None:
-    """Caller holds a transaction. Insert one batch of items, then their annotations, with bulk_create."""
+    """Caller holds a transaction on `using`, this thread's connection. Insert one batch of
+    items, then their annotations, with bulk_create."""
+    if before_write is not None:
+        before_write(rows, using=using)
     items = Item.objects.bulk_create([Item(**_item_fields(project, row, now)) for row in rows])
     if any(item.pk is None for item in items):  # a database that cannot return ids from a bulk insert
         ids = dict(
@@ -1044,12 +1119,12 @@ def _batch_bulk_create(
     )
 
 
-def _existing_ids(project: Project, keys: list[str]) -> set[str]:
-    if connection.vendor == "postgresql":
+def _existing_ids(project: Project, keys: list[str], *, using=connection) -> set[str]:
+    if using.vendor == "postgresql":
         # One array parameter: a 2,000-placeholder IN list cost psycopg 10 ms to parse.
-        with connection.cursor() as cursor:
+        with using.cursor() as cursor:
             cursor.execute(
-                f"SELECT external_id FROM {connection.ops.quote_name(Item._meta.db_table)}"
+                f"SELECT external_id FROM {using.ops.quote_name(Item._meta.db_table)}"
                 " WHERE project_id = %s AND external_id = ANY(%s)",
                 [project.id, keys],
             )
@@ -1059,68 +1134,133 @@ def _existing_ids(project: Project, keys: list[str]) -> set[str]:
     )
 
 
+# The columns an import sets row by row, in the order _item_lines and _batch_copy write them;
+# the others are the same for the whole import, or their defaults.
+_ITEM_VARYING = (
+    "external_id", "text", "image", "width", "height",
+    "metadata", "proposal", "annotation_count", "is_complete",
+)  # fmt: skip
+_ANNOTATION_VARYING = ("item_id", "value")
+
+
+def _item_copy(project: Project, rows: list[_Row], now: datetime) -> tuple[str, str]:
+    """The COPY statement for the batch's items, and the items as lines of its text format."""
+    copy_rows = _copy_rows(Item, _ITEM_VARYING, {"project_id": project.id, "created_at": now})
+    text, number, json_text = _copy_text, _copy_number, _copy_json
+    overlap = project.overlap
+    lines = []
+    for row in rows:
+        count = 1 if row.choices is not None else 0
+        lines.append(
+            f"{text(row.external_id)}\t{text(row.text)}\t{text(row.image)}\t{number(row.width)}\t"
+            f"{number(row.height)}\t{json_text(row.metadata)}\t{json_text(row.proposal)}\t{count}\t"
+            f"{'t' if count >= overlap else 'f'}{copy_rows.tail}"
+        )
+    return copy_rows.sql, "".join(lines)
+
+
 def _batch_copy(
-    *, project: Project, rows: list[_Row], annotator_id: int | None, source: str | None, now: datetime
+    using,
+    project: Project,
+    rows: list[_Row],
+    items: tuple[str, str],
+    annotator_id: int | None,
+    source: str | None,
+    now: datetime,
+    before_write: Callable[..., None] | None,
 ) -> None:
     """Caller holds a transaction on PostgreSQL. COPY one batch of items, then their annotations."""
-    _copy(Item, (_item_fields(project, row, now) for row in rows))
+    if before_write is not None:
+        before_write(rows, using=using)
+    table = using.ops.quote_name(Item._meta.db_table)
+    _copy(using, *items)
     labelled = [row for row in rows if row.choices is not None]
     if not labelled:
         return
-    with connection.cursor() as cursor:
+    with using.cursor() as cursor:
         cursor.execute(
-            f"SELECT external_id, id FROM {connection.ops.quote_name(Item._meta.db_table)}"
-            " WHERE project_id = %s AND external_id = ANY(%s)",
+            f"SELECT external_id, id FROM {table} WHERE project_id = %s AND external_id = ANY(%s)",
             [project.id, [row.external_id for row in labelled]],
         )
         ids = dict(cursor.fetchall())
-    _copy(
+    copy_rows = _copy_rows(
         Annotation,
-        (
-            _annotation_fields(project, ids[row.external_id], row, annotator_id, source, now)
-            for row in labelled
-        ),
+        _ANNOTATION_VARYING,
+        {
+            "project_id": project.id,
+            "annotator_id": annotator_id,
+            "created_at": now,
+            "late": False,
+            "counted": True,
+            "source": source,
+        },
+    )
+    _copy(
+        using,
+        copy_rows.sql,
+        "".join(f"{ids[row.external_id]}\t{_copy_json(row.choices)}{copy_rows.tail}" for row in labelled),
     )
 
 
-def _copy(model: type[models.Model], rows: Iterator[dict]) -> None:
-    """COPY rows (dicts keyed by attname) into the model's table; columns a row leaves out get
-    the field's default, as bulk_create would give them."""
-    first = next(rows, None)
-    if first is None:
-        return
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    given = [f for f in fields if f.attname in first]
-    defaults = [_copy_value(f, f.get_default()) for f in fields if f.attname not in first]
+def _copy(using, sql: str, lines: str) -> None:
+    with using.wrap_database_errors, using.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        copy.write(lines.encode())
+
+
+class _CopyRows(NamedTuple):
+    sql: str  # COPY table (the varying columns, then the others) FROM STDIN
+    tail: str  # "\t" and the other columns' values, then "\n": the end of every line
+
+
+def _copy_rows(model: type[models.Model], varying: Sequence[str], constants: Mapping[str, Any]) -> _CopyRows:
+    """How to COPY `model`'s rows that give the `varying` columns (attnames, in order) line by
+    line: every other column gets its value from `constants`, or else its field's default, as
+    bulk_create would give it. (The SQL does not depend on the constants' values.)"""
+    fields = {f.attname: f for f in model._meta.concrete_fields if not f.primary_key}
+    others = [name for name in fields if name not in varying]
     quote = connection.ops.quote_name
-    # Plain columns, then JSON ones (encoded per row), then those left to their defaults.
-    given = [f for f in given if not isinstance(f, models.JSONField)] + [
-        f for f in given if isinstance(f, models.JSONField)
-    ]
-    columns = [quote(f.column) for f in given] + [quote(f.column) for f in fields if f.attname not in first]
-    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(columns)}) FROM STDIN"
-    plain = [f.attname for f in given if not isinstance(f, models.JSONField)]
-    as_json = [(f.attname, f.encoder) for f in given if isinstance(f, models.JSONField)]
-    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for row in itertools.chain([first], rows):
-            copy.write_row(
-                [row[name] for name in plain]
-                + [_json_cell(row[name], encoder) for name, encoder in as_json]
-                + defaults
-            )
+    columns = [quote(fields[name].column) for name in (*varying, *others)]
+    values = [constants[name] if name in constants else fields[name].get_default() for name in others]
+    tail = "".join(
+        "\t" + (_copy_json(value) if isinstance(fields[name], models.JSONField) else _copy_value(value))
+        for name, value in zip(others, values, strict=True)
+    )
+    return _CopyRows(f"COPY {quote(model._meta.db_table)} ({', '.join(columns)}) FROM STDIN", tail + "\n")
 
 
-def _json_cell(value: Any, encoder) -> str | None:
-    if value is None:
-        return None
-    # Most items' metadata: json.dumps of {} cost a tenth of a 100,000-row import.
-    return "{}" if value == {} and type(value) is dict else json.dumps(value, cls=encoder)
+# COPY's text format: tab between columns, \N for NULL, and a backslash escape for the
+# characters that would break a line or a column.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
-def _copy_value(field: models.Field, value: Any) -> Any:
-    if isinstance(field, models.JSONField):
-        return None if value is None else json.dumps(value, cls=field.encoder)
+def _copy_text(value: str) -> str:
+    if "\\" in value or "\n" in value or "\r" in value or "\t" in value:
+        return value.translate(_COPY_ESCAPES)
     return value
+
+
+def _copy_number(value: int | None) -> str:
+    return "\\N" if value is None else str(value)
+
+
+def _copy_json(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    # Most items' metadata: json.dumps of {} cost a tenth of a 100,000-row import.
+    if value == {} and type(value) is dict:
+        return "{}"
+    return _copy_text(json.dumps(value))
+
+
+def _copy_value(value: Any) -> str:
+    """A constant column's value (a number, a boolean, a string or a datetime) in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return _copy_text(str(value))
 
 
 def _source_user(name: str):

@@ -352,6 +352,75 @@ def test_postgres_writes_items_and_annotations_with_copy(project):
     assert Annotation.objects.filter(item__project=project).count() == 2100
 
 
+@pytest.mark.parametrize("postgres_copy", [True, False], ids=["copy-on-postgres", "bulk-create"])
+def test_many_batches_store_every_row_whole_whatever_its_characters(project, monkeypatch, postgres_copy):
+    # Batches of 3: on PostgreSQL each goes in with COPY on the writer thread while the next is
+    # validated, in COPY's text format, which must escape what would end a column or a line.
+    monkeypatch.setattr(importers, "POSTGRES_COPY", postgres_copy)
+    monkeypatch.setattr(importers, "BATCH_SIZE", 3)
+    awkward = ["tab\there", "back\\slash \\N", "\\.", "line\nbreak", "cr\rhere", "ünïcødé ✓", "plain"]
+    lines = [
+        {"id": f"id {n}\t{n}", "text": text, "label": "positive" if n % 2 else None, "note": text}
+        for n, text in enumerate(awkward)
+    ]
+    data = "".join(json.dumps(line) + "\n" for line in lines)
+
+    result = import_jsonl(project=project, file=_file(data), filename="w.jsonl")
+
+    assert result == importers.ImportResult(items_created=7, annotations_created=3, proposals=0)
+    stored = {item.external_id: item for item in Item.objects.filter(project=project)}
+    assert {key: (item.text, item.metadata) for key, item in stored.items()} == {
+        line["id"]: (line["text"], {"note": line["text"]}) for line in lines
+    }
+    annotated = Annotation.objects.filter(project=project).values_list("item__external_id", "value")
+    assert sorted(annotated) == [(line["id"], {"choices": ["positive"]}) for line in lines if line["label"]]
+    assert {(i.annotation_count, i.is_complete) for i in stored.values() if i.text == "tab\there"} == {
+        (0, False)
+    }
+
+
+@pytest.mark.parametrize("postgres_copy", [True, False], ids=["copy-on-postgres", "bulk-create"])
+def test_a_refusal_after_batches_were_written_leaves_nothing(project, monkeypatch, postgres_copy):
+    monkeypatch.setattr(importers, "POSTGRES_COPY", postgres_copy)
+    monkeypatch.setattr(importers, "BATCH_SIZE", 2)
+    import_csv(project=project, file=_file("id,text\nold,first\n"), filename="a.csv", id_column="id")
+    before = _stored_counts()
+    rows = "".join(f"n{n},text {n}\n" for n in range(6))
+
+    # An id that exists is found by the writer (batch 4); a bad label by the validator (line 9).
+    with pytest.raises(ImportRejected, match=r"^b.csv, line 8, field 'id': an item with id 'old' already"):
+        import_csv(
+            project=project, file=_file(f"id,text\n{rows}old,y\nn9,z\n"), filename="b.csv", id_column="id"
+        )
+    labelled = "".join(f"c{n},text {n},\n" for n in range(6)) + "c6,y,negative\nc7,z,meh\n"
+    with pytest.raises(ImportRejected, match=r"^c.csv, line 9, field 'label': unknown label 'meh'"):
+        import_csv(
+            project=project,
+            file=_file(f"id,text,label\n{labelled}"),
+            filename="c.csv",
+            id_column="id",
+            label_column="label",
+        )
+
+    assert _stored_counts() == before
+
+
+@pytest.mark.postgres_only
+def test_a_row_the_database_refuses_in_a_late_batch_leaves_nothing(project, monkeypatch):
+    # PostgreSQL's jsonb holds no \u0000: the writer thread's COPY of the third batch fails.
+    monkeypatch.setattr(importers, "BATCH_SIZE", 2)
+    lines = [{"text": f"t{n}", "note": "\u0000" if n == 5 else "ok"} for n in range(7)]
+    before = _stored_counts()
+
+    with pytest.raises(ImportRejected, match=r"^z.jsonl: the database refused the items, nothing was stored"):
+        import_jsonl(
+            project=project, file=_file("".join(json.dumps(x) + "\n" for x in lines)), filename="z.jsonl"
+        )
+
+    assert _stored_counts() == before
+    assert Item.objects.filter(project=project).count() == 0  # the connection is usable again
+
+
 # Text formats: refusals (each leaves nothing behind) -------------------------------------
 
 
