@@ -32,6 +32,7 @@ import math
 import re
 import secrets
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -513,20 +514,15 @@ def item_import_run_job(*, job_id: int) -> ImportJob:
         logger.info("import job %s is %s; nothing to do", job_id, job.status)
         return job
 
-    def progress(done: int, total: int) -> None:
-        ImportJob.objects.filter(pk=job_id).update(
-            rows_done=done, rows_total=total, progress=min(100, done * 100 // total) if total else 100
-        )
-
     try:
-        with job.upload.open("rb") as upload:
+        with job.upload.open("rb") as upload, _ProgressWriter(job_id) as progress:
             result = item_import(
                 project=job.project,
                 file=upload,
                 filename=job.filename,
                 format=job.format,
                 options=job.options,
-                progress=progress,
+                progress=progress.report,
             )
     except ImportRejected as exc:
         logger.info("import job %s rejected: %s", job_id, exc)
@@ -539,12 +535,67 @@ def item_import_run_job(*, job_id: int) -> ImportJob:
     return _job_finish(job, status=ImportJob.Status.SUCCEEDED, items_created=result.items_created)
 
 
+class _ProgressWriter:
+    """Writes an import job's progress as the import goes, on PostgreSQL outside a transaction
+    (a Celery worker's job), where others can see it.
+
+    It writes over a connection of its own, from a thread of its own: each write commits at
+    once, so the job's page sees the bar move while the import's transaction is still open, and
+    the import's connection (which its writer thread may be using) is never touched. A report
+    that comes while another is being written is folded into the next write. Elsewhere (SQLite
+    has one writer at a time; inside a transaction the job row may not be visible to another
+    connection) it writes nothing: nobody could see it before the import ends, and _job_finish
+    writes the final counts.
+    """
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        separate = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="labelloop-progress") if separate else None
+        self.lock = threading.Lock()
+        self.latest: tuple[int, int] | None = None
+        self.queued = False
+
+    def __enter__(self) -> "_ProgressWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.pool is not None:
+            self.pool.submit(connections.close_all)  # the thread's own connection
+            self.pool.shutdown(wait=True)
+
+    def report(self, done: int, total: int) -> None:
+        if self.pool is None:
+            return
+        with self.lock:
+            self.latest = (done, total)
+            if self.queued:
+                return
+            self.queued = True
+        self.pool.submit(self._write_latest)
+
+    def _write_latest(self) -> None:
+        with self.lock:
+            done, total = self.latest
+            self.queued = False
+        try:
+            _job_progress_write(self.job_id, done, total)
+        except DatabaseError:
+            logger.warning("import job %s: could not write its progress", self.job_id, exc_info=True)
+
+
+def _job_progress_write(job_id: int, done: int, total: int) -> None:
+    ImportJob.objects.filter(pk=job_id).update(
+        rows_done=done, rows_total=total, progress=min(100, done * 100 // total) if total else 100
+    )
+
+
 def _job_finish(job: ImportJob, *, status: str, error: str = "", items_created: int = 0) -> ImportJob:
     if job.upload:
         job.upload.delete(save=False)
     fields = {"status": status, "error": error, "items_created": items_created, "finished_at": timezone.now()}
     if status == ImportJob.Status.SUCCEEDED:
-        fields["progress"] = 100
+        fields.update(progress=100, rows_done=items_created, rows_total=items_created)
     ImportJob.objects.filter(pk=job.pk).update(upload="", **fields)
     job.refresh_from_db()
     return job
