@@ -241,6 +241,55 @@ class SubmitAndNextOutput(serializers.Serializer):
     )
 
 
+# The labeling page's hot path: NextOutput and AnnotationOutput describe these bodies (and the
+# schema), but building them through DRF cost 0.8 and 0.55 ms a call (a ModelSerializer makes
+# its fields anew each time), so the queue views build the same dicts here. test_api checks
+# that both ways give the same body.
+_DATETIME = serializers.DateTimeField()
+
+
+def next_data(assignment: Assignment, item: Item) -> dict:
+    """NextOutput's body for a lease; `item.proposal` is the one to show."""
+    proposal = item.proposal
+    return {
+        "assignment": {"id": assignment.pk, "expires_at": _DATETIME.to_representation(assignment.expires_at)},
+        "item": {
+            "id": item.pk,
+            "external_id": item.external_id,
+            "text": item.text,
+            "image_url": reverse("annotate:item-image", args=[item.project_id, item.pk])
+            if item.image
+            else None,
+            "width": item.width,
+            "height": item.height,
+            "metadata": item.metadata,
+            "proposal": None
+            if proposal is None
+            else {
+                "value": proposal["value"],
+                "score": None if proposal.get("score") is None else float(proposal["score"]),
+                "model_version": None
+                if proposal.get("model_version") is None
+                else int(proposal["model_version"]),
+            },
+        },
+    }
+
+
+def annotation_data(annotation: Annotation) -> dict:
+    """AnnotationOutput's body."""
+    return {
+        "id": annotation.pk,
+        "item": annotation.item_id,
+        "annotator": annotation.annotator.username,
+        "value": annotation.value,
+        "active_ms": annotation.active_ms,
+        "created_at": _DATETIME.to_representation(annotation.created_at),
+        "late": annotation.late,
+        "counted": annotation.counted,
+    }
+
+
 class SkipInput(serializers.Serializer):
     item = serializers.IntegerField()
 

@@ -60,7 +60,7 @@ def _next_data(lease: queue.Lease | None) -> dict | None:
         return None
     # Shown, not saved: the active model's proposal takes the place of one imported with the item.
     lease.item.proposal = proposal_for(item=lease.item)
-    return s.NextOutput({"assignment": lease.assignment, "item": lease.item}).data
+    return s.next_data(lease.assignment, lease.item)
 
 
 def _submit(request, membership: Membership, data: dict) -> Annotation:
@@ -367,7 +367,7 @@ class AnnotationListApi(ProjectApi):
         data = s.AnnotationInput(data=request.data)
         data.is_valid(raise_exception=True)
         annotation = _submit(request, self.membership, data.validated_data)
-        return Response(s.AnnotationOutput(annotation).data, status=status.HTTP_201_CREATED)
+        return Response(s.annotation_data(annotation), status=status.HTTP_201_CREATED)
 
 
 class SubmitAndNextApi(ProjectApi):
@@ -384,7 +384,7 @@ class SubmitAndNextApi(ProjectApi):
         data = s.SubmitAndNextInput(data=request.data)
         data.is_valid(raise_exception=True)
         annotation = _submit(request, self.membership, data.validated_data)
-        body = {"annotation": s.AnnotationOutput(annotation).data, "next": None}
+        body = {"annotation": s.annotation_data(annotation), "next": None}
         try:
             lease = queue.assignment_next(
                 project=self.project,

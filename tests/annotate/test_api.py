@@ -3,10 +3,18 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Skip
-from tests.factories import PASSWORD, UserFactory, make_project
+from tests.factories import (
+    PASSWORD,
+    AnnotationFactory,
+    AssignmentFactory,
+    ItemFactory,
+    UserFactory,
+    make_project,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -400,6 +408,41 @@ def test_submit_stores_the_proposal_shown():
     assert response.status_code == 201
     annotation = Annotation.objects.get()
     assert (annotation.proposal_value, annotation.proposal_model_version_id) == (POS, 7)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"text": "plain", "metadata": {}, "proposal": None},
+        {"text": "<b>x</b>", "metadata": {"a": [1, "b"]}, "proposal": {"value": POS, "score": 1}},
+        {
+            "image": "projects/1/a.png",
+            "width": 3,
+            "height": 2,
+            "proposal": {"value": NEG, "model_version": 4},
+        },
+        {"text": "t", "proposal": {"value": POS, "score": 0.25, "model_version": None}},
+    ],
+    ids=["text", "metadata-and-score", "image-and-version", "null-version"],
+)
+def test_queue_bodies_built_directly_are_what_the_output_serializers_give(fields):
+    # The queue views build NextOutput's and AnnotationOutput's bodies without DRF (speed);
+    # the serializers still document them, so the two must agree.
+    from annotate.api import serializers as s
+
+    project, annotator = _project_with()
+    item = ItemFactory(project=project, **fields)
+    assignment = AssignmentFactory(project=project, item=item, annotator=annotator)
+    annotation = AnnotationFactory(project=project, item=item, annotator=annotator, active_ms=5, late=True)
+    for obj in (item, assignment, annotation):
+        obj.refresh_from_db()  # the types the database gives back
+
+    # As rendered: 1 == 1.0 in Python, not in the JSON a client reads.
+    render = JSONRenderer().render
+    assert render(s.next_data(assignment, item)) == render(
+        s.NextOutput({"assignment": assignment, "item": item}).data
+    )
+    assert render(s.annotation_data(annotation)) == render(s.AnnotationOutput(annotation).data)
 
 
 def test_next_answers_204_when_the_queue_is_empty():
