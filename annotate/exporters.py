@@ -42,6 +42,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from annotate import tasks
+from annotate.jobs import ProgressConnection
 from annotate.models import Annotation, ExportJob, Item, Project
 from annotate.quality import Consensus, consensus, voting_values
 
@@ -676,17 +677,13 @@ def item_export_start(
 
 
 class _ProgressWriter:
-    """Writes a job's progress where pollers see it while the export's snapshot is still open.
-
-    The export holds a transaction on the default connection, so progress goes through a
-    second connection in autocommit. Called inside a caller's transaction, it writes there
-    instead (a second connection could not see the uncommitted job).
-    """
+    """Writes a job's progress where pollers see it while the export's snapshot is still open:
+    through a ProgressConnection, or inside a caller's transaction, there (a second connection
+    could not see the uncommitted job)."""
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
-        default = connections[DEFAULT_DB_ALIAS]
-        self._own = None if default.in_atomic_block else connections.create_connection(DEFAULT_DB_ALIAS)
+        self._own = None if connections[DEFAULT_DB_ALIAS].in_atomic_block else ProgressConnection()
         self._last = -1
 
     def __call__(self, done: int, total: int) -> None:
@@ -697,13 +694,8 @@ class _ProgressWriter:
         self._last = percent
         if self._own is None:
             ExportJob.objects.filter(pk=self.job_id).update(progress=percent, items_written=done)
-            return
-        table = self._own.ops.quote_name(ExportJob._meta.db_table)
-        with self._own.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} SET progress = %s, items_written = %s WHERE id = %s",
-                [percent, done, self.job_id],
-            )
+        else:
+            self._own.update(ExportJob, self.job_id, progress=percent, items_written=done)
 
     def close(self) -> None:
         if self._own is not None:

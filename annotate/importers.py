@@ -32,7 +32,6 @@ import math
 import re
 import secrets
 import tempfile
-import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +51,7 @@ from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from annotate import tasks
+from annotate.jobs import ProgressConnection
 from annotate.models import Annotation, ImportJob, Item, Project
 from annotate.queue import queue_order_changed
 from annotate.values import annotation_value_validate
@@ -536,58 +536,32 @@ def item_import_run_job(*, job_id: int) -> ImportJob:
 
 
 class _ProgressWriter:
-    """Writes an import job's progress as the import goes, on PostgreSQL outside a transaction
-    (a Celery worker's job), where others can see it.
-
-    It writes over a connection of its own, from a thread of its own: each write commits at
-    once, so the job's page sees the bar move while the import's transaction is still open, and
-    the import's connection (which its writer thread may be using) is never touched. A report
-    that comes while another is being written is folded into the next write. Elsewhere (SQLite
-    has one writer at a time; inside a transaction the job row may not be visible to another
-    connection) it writes nothing: nobody could see it before the import ends, and _job_finish
-    writes the final counts.
-    """
+    """Writes an import job's progress as the import goes, through a ProgressConnection, on
+    PostgreSQL outside a transaction (a Celery worker's job): the import's own connection may
+    be busy on its writer thread. On SQLite, which has one writer at a time, and inside a
+    transaction, nobody could see progress before the import ends: it writes nothing, and
+    _job_finish writes the final counts."""
 
     def __init__(self, job_id: int):
         self.job_id = job_id
-        separate = connection.vendor == "postgresql" and not connection.in_atomic_block
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="labelloop-progress") if separate else None
-        self.lock = threading.Lock()
-        self.latest: tuple[int, int] | None = None
-        self.queued = False
+        seen = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self._own = ProgressConnection() if seen else None
 
     def __enter__(self) -> "_ProgressWriter":
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.pool is not None:
-            self.pool.submit(connections.close_all)  # the thread's own connection
-            self.pool.shutdown(wait=True)
+        if self._own is not None:
+            self._own.close()
 
     def report(self, done: int, total: int) -> None:
-        if self.pool is None:
+        if self._own is None:
             return
-        with self.lock:
-            self.latest = (done, total)
-            if self.queued:
-                return
-            self.queued = True
-        self.pool.submit(self._write_latest)
-
-    def _write_latest(self) -> None:
-        with self.lock:
-            done, total = self.latest
-            self.queued = False
+        progress = min(100, done * 100 // total) if total else 100
         try:
-            _job_progress_write(self.job_id, done, total)
+            self._own.update(ImportJob, self.job_id, rows_done=done, rows_total=total, progress=progress)
         except DatabaseError:
             logger.warning("import job %s: could not write its progress", self.job_id, exc_info=True)
-
-
-def _job_progress_write(job_id: int, done: int, total: int) -> None:
-    ImportJob.objects.filter(pk=job_id).update(
-        rows_done=done, rows_total=total, progress=min(100, done * 100 // total) if total else 100
-    )
 
 
 def _job_finish(job: ImportJob, *, status: str, error: str = "", items_created: int = 0) -> ImportJob:
