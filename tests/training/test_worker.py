@@ -94,16 +94,20 @@ class Worker:
 
 @pytest.fixture
 def workers(tmp_path):
-    started: list[Worker] = []
+    _running.clear()
 
     def start(broker_url: str = "filesystem://", **env) -> Worker:
         worker = Worker(tmp_path, broker_url, **env).start()
-        started.append(worker)
+        _running.append(worker)
         return worker
 
     yield start
-    for worker in started:
+    for worker in _running:
         worker.stop()
+    _running.clear()
+
+
+_running: list[Worker] = []  # this test's workers, whose logs a failure shows
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +135,8 @@ def _wait_until(run: TrainingRun, predicate, seconds: float = 180) -> TrainingRu
         if predicate(run):
             return run
         time.sleep(0.25)
-    raise AssertionError(f"run {run.pk} stayed {run.status} / {run.phase} / {run.progress}%")
+    logs = "".join(f"\n--- {w.log.name} ---\n{w.log.read_text()[-4000:]}" for w in _running)
+    raise AssertionError(f"run {run.pk} stayed {run.status} / {run.phase} / {run.progress}%{logs}")
 
 
 def _queued_run(project) -> TrainingRun:
