@@ -36,7 +36,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import IO, Any, NamedTuple
 
@@ -507,7 +507,7 @@ def item_import_run_job(*, job_id: int) -> ImportJob:
     delivered twice imports once. The upload is deleted when the job ends.
     """
     claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING
+        status=ImportJob.Status.RUNNING, heartbeat_at=timezone.now()
     )
     job = ImportJob.objects.select_related("project").get(pk=job_id)
     if not claimed:
@@ -559,9 +559,40 @@ class _ProgressWriter:
             return
         progress = min(100, done * 100 // total) if total else 100
         try:
-            self._own.update(ImportJob, self.job_id, rows_done=done, rows_total=total, progress=progress)
+            self._own.update(
+                ImportJob,
+                self.job_id,
+                rows_done=done,
+                rows_total=total,
+                progress=progress,
+                heartbeat_at=timezone.now(),
+            )
         except DatabaseError:
             logger.warning("import job %s: could not write its progress", self.job_id, exc_info=True)
+
+
+def import_jobs_sweep(*, now: datetime | None = None) -> list[int]:
+    """Fail running import jobs whose worker was lost: silent for LABELLOOP_IMPORT_STALE_SECONDS
+    on PostgreSQL, past the import task's time limit on SQLite (see the setting). The import's
+    transaction died with its worker, so nothing of it was stored; the upload is deleted."""
+    now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        silent = settings.LABELLOOP_IMPORT_STALE_SECONDS
+    else:
+        silent = tasks.IMPORT_TIME_LIMIT + 60
+    stale = ImportJob.objects.filter(
+        status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - timedelta(seconds=silent)
+    )
+    failed = []
+    for job in stale:
+        logger.warning("import job %s: its worker was lost", job.pk)
+        _job_finish(
+            job,
+            status=ImportJob.Status.FAILED,
+            error="the import stopped when its worker was lost; nothing was stored. Upload the file again.",
+        )
+        failed.append(job.pk)
+    return failed
 
 
 def _job_finish(job: ImportJob, *, status: str, error: str = "", items_created: int = 0) -> ImportJob:

@@ -328,6 +328,9 @@ class ImportJob(models.Model):
     items_created = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Written when a worker claims the job and with each progress write (PostgreSQL): a running
+    # job silent for too long lost its worker, and importers.import_jobs_sweep fails it.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

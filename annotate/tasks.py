@@ -6,7 +6,11 @@ from celery.utils.log import get_task_logger
 logger = get_task_logger(__name__)
 
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3660)
+# Seconds an import may take before Celery kills it (a job running for longer has lost its worker).
+IMPORT_TIME_LIMIT = 3660
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=IMPORT_TIME_LIMIT)
 def item_import_run(job_id: int) -> None:
     """Run import job `job_id` (importers.item_import_run_job); a job that is not queued is left alone."""
     # Imported here: importers dispatches this task, so a module-level import would be a cycle.
@@ -26,3 +30,13 @@ def item_export_run(job_id: int) -> None:
     except ExportJob.DoesNotExist:
         # Its project was deleted while the job waited in the queue.
         logger.warning("export job gone: job=%s", job_id)
+
+
+@shared_task(ignore_result=True)
+def import_jobs_sweep() -> None:
+    """Fail import jobs whose worker was lost (importers.import_jobs_sweep)."""
+    from annotate import importers
+
+    failed = importers.import_jobs_sweep()
+    if failed:
+        logger.warning("import jobs failed by the sweeper (worker lost): %s", failed)

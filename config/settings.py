@@ -238,6 +238,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"training.tasks.training_run_execute": {"queue": "training"}}
 CELERY_BEAT_SCHEDULE = {
     "training-runs-sweep": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
+    "import-jobs-sweep": {"task": "annotate.tasks.import_jobs_sweep", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -251,6 +252,10 @@ LABELLOOP_EXPORT_STREAM_MAX_ITEMS = env.int("LABELLOOP_EXPORT_STREAM_MAX_ITEMS",
 # LABELLOOP_RUN_STALE_SECONDS ("worker lost").
 LABELLOOP_RUN_HEARTBEAT_SECONDS = env.float("LABELLOOP_RUN_HEARTBEAT_SECONDS", default=15)
 LABELLOOP_RUN_STALE_SECONDS = env.float("LABELLOOP_RUN_STALE_SECONDS", default=120)
+# A running import job silent for longer lost its worker: the sweeper fails it. On PostgreSQL
+# its progress writes are its heartbeat; SQLite has one writer, held by the import, so there
+# the sweeper waits out the import task's time limit instead.
+LABELLOOP_IMPORT_STALE_SECONDS = env.float("LABELLOOP_IMPORT_STALE_SECONDS", default=300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000

@@ -3,6 +3,7 @@ import json
 import threading
 import time
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from PIL import Image
 
 from annotate import importers, tasks
@@ -804,11 +806,13 @@ def test_job_writes_its_progress_to_the_row_as_it_goes(monkeypatch):
 
     item_import_run_job(job_id=job.id)
 
+    heartbeats = [fields.pop("heartbeat_at") for fields in written]
     assert written == [
         {"rows_done": 1000, "rows_total": 2100, "progress": 47},
         {"rows_done": 2000, "rows_total": 2100, "progress": 95},
         {"rows_done": 2100, "rows_total": 2100, "progress": 100},
     ]
+    assert heartbeats == sorted(heartbeats) and heartbeats[0] >= job.created_at
     job.refresh_from_db()
     assert (job.status, job.progress, job.rows_done, job.rows_total) == ("succeeded", 100, 2100, 2100)
 
@@ -859,6 +863,45 @@ def test_job_progress_is_seen_by_others_while_its_import_is_still_open(monkeypat
     assert seen in ([(1000, 0)], [(2000, 0)])
     job.refresh_from_db()
     assert (job.status, job.rows_done, job.items_created) == ("succeeded", 2100, 2100)
+
+
+def test_sweeper_fails_an_import_job_whose_worker_was_lost(project, settings, monkeypatch):
+    monkeypatch.setattr(importers, "SYNC_ROW_LIMIT", 1)
+    now = timezone.now()
+    # Past the threshold of either database: LABELLOOP_IMPORT_STALE_SECONDS on PostgreSQL, the
+    # import task's time limit on SQLite (no heartbeat while the import holds the one writer).
+    silent = timedelta(seconds=max(settings.LABELLOOP_IMPORT_STALE_SECONDS, tasks.IMPORT_TIME_LIMIT + 60))
+    lost, alive, queued = (_start(project, "text\na\nb\n") for _ in range(3))
+    ImportJob.objects.filter(pk=lost.pk).update(
+        status="running", heartbeat_at=now - silent - timedelta(seconds=5)
+    )
+    ImportJob.objects.filter(pk=alive.pk).update(status="running", heartbeat_at=now - timedelta(seconds=5))
+    upload = lost.upload.name
+    assert default_storage.exists(upload)
+
+    assert importers.import_jobs_sweep(now=now) == [lost.pk]
+
+    lost.refresh_from_db()
+    assert (lost.status, lost.upload.name) == ("failed", "")
+    assert lost.error.startswith("the import stopped when its worker was lost; nothing was stored")
+    assert not default_storage.exists(upload)
+    assert [j.status for j in ImportJob.objects.filter(pk__in=[alive.pk, queued.pk]).order_by("pk")] == [
+        "running",
+        "queued",
+    ]
+    assert importers.import_jobs_sweep(now=now) == []  # a failed job stays failed, once
+
+
+def test_a_claimed_import_job_has_a_heartbeat(project, monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(importers, "SYNC_ROW_LIMIT", 1)
+    with django_capture_on_commit_callbacks(execute=False):
+        job = _start(project, "text\na\nb\n")
+    assert job.heartbeat_at is None
+
+    item_import_run_job(job_id=job.id)
+
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.heartbeat_at >= job.created_at
 
 
 def test_failed_background_job_stores_nothing_and_records_the_error(
