@@ -1201,7 +1201,9 @@ _ANNOTATION_VARYING = ("item_id", "value")
 
 def _item_copy(project: Project, rows: list[_Row], now: datetime) -> tuple[str, str]:
     """The COPY statement for the batch's items, and the items as lines of its text format."""
-    copy_rows = _copy_rows(Item, _ITEM_VARYING, {"project_id": project.id, "created_at": now})
+    copy_rows = _copy_rows(
+        Item, _ITEM_VARYING, {"project_id": project.id, "created_at": now}, using=connection
+    )
     text, number, json_text = _copy_text, _copy_number, _copy_json
     overlap = project.overlap
     lines = []
@@ -1250,6 +1252,7 @@ def _batch_copy(
             "counted": True,
             "source": source,
         },
+        using=using,
     )
     _copy(
         using,
@@ -1268,13 +1271,15 @@ class _CopyRows(NamedTuple):
     tail: str  # "\t" and the other columns' values, then "\n": the end of every line
 
 
-def _copy_rows(model: type[models.Model], varying: Sequence[str], constants: Mapping[str, Any]) -> _CopyRows:
+def _copy_rows(
+    model: type[models.Model], varying: Sequence[str], constants: Mapping[str, Any], *, using
+) -> _CopyRows:
     """How to COPY `model`'s rows that give the `varying` columns (attnames, in order) line by
     line: every other column gets its value from `constants`, or else its field's default, as
     bulk_create would give it. (The SQL does not depend on the constants' values.)"""
     fields = {f.attname: f for f in model._meta.concrete_fields if not f.primary_key}
     others = [name for name in fields if name not in varying]
-    quote = connection.ops.quote_name
+    quote = using.ops.quote_name
     columns = [quote(fields[name].column) for name in (*varying, *others)]
     values = [constants[name] if name in constants else fields[name].get_default() for name in others]
     tail = "".join(
