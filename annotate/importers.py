@@ -1111,9 +1111,14 @@ class _BatchWriter:
             cursor.execute(sql)
 
 
-def _item_fields(project: Project, row: _Row, now: datetime) -> dict:
-    # Items are new, so their counters are known before insert.
+def _item_counters(project: Project, row: _Row) -> tuple[int, bool]:
+    """(annotation_count, is_complete) of a new item: known before insert."""
     count = 1 if row.choices is not None else 0
+    return count, count >= project.overlap
+
+
+def _item_fields(project: Project, row: _Row, now: datetime) -> dict:
+    count, complete = _item_counters(project, row)
     return {
         "project_id": project.id,
         "external_id": row.external_id,
@@ -1124,19 +1129,16 @@ def _item_fields(project: Project, row: _Row, now: datetime) -> dict:
         "metadata": row.metadata,
         "proposal": row.proposal,
         "annotation_count": count,
-        "is_complete": count >= project.overlap,
+        "is_complete": complete,
         "created_at": now,
     }
 
 
-def _annotation_fields(
-    project: Project, item_id: int, row: _Row, annotator_id: int, source: str, now: datetime
-):
+def _annotation_constants(project: Project, annotator_id: int, source: str, now: datetime) -> dict:
+    """The fields every imported annotation of a batch shares (all but item_id and value)."""
     return {
         "project_id": project.id,
-        "item_id": item_id,
         "annotator_id": annotator_id,
-        "value": row.choices,
         "created_at": now,
         "late": False,
         "counted": True,
@@ -1166,9 +1168,10 @@ def _batch_bulk_create(
         )
         for item in items:
             item.pk = ids[item.external_id]
+    constants = _annotation_constants(project, annotator_id, source, now)
     Annotation.objects.bulk_create(
         [
-            Annotation(**_annotation_fields(project, item.pk, row, annotator_id, source, now))
+            Annotation(item_id=item.pk, value=row.choices, **constants)
             for item, row in zip(items, rows, strict=True)
             if row.choices is not None
         ]
@@ -1190,7 +1193,7 @@ def _existing_ids(project: Project, keys: list[str], *, using=connection) -> set
     )
 
 
-# The columns an import sets row by row, in the order _item_lines and _batch_copy write them;
+# The columns an import sets row by row, in the order _item_copy and _batch_copy write them;
 # the others are the same for the whole import, or their defaults.
 _ITEM_VARYING = (
     "external_id", "text", "image", "width", "height",
@@ -1205,14 +1208,13 @@ def _item_copy(project: Project, rows: list[_Row], now: datetime) -> tuple[str, 
         Item, _ITEM_VARYING, {"project_id": project.id, "created_at": now}, using=connection
     )
     text, number, json_text = _copy_text, _copy_number, _copy_json
-    overlap = project.overlap
     lines = []
     for row in rows:
-        count = 1 if row.choices is not None else 0
+        count, complete = _item_counters(project, row)
         lines.append(
             f"{text(row.external_id)}\t{text(row.text)}\t{text(row.image)}\t{number(row.width)}\t"
             f"{number(row.height)}\t{json_text(row.metadata)}\t{json_text(row.proposal)}\t{count}\t"
-            f"{'t' if count >= overlap else 'f'}{copy_rows.tail}"
+            f"{'t' if complete else 'f'}{copy_rows.tail}"
         )
     return copy_rows.sql, "".join(lines)
 
@@ -1244,14 +1246,7 @@ def _batch_copy(
     copy_rows = _copy_rows(
         Annotation,
         _ANNOTATION_VARYING,
-        {
-            "project_id": project.id,
-            "annotator_id": annotator_id,
-            "created_at": now,
-            "late": False,
-            "counted": True,
-            "source": source,
-        },
+        _annotation_constants(project, annotator_id, source, now),
         using=using,
     )
     _copy(
