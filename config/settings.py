@@ -162,6 +162,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("LABELLOOP_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Imported files, uploads, exports and model artifacts go through this storage. Local files under
+# MEDIA_ROOT by default; with several machines, a storage they share (for example django-storages'
+# S3 backend: LABELLOOP_STORAGE_BACKEND=storages.backends.s3.S3Storage and its OPTIONS as JSON).
+STORAGES = {
+    "default": {
+        "BACKEND": env.str("LABELLOOP_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env.json("LABELLOOP_STORAGE_OPTIONS", default={}),
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Per-machine caches, never shared: feature rows and downloaded model artifacts.
+LABELLOOP_CACHE_DIR = Path(env.str("LABELLOOP_CACHE_DIR", default=str(VAR_DIR / "cache")))
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -215,6 +227,8 @@ else:
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport, made safe against torn and doubly-read messages (config/broker.py).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
@@ -256,6 +270,9 @@ LABELLOOP_RUN_STALE_SECONDS = env.float("LABELLOOP_RUN_STALE_SECONDS", default=1
 # its progress writes are its heartbeat; SQLite has one writer, held by the import, so there
 # the sweeper waits out the import task's time limit instead.
 LABELLOOP_IMPORT_STALE_SECONDS = env.float("LABELLOOP_IMPORT_STALE_SECONDS", default=300)
+# bin/run's supervisor (config/supervisor.py) writes the state of the processes it runs here;
+# the project page reads it to say when training is unavailable.
+LABELLOOP_SUPERVISOR_STATE = VAR_DIR / "supervisor.json"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000
