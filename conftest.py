@@ -50,4 +50,5 @@ def pytest_configure(config):
 def _test_settings(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.LABELLOOP_CACHE_DIR = tmp_path / "cache"
     settings.CELERY_TASK_ALWAYS_EAGER = False

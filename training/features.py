@@ -1,8 +1,9 @@
-"""Model inputs for items, computed once per item and cached under MEDIA_ROOT/training/.
+"""Model inputs for items, computed once per item and cached on this machine (LABELLOOP_CACHE_DIR).
 
 Text: hashed n-gram features (stateless, so a cached row never goes stale); a retrain featurizes
 only the items it has not seen and refits the classifier. Images: the stored file read by
-Pillow, resized to the network's size, cached as uint8.
+Pillow, resized to the network's size, cached as uint8. A cache is per machine, never shared:
+a worker elsewhere builds its own from the items and the stored files.
 """
 
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ IMAGE_SIZE = 32
 
 
 def _cache_dir(project: Project) -> Path:
-    path = Path(settings.MEDIA_ROOT) / "training" / f"project-{project.pk}"
+    path = Path(settings.LABELLOOP_CACHE_DIR) / "features" / f"project-{project.pk}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

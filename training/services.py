@@ -6,15 +6,11 @@ evaluate, store, pictures); Celery tasks and commands only call it.
 
 import json
 import logging
-import os
-import secrets
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -26,6 +22,13 @@ from django.utils import timezone
 from annotate.models import Annotation, Item, Project
 from annotate.queue import queue_reordering, queue_reordering_end
 from annotate.rows import columns, from_row
+from training.artifact_store import (
+    artifact_discard,
+    artifact_local,
+    artifact_prefix_new,
+    artifact_staging,
+    artifact_upload,
+)
 from training.datasets import NotEnoughLabels, dataset_snapshot_create
 from training.models import DatasetSnapshot, ModelVersion, Prediction, TrainingRun
 
@@ -64,7 +67,7 @@ def model_version_backend(version: ModelVersion):
 def _load_backend(version_id: int, artifact_path: str):
     from training.backends import load_backend
 
-    return load_backend(Path(settings.MEDIA_ROOT) / artifact_path)
+    return load_backend(artifact_local(prefix=artifact_path))
 
 
 # Inputs ----------------------------------------------------------------------------------
@@ -173,21 +176,18 @@ def _version_store(
     timings,
     activate: bool,
 ) -> ModelVersion:
-    """Write the artifacts to a temporary folder, rename it into place, then record the version."""
+    """Upload the artifacts under a new prefix, then record the version (the commit point)."""
     from training.pictures import confusion_matrix_svg
 
-    models_dir = Path(settings.MEDIA_ROOT) / "models" / f"project-{project.pk}"
-    models_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(4)
-    staging = models_dir / f".staging-{token}"
-    backend.save(staging)
+    prefix = artifact_prefix_new(project_id=project.pk)
+    with artifact_staging() as staging:
+        backend.save(staging)
+        stored = artifact_upload(folder=staging, prefix=prefix)
     try:
         with transaction.atomic():
             # Lock the project row: version numbers and the active flag change one run at a time.
             Project.objects.select_for_update().filter(pk=project.pk).first()
             number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
-            final = models_dir / f"v{number}-{token}"
-            os.replace(staging, final)
             matrix = metrics["confusion_matrix"]
             version = ModelVersion.objects.create(
                 project=project,
@@ -196,7 +196,7 @@ def _version_store(
                 params=backend.params,
                 dataset=snapshot,
                 metrics=metrics,
-                artifact_path=str(final.relative_to(settings.MEDIA_ROOT)),
+                artifact_path=prefix,
                 confusion_svg=confusion_matrix_svg(matrix, snapshot.classes)
                 if not snapshot.multi_label
                 else "",
@@ -208,7 +208,7 @@ def _version_store(
             if activate:
                 model_version_activate(version=version)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        artifact_discard(prefix=prefix, names=stored)
         raise
     return version
 

@@ -134,10 +134,10 @@ def test_text_containing_a_script_tag_shows_as_text(page, live_server):
 
 
 def test_the_labeling_page_shows_the_models_proposal_and_records_whether_it_was_accepted(page, live_server):
-    from tests.training.test_model_version_train import _reviews_project
+    from tests.training.projects import reviews_project
     from training.services import model_version_train, prediction_pool_score
 
-    project = _reviews_project(n=120)
+    project = reviews_project(n=120)
     annotator = UserFactory(username="proposals")
     project.memberships.create(user=annotator, role="annotator")
     more = rotten_tomatoes_reviews()[120:140]

@@ -1,15 +1,13 @@
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.conf import settings
+from django.core.files.storage import default_storage
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from annotate import importers
-from annotate.demo import digit_png, digits_arrays, rotten_tomatoes_reviews
-from annotate.queue import annotation_submit, assignment_next
-from tests.factories import UserFactory, make_project
+from tests.factories import make_project
+from tests.training.projects import digits_project, reviews_project
 from training.datasets import NotEnoughLabels
 from training.models import ModelVersion
 from training.services import model_inputs, model_version_backend, model_version_train
@@ -24,42 +22,8 @@ def _one_torch_thread():
     torch.set_num_threads(1)
 
 
-def _label_everything(project, user, truth_of):
-    while (lease := assignment_next(project=project, annotator=user)) is not None:
-        annotation_submit(
-            project=project, item_id=lease.item.pk, annotator=user, value={"choices": [truth_of(lease.item)]}
-        )
-
-
-def _reviews_project(n=300):
-    user = UserFactory()
-    project = make_project(labels=["fresh", "rotten"], members=[(user, "annotator")])
-    reviews = rotten_tomatoes_reviews()[:n]
-    rows = "id,text\n" + "".join(
-        f'r{i},"{r.text.replace(chr(34), chr(39))}"\n' for i, r in enumerate(reviews)
-    )
-    importers.import_csv(
-        project=project, file=io.BytesIO(rows.encode()), filename="rt.csv", text_column="text", id_column="id"
-    )
-    truth = {f"r{i}": r.category for i, r in enumerate(reviews)}
-    _label_everything(project, user, lambda item: truth[item.external_id])
-    return project
-
-
-def _digits_project(n=250):
-    user = UserFactory()
-    project = make_project(
-        task_type="image_classification", labels=[str(d) for d in range(10)], members=[(user, "annotator")]
-    )
-    pixels, targets = digits_arrays()
-    files = [(f"d{i}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(n)]
-    importers.import_images(project=project, files=files)
-    _label_everything(project, user, lambda item: str(targets[int(item.external_id[1:-4])]))
-    return project
-
-
 def test_a_text_version_is_trained_evaluated_stored_and_made_active():
-    project = _reviews_project()
+    project = reviews_project()
     version = model_version_train(project=project)
     assert version.is_active and version.number == 1 and version.backend == "text_logreg"
     assert version.metrics["n_train"] + version.metrics["n_validation"] == 300
@@ -71,7 +35,7 @@ def test_a_text_version_is_trained_evaluated_stored_and_made_active():
 
 
 def test_the_stored_metrics_match_scikit_learns_on_the_same_predictions():
-    project = _reviews_project()
+    project = reviews_project()
     version = model_version_train(project=project)
     backend = model_version_backend(version)
     snapshot = version.dataset
@@ -88,7 +52,7 @@ def test_the_stored_metrics_match_scikit_learns_on_the_same_predictions():
 
 
 def test_an_image_version_trains_on_the_digits():
-    project = _digits_project()
+    project = digits_project()
     version = model_version_train(project=project, params={"device": "cpu"})
     assert version.backend == "image_cnn"
     assert version.metrics["accuracy"] > 0.6, version.metrics["accuracy"]
@@ -96,7 +60,7 @@ def test_an_image_version_trains_on_the_digits():
 
 
 def test_a_second_version_takes_over_and_the_learning_curve_shows_both():
-    project = _reviews_project(n=200)
+    project = reviews_project(n=200)
     first = model_version_train(project=project)
     second = model_version_train(project=project, seed=1)
     first.refresh_from_db()
@@ -107,7 +71,7 @@ def test_a_second_version_takes_over_and_the_learning_curve_shows_both():
 def test_a_failed_fit_stores_nothing_and_leaves_the_active_version(monkeypatch):
     from training.backends.text import TextLogRegBackend
 
-    project = _reviews_project(n=120)
+    project = reviews_project(n=120)
     active = model_version_train(project=project)
 
     def broken_fit(self, *args, **kwargs):
@@ -119,8 +83,32 @@ def test_a_failed_fit_stores_nothing_and_leaves_the_active_version(monkeypatch):
     assert list(ModelVersion.objects.filter(project=project)) == [active]
     active.refresh_from_db()
     assert active.is_active
-    staging = list((Path(settings.MEDIA_ROOT) / "models" / f"project-{project.pk}").glob(".staging-*"))
-    assert staging == []
+    _, stored = default_storage.listdir(f"models/project-{project.pk}")
+    assert stored == [] and default_storage.listdir(f"models/project-{project.pk}")[0] == [
+        active.artifact_path.rsplit("/", 1)[1]
+    ]
+    assert list((Path(settings.LABELLOOP_CACHE_DIR) / "models").glob(".staging-*")) == []
+
+
+def test_a_version_that_fails_to_be_recorded_leaves_no_files_in_storage_or_cache(monkeypatch):
+    project = reviews_project(n=120)
+    active = model_version_train(project=project)
+    import training.pictures
+
+    def broken_curve(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    # Fails after the artifacts were uploaded, inside the transaction that records the version.
+    monkeypatch.setattr(training.pictures, "learning_curve_svg", broken_curve)
+    with pytest.raises(RuntimeError, match="disk full"):
+        model_version_train(project=project, seed=3)
+    assert list(ModelVersion.objects.filter(project=project)) == [active]
+    folders, _ = default_storage.listdir(f"models/project-{project.pk}")
+    # Local storage keeps an emptied folder; an object store has none. Files are what count.
+    holding = [f for f in folders if default_storage.listdir(f"models/project-{project.pk}/{f}")[1]]
+    assert holding == [active.artifact_path.rsplit("/", 1)[1]]
+    cached = [p.name for p in (Path(settings.LABELLOOP_CACHE_DIR) / "models").iterdir()]
+    assert cached == [active.artifact_path.replace("/", "--")]
 
 
 def test_too_few_labels_is_the_not_enough_labels_message():

@@ -3,7 +3,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from tests.factories import UserFactory, make_project
-from tests.training.test_model_version_train import _reviews_project
+from tests.training.projects import reviews_project
 from training.models import ModelVersion
 from training.services import model_version_train
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def trained():
-    project = _reviews_project(n=150)
+    project = reviews_project(n=150)
     first = model_version_train(project=project)
     second = model_version_train(project=project, seed=1)
     return project, first, second
@@ -66,7 +66,7 @@ def test_a_lead_sees_only_their_projects_versions_in_the_admin(client, trained):
 
 
 def test_the_train_command_trains_and_reports_accuracy(capsys):
-    project = _reviews_project(n=120)
+    project = reviews_project(n=120)
     call_command("train", project.pk)
     out = capsys.readouterr().out
     assert "v1 (text_logreg) accuracy" in out

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from annotate.models import Annotation, Item, Project
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory
-from tests.training.test_model_version_train import _reviews_project
+from tests.training.projects import reviews_project
 from training import tasks
 from training.models import ModelVersion, Prediction, TrainingRun
 from training.services import (
@@ -34,7 +34,7 @@ def project():
     from annotate import importers
     from annotate.demo import rotten_tomatoes_reviews
 
-    project = _reviews_project(n=160)
+    project = reviews_project(n=160)
     reviews = rotten_tomatoes_reviews()[160:300]
     rows = "id,text\n" + "".join(
         f'p{i},"{r.text.replace(chr(34), chr(39))}"\n' for i, r in enumerate(reviews)
