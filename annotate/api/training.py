@@ -7,8 +7,8 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from annotate.api.base import FORBIDDEN, NOT_FOUND, ProjectApi, found
 from annotate.api.permissions import CanManage, CanReview
-from annotate.api.views import FORBIDDEN, NOT_FOUND, ProjectApi, _found
 from training.models import ModelVersion, TrainingRun
 from training.services import (
     model_version_list,
@@ -79,7 +79,7 @@ class TrainingRunDetailApi(ProjectApi):
     def get(self, request, project_id, run_id):
         """One run, with its progress while it runs."""
         return Response(
-            TrainingRunOutput(_found(training_run_list(project=self.project).filter(pk=run_id).first())).data
+            TrainingRunOutput(found(training_run_list(project=self.project).filter(pk=run_id).first())).data
         )
 
 
@@ -91,7 +91,7 @@ class TrainingRunCancelApi(ProjectApi):
     )
     def post(self, request, project_id, run_id):
         """Cancel a queued run, or stop a running one at its next step (managers)."""
-        run = _found(training_run_list(project=self.project).filter(pk=run_id).first())
+        run = found(training_run_list(project=self.project).filter(pk=run_id).first())
         return Response(TrainingRunOutput(training_run_cancel(run=run)).data)
 
 

@@ -1,0 +1,64 @@
+"""A project's members and their roles."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from annotate.api import serializers as s
+from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ProjectApi, found, paginated
+from annotate.api.pagination import KeysetPagination
+from annotate.api.permissions import CanManage, CanReview
+from annotate.projects import membership_add, membership_list, membership_remove, membership_update
+
+
+class MemberListApi(ProjectApi):
+    role_permissions = {"GET": CanReview, "POST": CanManage}
+    pagination_class = KeysetPagination
+
+    @extend_schema(
+        tags=["members"], responses={200: s.MemberOutput(many=True), 403: FORBIDDEN, 404: NOT_FOUND}
+    )
+    def get(self, request, project_id):
+        """Members with their role and annotation count (reviewers and managers)."""
+        return paginated(self, membership_list(project=self.project), s.MemberOutput)
+
+    @extend_schema(
+        tags=["members"],
+        request=s.MemberAddInput,
+        responses={201: s.MemberOutput, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def post(self, request, project_id):
+        """Add a user by username (managers); a user who is already a member gets the new role."""
+        data = s.MemberAddInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = membership_add(project=self.project, **data.validated_data)
+        membership = membership_list(project=self.project).get(pk=membership.pk)
+        return Response(s.MemberOutput(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(ProjectApi):
+    role_permissions = {"PATCH": CanManage, "DELETE": CanManage}
+
+    def _membership(self, membership_id: int):
+        return found(membership_list(project=self.project).filter(pk=membership_id).first())
+
+    @extend_schema(
+        tags=["members"],
+        request=s.MemberUpdateInput,
+        responses={200: s.MemberOutput, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def patch(self, request, project_id, membership_id):
+        """Change a member's role (managers); a project keeps at least one manager."""
+        data = s.MemberUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = membership_update(membership=self._membership(membership_id), **data.validated_data)
+        return Response(s.MemberOutput(membership).data)
+
+    @extend_schema(
+        tags=["members"],
+        responses={204: None, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def delete(self, request, project_id, membership_id):
+        """Remove a member (managers); their annotations stay. The last manager cannot be removed."""
+        membership_remove(membership=self._membership(membership_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

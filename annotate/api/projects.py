@@ -1,0 +1,64 @@
+"""Projects: the ones you belong to, creating one, its settings, deleting it."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from annotate.api import serializers as s
+from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, Api, ProjectApi, paginated
+from annotate.api.pagination import KeysetPagination
+from annotate.api.permissions import CanManage
+from annotate.models import Membership, Project
+from annotate.projects import project_create, project_delete, project_list_for_user, project_update
+
+
+class ProjectListApi(Api):
+    pagination_class = KeysetPagination
+
+    @extend_schema(tags=["projects"], responses=s.ProjectOutput(many=True))
+    def get(self, request):
+        """The projects you belong to, with your role in each."""
+        return paginated(self, project_list_for_user(user=request.user), s.ProjectOutput)
+
+    @extend_schema(
+        tags=["projects"],
+        request=s.ProjectCreateInput,
+        responses={201: s.ProjectDetailOutput, 400: BAD_REQUEST},
+    )
+    def post(self, request):
+        """Create a project with its labels; you become its manager."""
+        data = s.ProjectCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_create(created_by=request.user, **data.validated_data)
+        project.my_role = Membership.Role.MANAGER
+        return Response(s.ProjectDetailOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(ProjectApi):
+    role_permissions = {"PATCH": CanManage, "DELETE": CanManage}
+
+    def _render(self, project: Project) -> Response:
+        project.my_role = self.membership.role
+        return Response(s.ProjectDetailOutput(project).data)
+
+    @extend_schema(tags=["projects"], responses={200: s.ProjectDetailOutput, 404: NOT_FOUND})
+    def get(self, request, project_id):
+        """A project's settings and labels."""
+        return self._render(self.project)
+
+    @extend_schema(
+        tags=["projects"],
+        request=s.ProjectUpdateInput,
+        responses={200: s.ProjectDetailOutput, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def patch(self, request, project_id):
+        """Change a project's settings (managers)."""
+        data = s.ProjectUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        return self._render(project_update(project=self.project, **data.validated_data))
+
+    @extend_schema(tags=["projects"], responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
+    def delete(self, request, project_id):
+        """Delete a project with its items and annotations (managers)."""
+        project_delete(project=self.project)
+        return Response(status=status.HTTP_204_NO_CONTENT)
