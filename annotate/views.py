@@ -16,6 +16,7 @@ from annotate import exporters, importers
 from annotate.models import ExportJob, ImportJob, Item, Membership, Project
 from annotate.projects import membership_get, membership_list, project_list_for_user, project_progress
 from training.services import model_version_list, proposal_acceptance, training_run_list
+from training.workers import training_unavailable_reason
 
 
 def _membership_or_404(request: HttpRequest, project_id: int, *, manage: bool = False) -> Membership:
@@ -50,6 +51,8 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "progress": project_progress(project=project, user=request.user),
         "members": membership_list(project=project) if membership.can_review else None,
         "labels": project.labels.all(),
+        # Shown on the Model card, which reviewers and managers see.
+        "training_unavailable": training_unavailable_reason() if membership.can_review else None,
     }
     return render(request, "annotate/project_detail.html", context)
 

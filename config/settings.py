@@ -167,7 +167,9 @@ MEDIA_ROOT = Path(env.str("LABELLOOP_MEDIA_ROOT", default=str(VAR_DIR / "media")
 # S3 backend: LABELLOOP_STORAGE_BACKEND=storages.backends.s3.S3Storage and its OPTIONS as JSON).
 STORAGES = {
     "default": {
-        "BACKEND": env.str("LABELLOOP_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+        "BACKEND": env.str(
+            "LABELLOOP_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+        ),
         "OPTIONS": env.json("LABELLOOP_STORAGE_OPTIONS", default={}),
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -272,7 +274,9 @@ LABELLOOP_RUN_STALE_SECONDS = env.float("LABELLOOP_RUN_STALE_SECONDS", default=1
 LABELLOOP_IMPORT_STALE_SECONDS = env.float("LABELLOOP_IMPORT_STALE_SECONDS", default=300)
 # bin/run's supervisor (config/supervisor.py) writes the state of the processes it runs here;
 # the project page reads it to say when training is unavailable.
-LABELLOOP_SUPERVISOR_STATE = VAR_DIR / "supervisor.json"
+LABELLOOP_SUPERVISOR_STATE = Path(
+    env.str("LABELLOOP_SUPERVISOR_STATE", default=str(VAR_DIR / "supervisor.json"))
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000

@@ -261,3 +261,66 @@ def test_import_page_imports_a_zip_of_images_with_the_forms_default_options(clie
         (12, 10),
         (12, 10),
     ]
+
+
+def _supervisor_state(path, *, training_state, supervisor_alive=True):
+    """A state file as config/supervisor.py writes it, its training worker in `training_state`; its
+    supervisor this test process, or one that has exited."""
+    import os
+    import subprocess
+
+    supervisor_pid = os.getpid()
+    if not supervisor_alive:
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        supervisor_pid = gone.pid
+    worker = {"pid": None, "state": training_state, "restarts": 4, "fast_failures": 5}
+    worker |= {"last_exit": "exit code 1", "log": "var/log/worker-training.log"}
+    path.write_text(json.dumps({"supervisor_pid": supervisor_pid, "processes": {"training-worker": worker}}))
+
+
+def test_project_page_says_training_is_unavailable_when_the_supervisor_gave_up_the_worker(
+    client, manager, project, settings, tmp_path
+):
+    settings.LABELLOOP_SUPERVISOR_STATE = tmp_path / "supervisor.json"
+    _supervisor_state(settings.LABELLOOP_SUPERVISOR_STATE, training_state="given up")
+    client.force_login(manager)
+    response = client.get(reverse("annotate:project", args=[project.pk]))
+    assert response.status_code == 200
+    assert (
+        "Training is unavailable: the training worker stopped after 5 failed starts (last: exit code 1). "
+        "See var/log/worker-training.log." in response.text
+    )
+
+
+@pytest.mark.parametrize("training_state", ["running", "restarting"])
+def test_project_page_says_nothing_while_the_training_worker_runs_or_restarts(
+    client, manager, project, settings, tmp_path, training_state
+):
+    settings.LABELLOOP_SUPERVISOR_STATE = tmp_path / "supervisor.json"
+    _supervisor_state(settings.LABELLOOP_SUPERVISOR_STATE, training_state=training_state)
+    client.force_login(manager)
+    response = client.get(reverse("annotate:project", args=[project.pk]))
+    assert response.status_code == 200 and "Training is unavailable" not in response.text
+
+
+def test_project_page_ignores_the_state_of_a_supervisor_that_is_gone(
+    client, manager, project, settings, tmp_path
+):
+    settings.LABELLOOP_SUPERVISOR_STATE = tmp_path / "supervisor.json"
+    _supervisor_state(settings.LABELLOOP_SUPERVISOR_STATE, training_state="given up", supervisor_alive=False)
+    client.force_login(manager)
+    response = client.get(reverse("annotate:project", args=[project.pk]))
+    assert response.status_code == 200 and "Training is unavailable" not in response.text
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"supervisor_pid": 1}'])
+def test_project_page_says_nothing_without_a_readable_supervisor_state(
+    client, manager, project, settings, tmp_path, content
+):
+    settings.LABELLOOP_SUPERVISOR_STATE = tmp_path / "supervisor.json"
+    if content is not None:
+        settings.LABELLOOP_SUPERVISOR_STATE.write_text(content)
+    client.force_login(manager)
+    response = client.get(reverse("annotate:project", args=[project.pk]))
+    assert response.status_code == 200 and "Training is unavailable" not in response.text
