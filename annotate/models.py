@@ -56,6 +56,9 @@ class Project(models.Model):
     # counts only while its epoch is the project's and no reordering is under way.
     queue_epoch = models.PositiveBigIntegerField(default=0, editable=False)
     queue_reordering = models.BooleanField(default=False, editable=False)
+    # When the last rewrite of priorities ended: a lease taken before it was chosen by the old
+    # order, so its holder is not served it first again (annotate/queue.py assignment_next).
+    queue_reordered_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -219,7 +219,10 @@ def queue_reordering(*, project_id: int) -> Iterator[None]:
 
 
 def queue_reordering_end(*, project_id: int) -> None:
-    Project.objects.filter(pk=project_id).update(queue_epoch=F("queue_epoch") + 1, queue_reordering=False)
+    """The rewrite of priorities is over: bookmarks count again, and leases from before are stale."""
+    Project.objects.filter(pk=project_id).update(
+        queue_epoch=F("queue_epoch") + 1, queue_reordering=False, queue_reordered_at=_now()
+    )
 
 
 def assignment_next(
@@ -251,6 +254,7 @@ def assignment_next(
                 [project.id, annotator.pk, Assignment.Status.OPEN],
             )
             held = [_assignment_with_item(row) for row in cursor.fetchall()]
+            held = _stale_leases_give_back(cursor, project=project, held=held, keep=excluded, now=now)
             for assignment in held:
                 if assignment.item_id not in excluded:
                     return Lease(assignment=assignment, item=assignment.item, is_new=False)
@@ -287,6 +291,29 @@ def assignment_next(
             cursor.execute(f"UPDATE {_ITEM} SET lease_count = lease_count + 1 WHERE id = %s", [item.pk])
             item.lease_count += 1
     return Lease(assignment=assignment, item=item, is_new=True)
+
+
+def _stale_leases_give_back(
+    cursor, *, project: Project, held: list[Assignment], keep: set[int], now: datetime
+) -> list[Assignment]:
+    """Caller holds a transaction. Give back the held leases taken before the last reordering
+    (except those in `keep`, the items the page shows); return the others.
+
+    A lease is served to its holder first, so that a reloaded page gets its item back. One taken
+    under the old order (a closed browser's prefetched items, say) would then jump the new,
+    uncertainty order: it is released instead, and the item competes on its new priority.
+    """
+    reordered = project.queue_reordered_at
+    stale = [a for a in held if reordered and a.created_at < reordered and a.item_id not in keep]
+    if not stale:
+        return held
+    for assignment in stale:
+        _close(cursor, assignment, Assignment.Status.EXPIRED, now)
+    ids = [a.item_id for a in stale]
+    cursor.execute(
+        f"UPDATE {_ITEM} SET lease_count = lease_count - 1 WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
+    )
+    return [a for a in held if a not in stale]
 
 
 def _assignment_with_item(row: tuple) -> Assignment:

@@ -289,3 +289,40 @@ def test_next_and_submit_statement_counts_do_not_grow_with_the_project():
     small = cycle()
     _grow(project, 3000)
     assert cycle() == small
+
+
+def _reorder(project, priorities: dict[int, float]) -> None:
+    """Rewrite priorities as a training run's pool scoring does, around queue_reordering."""
+    from annotate.queue import queue_reordering
+
+    with queue_reordering(project_id=project.pk):
+        for item_id, priority in priorities.items():
+            Item.objects.filter(pk=item_id).update(priority=priority)
+    project.refresh_from_db()
+
+
+def test_leases_taken_before_a_reordering_do_not_jump_the_new_order():
+    project, (closed_browser, _) = _project(items=6)
+    held = [assignment_next(project=project, annotator=closed_browser, exclude_item_ids=[]).item.pk]
+    held.append(assignment_next(project=project, annotator=closed_browser, exclude_item_ids=held).item.pk)
+    top = Item.objects.filter(project=project).exclude(pk__in=held).order_by("-id").first()
+    _reorder(project, {top.pk: 0.9, held[0]: 0.1, held[1]: 0.2})
+
+    # A new page (nothing shown yet) gets the new order's first item, not the old leases.
+    lease = assignment_next(project=project, annotator=closed_browser, exclude_item_ids=[])
+    assert lease.item.pk == top.pk and lease.is_new
+    old = Assignment.objects.filter(item_id__in=held, annotator=closed_browser)
+    assert set(old.values_list("status", flat=True)) == {Assignment.Status.EXPIRED}
+    assert list(Item.objects.filter(pk__in=held).values_list("lease_count", flat=True)) == [0, 0]
+
+
+def test_a_page_keeps_the_item_it_shows_across_a_reordering_and_a_later_lease_is_served_again():
+    project, (user, _) = _project(items=6)
+    shown = assignment_next(project=project, annotator=user).item.pk
+    _reorder(
+        project, {shown: 0.0, **{i.pk: 0.5 for i in Item.objects.filter(project=project).exclude(pk=shown)}}
+    )
+    prefetched = assignment_next(project=project, annotator=user, exclude_item_ids=[shown]).item.pk
+    assert Assignment.objects.get(item_id=shown, annotator=user).status == Assignment.Status.OPEN
+    # Taken after the reordering: a reloaded page gets it back first.
+    assert assignment_next(project=project, annotator=user, exclude_item_ids=[shown]).item.pk == prefetched

@@ -20,9 +20,11 @@ ANNOTATORS = 8
 ITEMS = 24
 
 
-def _label_like_the_page(project, user, errors, served, bookmarks):
+def _label_like_the_page(project, user, errors, served, bookmarks, marked):
     """Hold the current item and a prefetched next one, as the labeling page does. With
-    `bookmarks`, each call passes the membership loaded afresh, as each API request does."""
+    `bookmarks`, each call passes the membership loaded afresh, as each API request does, and
+    `marked` gets (user id, whether the submit left them a bookmark) for each submit made while
+    they held a prefetched item: that item is still open to them, so the bookmark must stop at it."""
 
     def request():
         """(project, membership) as one API request loads them."""
@@ -35,9 +37,12 @@ def _label_like_the_page(project, user, errors, served, bookmarks):
         current = assignment_next(annotator=user, **request())
         while current is not None:
             prefetched = assignment_next(annotator=user, exclude_item_ids=[current.item.pk], **request())
+            submit = request()
             annotation_submit(
-                item_id=current.item.pk, annotator=user, value={"choices": ["positive"]}, **request()
+                item_id=current.item.pk, annotator=user, value={"choices": ["positive"]}, **submit
             )
+            if bookmarks and prefetched is not None:
+                marked.append((user.pk, submit["membership"].queue_mark_item_id is not None))
             served.append((user.pk, current.item.pk))
             current = prefetched
     except Exception as exc:
@@ -56,11 +61,12 @@ def test_eight_annotators_at_once_never_push_an_item_past_its_overlap(overlap, r
     )
     errors: list[str] = []
     served: list[tuple[int, int]] = []
+    marked: list[tuple[int, bool]] = []
     barrier = threading.Barrier(ANNOTATORS)
 
     def run(user):
         barrier.wait()
-        _label_like_the_page(project, user, errors, served, bookmarks=repeat % 2 == 0)
+        _label_like_the_page(project, user, errors, served, bookmarks=repeat % 2 == 0, marked=marked)
 
     threads = [threading.Thread(target=run, args=(u,)) for u in users]
     for t in threads:
@@ -82,7 +88,10 @@ def test_eight_annotators_at_once_never_push_an_item_past_its_overlap(overlap, r
     assert Annotation.objects.filter(project=project).count() == ITEMS * overlap
     assert not Assignment.objects.filter(project=project, status="open").exists()
     if repeat % 2 == 0:
-        # The bookmarks were in play. (Not necessarily everyone's: an annotator whose only
-        # submits came when nothing was left open to them has none.)
-        marks = Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR)
-        assert marks.exclude(queue_mark_item_id=None).exists()
+        # The bookmarks were in play for every annotator they are about: each submit made while
+        # the annotator held a next item left them a bookmark, in the request and in the row.
+        assert marked and all(has for _, has in marked), marked
+        labeled_twice = {user for user, n in Counter(user for user, _ in served).items() if n >= 2}
+        assert labeled_twice <= {user for user, _ in marked}
+        marks = Membership.objects.filter(project=project, user_id__in=labeled_twice)
+        assert not marks.filter(queue_mark_item_id=None).exists()
