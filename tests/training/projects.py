@@ -3,9 +3,10 @@
 import io
 
 from annotate import importers
-from annotate.demo import digit_png, digits_arrays, rotten_tomatoes_reviews
+from annotate.demo import digit_png, digits_arrays
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
+from tests.training.data import reviews as rotten_tomatoes_reviews
 
 
 def label_everything(project, user, truth_of) -> None:

@@ -1,10 +1,13 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from annotate.demo import demo_setup
+from annotate.demo import DemoDataUnavailable, demo_setup
 
 
 class Command(BaseCommand):
     help = "Create the demo accounts and the two demo projects (digits, Rotten Tomatoes); reuses what exists."
 
     def handle(self, *args, **options):
-        demo_setup(stdout=self.stdout)
+        try:
+            demo_setup(stdout=self.stdout)
+        except DemoDataUnavailable as exc:
+            raise CommandError(str(exc)) from exc
