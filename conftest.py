@@ -20,12 +20,29 @@ def pytest_report_header(config):
     return f"LabelLoop test pass on {_database_vendor()} (DATABASE_URL={url})"
 
 
+# Fixtures that open the test database: a test with none of them (and no django_db mark) runs the
+# same whatever DATABASE_URL says.
+DATABASE_FIXTURES = {
+    "db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
+    "live_server", "admin_user", "admin_client", "django_user_model",
+}  # fmt: skip
+
+
+def uses_database(item) -> bool:
+    return item.get_closest_marker("django_db") is not None or bool(
+        DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+    )
+
+
 def pytest_collection_modifyitems(config, items):
+    """Deselect what this pass does not run: the other database's tests, and in the PostgreSQL
+    pass the tests that touch no database (the SQLite pass has run them)."""
     vendor = _database_vendor()
     unwanted = "sqlite_only" if vendor == "postgresql" else "postgres_only"
     keep, drop = [], []
     for item in items:
-        (drop if item.get_closest_marker(unwanted) else keep).append(item)
+        unneeded = vendor == "postgresql" and not uses_database(item)
+        (drop if item.get_closest_marker(unwanted) or unneeded else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
