@@ -188,7 +188,7 @@ class ProjectAdmin(ManagedByLeadAdmin):
     @admin.action(description="Retrain now")
     def retrain_now(self, request, queryset):
         # The admin is the web layer: it may call into training (annotate's domain never does).
-        from training.services import training_run_request
+        from training.runs import training_run_request
 
         for project in queryset:
             run, created = training_run_request(project=project, trigger="admin", requested_by=request.user)

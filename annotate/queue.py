@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Skip
 from annotate.rows import columns, from_row, insert
+from annotate.signals import annotations_stored_on_commit
 from annotate.values import annotation_value_validate
 
 logger = logging.getLogger(__name__)
@@ -367,7 +368,7 @@ def annotation_submit(
     below its overlap. A second submit of the same item by the same annotator is stored
     too (annotations are append-only) but never counted twice. With the annotator's
     `membership`, their bookmark moves on. At most 6 SQL statements; pass `label_names` (the
-    project's, in order) to save one.
+    project's, in order) to save one. Sends annotate.signals.annotations_stored on commit.
     """
     _membership_check(project=project, annotator=annotator, membership=membership)
     now = now or _now()
@@ -423,6 +424,8 @@ def annotation_submit(
                 _close(cursor, assignment, Assignment.Status.SUBMITTED, now)
         if membership is not None:
             _bookmark_advance(project=project, annotator=annotator, membership=membership)
+        # After the commit, so "retrain every N labels" counts this one, and never for a rollback.
+        annotations_stored_on_commit(project=project)
     if late:
         logger.info("late submit stored: item=%s annotator=%s counted=%s", item.pk, annotator.pk, counted)
     return annotation

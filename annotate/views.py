@@ -14,8 +14,9 @@ from django.views.decorators.http import require_http_methods
 
 from annotate import exporters, importers
 from annotate.models import ExportJob, ImportJob, Item, Membership, Project
-from annotate.projects import membership_get, membership_list, project_list_for_user, project_progress
-from training.services import model_version_list, proposal_acceptance, training_run_list
+from annotate.projects import membership_get, membership_list, project_list_with_progress, project_progress
+from training.runs import training_run_list
+from training.versions import model_version_active, model_version_list_with_acceptance
 from training.workers import training_unavailable_reason
 
 
@@ -29,24 +30,20 @@ def _membership_or_404(request: HttpRequest, project_id: int, *, manage: bool = 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    projects = list(project_list_for_user(user=request.user))
-    rows = [(p, project_progress(project=p, user=request.user)) for p in projects]
-    return render(request, "annotate/home.html", {"rows": rows})
+    return render(request, "annotate/home.html", {"rows": project_list_with_progress(user=request.user)})
 
 
 @login_required
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = _membership_or_404(request, project_id)
     project = membership.project
-    versions = list(model_version_list(project=project)[:20]) if membership.can_review else []
-    acceptance = proposal_acceptance(project=project) if versions else {}
-    for version in versions:
-        version.acceptance = acceptance.get(version.pk)
+    reviews = membership.can_review
     context = {
         "project": project,
         "membership": membership,
-        "versions": versions,
-        "active_version": next((v for v in versions if v.is_active), None),
+        "versions": model_version_list_with_acceptance(project=project) if reviews else [],
+        # Not looked for among the newest versions only: after a rollback it is an older one.
+        "active_version": model_version_active(project=project) if reviews else None,
         "run": training_run_list(project=project).first() if membership.can_manage else None,
         "progress": project_progress(project=project, user=request.user),
         "members": membership_list(project=project) if membership.can_review else None,

@@ -2,12 +2,19 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from annotate.api import urls as annotate_api
+from training.api import urls as training_api
+
+# One "api" namespace over both apps' routes (api:training-run-list …): two includes of the
+# same namespace would leave one of them unreachable by reverse().
+api = ([*annotate_api.urlpatterns, *training_api.urlpatterns], "api")
+
 urlpatterns = [
     path("", include("annotate.urls")),
     path("", include("training.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
-    path("api/", include("annotate.api.urls")),
+    path("api/", include(api)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

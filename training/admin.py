@@ -1,6 +1,8 @@
 """Model versions in the admin: their metrics and pictures, and "Activate this version" to roll back.
 
-Scoped like the annotate admin: a lead sees only the versions of projects they manage.
+Activating queues an activation run: the pool is re-scored with the version in the background,
+then it becomes active, so the queue's order and its proposals come from it. Scoped like the
+annotate admin: a lead sees only the versions of projects they manage.
 """
 
 from django.contrib import admin, messages
@@ -9,7 +11,7 @@ from django.utils.safestring import mark_safe
 
 from annotate.admin import ManagedByLeadAdmin, ManagedProjectFilter
 from training.models import ModelVersion, TrainingRun
-from training.services import model_version_activate, training_run_cancel
+from training.runs import training_run_cancel, training_run_request_activation
 
 
 @admin.register(ModelVersion)
@@ -70,8 +72,21 @@ class ModelVersionAdmin(ManagedByLeadAdmin):
             self.message_user(request, "Choose at most one version per project.", messages.ERROR)
             return
         for version in chosen:
-            model_version_activate(version=version)
-            self.message_user(request, f"{version} is now the active model of {version.project}.")
+            run, created = training_run_request_activation(version=version, requested_by=request.user)
+            if created:
+                self.message_user(
+                    request,
+                    f"{version} becomes the active model of {version.project} once the pool is re-scored "
+                    f"with it (run {run.pk}).",
+                )
+            elif run.kind == TrainingRun.Kind.ACTIVATE and run.model_version_id == version.pk:
+                self.message_user(request, f"{version} is already being activated (run {run.pk}).")
+            else:
+                self.message_user(
+                    request,
+                    f"{version.project}: run {run.pk} is {run.status}; activate {version} once it has ended.",
+                    messages.WARNING,
+                )
 
 
 @admin.register(TrainingRun)
@@ -81,18 +96,19 @@ class TrainingRunAdmin(ManagedByLeadAdmin):
         "__str__",
         "project",
         "status",
+        "kind",
         "phase",
         "progress",
         "trigger",
         "created_at",
         "finished_at",
     )
-    list_filter = (("project", ManagedProjectFilter), "status")
+    list_filter = (("project", ManagedProjectFilter), "status", "kind")
     list_select_related = ("project",)
     actions = ["cancel"]
     fields = (
-        "project", "status", "phase", "progress", "trigger", "requested_by", "created_at", "started_at",
-        "heartbeat_at", "finished_at", "dataset_size", "items_scored", "model_version", "error",
+        "project", "status", "kind", "phase", "progress", "trigger", "requested_by", "created_at",
+        "started_at", "heartbeat_at", "finished_at", "dataset_size", "items_scored", "model_version", "error",
     )  # fmt: skip
     readonly_fields = fields
 

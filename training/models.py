@@ -96,7 +96,8 @@ class Prediction(models.Model):
 
 
 class TrainingRun(models.Model):
-    """One request to retrain a project: queued → running → succeeded | failed | cancelled."""
+    """One request to retrain a project (or to switch its active version): queued → running →
+    succeeded | failed | cancelled."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -105,10 +106,17 @@ class TrainingRun(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Kind(models.TextChoices):
+        TRAIN = "train", "Train a new version"
+        ACTIVATE = "activate", "Activate a version"
+
     OPEN_STATUSES = (Status.QUEUED, Status.RUNNING)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # An activation run trains nothing: it scores the pool with `model_version`, set when it is
+    # requested, then activates it (the admin's rollback).
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TRAIN)
     trigger = models.CharField(
         max_length=100, help_text="What asked for it: admin, project page, api, auto …"
     )

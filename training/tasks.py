@@ -1,4 +1,4 @@
-"""Celery tasks of the training app: thin wrappers that call training.services.
+"""Celery tasks of the training app: thin wrappers that call the services (training/runs.py).
 
 Runs go to the `training` queue (a worker with concurrency 1, prefork pool). acks_late without
 reject_on_worker_lost: a run killed with its worker is not redelivered (an out-of-memory kill
@@ -30,19 +30,19 @@ def _one_torch_thread(**kwargs) -> None:
 
 @worker_ready.connect
 def _sweep_at_start(**kwargs) -> None:
-    from training import services
+    from training import runs
 
-    failed = services.training_runs_sweep()
+    failed = runs.training_runs_sweep()
     if failed:
         logger.warning("runs failed at worker start (worker lost): %s", failed)
 
 
 class _TrainingRunTask(DjangoTask):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        from training import services
+        from training import runs
 
         run_id = args[0] if args else kwargs.get("run_id")
-        services.training_run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")
+        runs.training_run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")
 
 
 @shared_task(
@@ -54,23 +54,23 @@ class _TrainingRunTask(DjangoTask):
     time_limit=SOFT_TIME_LIMIT + 60,
 )
 def training_run_execute(run_id: int) -> None:
-    """Run training run `run_id` (services.training_run_execute); a finished run is left alone."""
-    from training import services
+    """Run training run `run_id` (runs.training_run_execute); a finished run is left alone."""
+    from training import runs
 
     started = time.perf_counter()
     try:
-        run = services.training_run_execute(run_id=run_id)
+        run = runs.training_run_execute(run_id=run_id)
     except SoftTimeLimitExceeded:
-        services.training_run_fail(run_id=run_id, reason="time limit reached")
+        runs.training_run_fail(run_id=run_id, reason="time limit reached")
         return
     logger.info("training run %s ended %s in %.1f s", run_id, run.status, time.perf_counter() - started)
 
 
 @shared_task(ignore_result=True)
 def training_runs_sweep() -> None:
-    """Fail running runs whose heartbeat went silent (services.training_runs_sweep)."""
-    from training import services
+    """Fail running runs whose heartbeat went silent (runs.training_runs_sweep)."""
+    from training import runs
 
-    failed = services.training_runs_sweep()
+    failed = runs.training_runs_sweep()
     if failed:
         logger.warning("runs failed by the sweeper (worker lost): %s", failed)

@@ -6,9 +6,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from annotate.models import Project
 from annotate.projects import membership_get
 from training.models import TrainingRun
-from training.services import training_run_cancel, training_run_list, training_run_request
+from training.runs import training_run_cancel, training_run_list, training_run_request
+from training.versions import model_version_active, model_version_list_with_acceptance
 
 
 def _manager_or_404(request: HttpRequest, project_id: int):
@@ -18,15 +20,27 @@ def _manager_or_404(request: HttpRequest, project_id: int):
     return membership.project
 
 
+def _run_partial(
+    request: HttpRequest, project: Project, run: TrainingRun | None, *, joined: bool = False
+) -> HttpResponse:
+    """The run as a partial; once it has ended, with the Model card's versions (_model.html) swapped
+    in out of band, so the card shows the version now active without a reload."""
+    context = {"project": project, "run": run, "joined": joined}
+    if run is not None and not run.is_open:
+        versions = model_version_list_with_acceptance(project=project)
+        # The active version may be older than the newest few listed (a rollback).
+        active = next((v for v in versions if v.is_active), None) or model_version_active(project=project)
+        context.update(refresh_model=True, versions=versions, active_version=active)
+    return render(request, "training/partials/_run.html", context)
+
+
 @login_required
 @require_POST
 def run_request(request: HttpRequest, project_id: int) -> HttpResponse:
     project = _manager_or_404(request, project_id)
     run, created = training_run_request(project=project, trigger="project page", requested_by=request.user)
     if request.htmx:
-        return render(
-            request, "training/partials/_run.html", {"project": project, "run": run, "joined": not created}
-        )
+        return _run_partial(request, project, run, joined=not created)
     if created:
         messages.success(request, "Training started.")
     else:
@@ -38,8 +52,7 @@ def run_request(request: HttpRequest, project_id: int) -> HttpResponse:
 def run_status(request: HttpRequest, project_id: int) -> HttpResponse:
     """The latest run as a partial; it polls itself while the run is open."""
     project = _manager_or_404(request, project_id)
-    run = training_run_list(project=project).first()
-    return render(request, "training/partials/_run.html", {"project": project, "run": run})
+    return _run_partial(request, project, training_run_list(project=project).first())
 
 
 @login_required
@@ -51,5 +64,5 @@ def run_cancel(request: HttpRequest, project_id: int, run_id: int) -> HttpRespon
         raise Http404("No such run.")
     run = training_run_cancel(run=run)
     if request.htmx:
-        return render(request, "training/partials/_run.html", {"project": project, "run": run})
+        return _run_partial(request, project, run)
     return redirect("annotate:project", project_id=project.pk)

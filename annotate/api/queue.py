@@ -11,7 +11,7 @@ from annotate.api.base import BAD_REQUEST, CONFLICT, NOT_FOUND, ProjectApi, pagi
 from annotate.api.pagination import KeysetPagination
 from annotate.items import annotation_list
 from annotate.models import Annotation, Membership
-from training.services import proposal_for, training_auto_request
+from training.proposals import proposal_for
 
 
 def _next_data(lease: queue.Lease | None) -> dict | None:
@@ -33,9 +33,8 @@ def _submit(request, membership: Membership, data: dict) -> Annotation:
         value=data["value"],
         active_ms=data["active_ms"],
         proposal_value=proposal.get("value"),
-        proposal_model_version_id=proposal.get("model_version"),
+        proposal_model_version_id=proposal.get("model_version_id"),
     )
-    training_auto_request(project=project)
     return annotation
 
 

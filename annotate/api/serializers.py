@@ -135,13 +135,23 @@ class ReleaseOutput(serializers.Serializer):
 class ProposalOutput(serializers.Serializer):
     value = serializers.JSONField()
     score = serializers.FloatField(allow_null=True, required=False)
-    model_version = serializers.IntegerField(allow_null=True, required=False)
+    model_version_id = serializers.IntegerField(
+        allow_null=True,
+        required=False,
+        help_text="The proposing model version's database id (send it back with the annotation);"
+        " null for a proposal imported with the item.",
+    )
+    model_version_number = serializers.IntegerField(
+        allow_null=True,
+        required=False,
+        help_text="The same version's number within the project (the N of vN), for display.",
+    )
 
 
 class QueueItemOutput(serializers.ModelSerializer):
     image_url = serializers.SerializerMethodField()
     # The label proposed for this item, pre-selected on the labeling page: {"value", "score",
-    # "model_version"}; null when there is none.
+    # "model_version_id", "model_version_number"}; null when there is none.
     proposal = ProposalOutput(allow_null=True, read_only=True)
 
     class Meta:
@@ -206,7 +216,13 @@ class NextOutput(serializers.Serializer):
 
 class ProposalInput(serializers.Serializer):
     value = serializers.JSONField()
-    model_version = serializers.IntegerField(required=False, allow_null=True, default=None)
+    model_version_id = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="The model_version_id of the proposal shown (the version's database id).",
+    )
 
 
 class AnnotationInput(serializers.Serializer):
@@ -268,12 +284,15 @@ def next_data(assignment: Assignment, item: Item) -> dict:
             else {
                 "value": proposal["value"],
                 "score": None if proposal.get("score") is None else float(proposal["score"]),
-                "model_version": None
-                if proposal.get("model_version") is None
-                else int(proposal["model_version"]),
+                "model_version_id": _int_or_none(proposal.get("model_version_id")),
+                "model_version_number": _int_or_none(proposal.get("model_version_number")),
             },
         },
     }
+
+
+def _int_or_none(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def annotation_data(annotation: Annotation) -> dict:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotate.api import auth, exports, imports, items, labels, members, projects, queue, training
+from annotate.api import auth, exports, imports, items, labels, members, projects, queue
 
 app_name = "api"
 
@@ -24,18 +24,6 @@ urlpatterns = [
     path(f"{project}skip/", queue.SkipApi.as_view(), name="skip"),
     path(f"{project}release/", queue.ReleaseApi.as_view(), name="release"),
     path(f"{project}imports/", imports.ImportListApi.as_view(), name="import-list"),
-    path(f"{project}training-runs/", training.TrainingRunListApi.as_view(), name="training-run-list"),
-    path(
-        f"{project}training-runs/<int:run_id>/",
-        training.TrainingRunDetailApi.as_view(),
-        name="training-run-detail",
-    ),
-    path(
-        f"{project}training-runs/<int:run_id>/cancel/",
-        training.TrainingRunCancelApi.as_view(),
-        name="training-run-cancel",
-    ),
-    path(f"{project}model-versions/", training.ModelVersionListApi.as_view(), name="model-version-list"),
     path(f"{project}imports/<int:job_id>/", imports.ImportDetailApi.as_view(), name="import-detail"),
     path(f"{project}export/", exports.ExportApi.as_view(), name="export"),
     path(f"{project}exports/", exports.ExportListApi.as_view(), name="export-list"),

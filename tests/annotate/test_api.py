@@ -400,14 +400,27 @@ def test_annotator_gets_the_next_item_submits_it_and_skips_another():
     assert project.items.get(pk=second).lease_count == 0
 
 
-def test_submit_stores_the_proposal_shown():
+def test_submit_stores_the_proposal_shown_with_its_model_version_id():
     project, annotator = _project_with(items=1)
     client = _client(annotator)
     item_id = _next(client, project).json()["item"]["id"]
-    response = _submit(client, project, item_id, NEG, proposal={"value": POS, "model_version": 7})
+    # As the labeling page sends it back: the proposal shown, with the version's database id.
+    proposal = {"value": POS, "score": 0.8, "model_version_id": 7, "model_version_number": 2}
+    response = _submit(client, project, item_id, NEG, proposal=proposal)
     assert response.status_code == 201
     annotation = Annotation.objects.get()
     assert (annotation.proposal_value, annotation.proposal_model_version_id) == (POS, 7)
+
+
+@pytest.mark.parametrize("bad", ["seven", 0, [7]])
+def test_submit_rejects_a_proposal_model_version_id_that_is_not_an_id(bad):
+    project, annotator = _project_with(items=1)
+    client = _client(annotator)
+    item_id = _next(client, project).json()["item"]["id"]
+    response = _submit(client, project, item_id, NEG, proposal={"value": POS, "model_version_id": bad})
+    assert response.status_code == 400
+    assert list(response.json()["proposal"]) == ["model_version_id"]
+    assert not Annotation.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -419,9 +432,9 @@ def test_submit_stores_the_proposal_shown():
             "image": "projects/1/a.png",
             "width": 3,
             "height": 2,
-            "proposal": {"value": NEG, "model_version": 4},
+            "proposal": {"value": NEG, "model_version_id": 4, "model_version_number": 2},
         },
-        {"text": "t", "proposal": {"value": POS, "score": 0.25, "model_version": None}},
+        {"text": "t", "proposal": {"value": POS, "score": 0.25, "model_version_id": None}},
     ],
     ids=["text", "metadata-and-score", "image-and-version", "null-version"],
 )

@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from annotate import importers
-from annotate.models import Annotation, ExportJob, ImportJob, Item
+from annotate.models import Annotation, ExportJob, ImportJob, Item, Membership
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
 
@@ -52,6 +52,25 @@ def test_home_lists_my_projects_with_progress_and_not_others(client, annotator, 
     assert "annotate/home.html" in [t.name for t in response.templates]
     assert project.name in response.text and other.name not in response.text
     assert "0 of 3 items done" in response.text
+
+
+def test_home_counts_progress_in_the_same_queries_for_one_project_or_five(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = UserFactory()
+    client.force_login(user)
+    first = make_project(items=4, members=[(user, Membership.Role.ANNOTATOR)])
+    lease = assignment_next(project=first, annotator=user)
+    annotation_submit(project=first, item_id=lease.item.pk, annotator=user, value={"choices": ["positive"]})
+    with CaptureQueriesContext(connection) as one:
+        assert "you labeled 1" in client.get(reverse("annotate:home")).text
+    for n in range(4):
+        make_project(items=n + 1, members=[(user, Membership.Role.ANNOTATOR)])
+    with CaptureQueriesContext(connection) as five:
+        page = client.get(reverse("annotate:home")).text
+    assert page.count("project-card") == 5 and "0 of 4 items done" in page and "0 of 3 items done" in page
+    assert len(five.captured_queries) == len(one.captured_queries)
 
 
 def test_project_page_shows_progress_and_members_to_the_manager(client, manager, annotator, project):

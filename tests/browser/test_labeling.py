@@ -136,7 +136,8 @@ def test_text_containing_a_script_tag_shows_as_text(page, live_server):
 
 def test_the_labeling_page_shows_the_models_proposal_and_records_whether_it_was_accepted(page, live_server):
     from tests.training.projects import reviews_project
-    from training.services import model_version_train, prediction_pool_score
+    from training.scoring import prediction_pool_score
+    from training.versions import model_version_train
 
     project = reviews_project(n=120)
     annotator = UserFactory(username="proposals")

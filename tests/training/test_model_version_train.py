@@ -10,7 +10,7 @@ from tests.factories import make_project
 from tests.training.projects import digits_project, reviews_project
 from training.datasets import NotEnoughLabels
 from training.models import ModelVersion
-from training.services import model_inputs, model_version_backend, model_version_train
+from training.versions import model_inputs, model_version_backend, model_version_train
 
 pytestmark = pytest.mark.django_db
 

@@ -23,8 +23,9 @@ from annotate.models import Annotation, ExportJob, Item, Membership
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
 from tests.workers import wait_until, worker_logs
-from training import services
-from training.services import model_inputs, model_version_backend, training_run_request
+from training import versions
+from training.runs import training_run_request
+from training.versions import model_inputs, model_version_backend
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -88,7 +89,7 @@ def test_the_loop_runs_on_a_storage_without_local_paths(no_path_storage, setting
     assert default_storage.exists(f"{version.artifact_path}/model.json")
 
     # This process never saw the files: it downloads them from the storage into its own cache.
-    services._load_backend.cache_clear()
+    versions._load_backend.cache_clear()
     assert not (Path(settings.LABELLOOP_CACHE_DIR) / "models").exists()
     backend = model_version_backend(version)
     unlabeled = [item.pk for item in items if item.pk not in labeled]
@@ -97,7 +98,7 @@ def test_the_loop_runs_on_a_storage_without_local_paths(no_path_storage, setting
     response = APIClient()
     response.force_authenticate(annotator)
     lease = response.post(reverse("api:next", kwargs={"project_id": project.pk}), {}, format="json").json()
-    assert lease["item"]["proposal"]["model_version"] == version.pk
+    assert lease["item"]["proposal"]["model_version_id"] == version.pk
 
     response = client.post(
         reverse("api:export-list", kwargs={"project_id": project.pk}), {"format": "jsonl"}, format="json"

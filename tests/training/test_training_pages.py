@@ -4,8 +4,9 @@ from django.urls import reverse
 
 from tests.factories import UserFactory, make_project
 from tests.training.projects import reviews_project
-from training.models import ModelVersion
-from training.services import model_version_train
+from training.models import ModelVersion, TrainingRun
+from training.runs import training_run_execute, training_run_request
+from training.versions import model_version_train
 
 pytestmark = pytest.mark.django_db
 
@@ -37,21 +38,59 @@ def test_an_annotator_sees_no_model_section(client, trained):
     assert 'id="model"' not in client.get(reverse("annotate:project", args=[project.pk])).text
 
 
-def test_activate_this_version_in_the_admin_rolls_back(client, trained):
+def test_activate_this_version_in_the_admin_rolls_back(client, trained, django_capture_on_commit_callbacks):
     project, first, second = trained
     lead = project.memberships.get(role="manager").user
     lead.is_staff = True
     lead.save()
     client.force_login(lead)
-    response = client.post(
-        reverse("admin:training_modelversion_changelist"),
-        {"action": "activate", "_selected_action": [first.pk]},
-        follow=True,
-    )
+    with django_capture_on_commit_callbacks():
+        response = client.post(
+            reverse("admin:training_modelversion_changelist"),
+            {"action": "activate", "_selected_action": [first.pk]},
+            follow=True,
+        )
     assert response.status_code == 200
+    training_run_execute(run_id=TrainingRun.objects.get(project=project).pk)  # what the worker does
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.is_active and not second.is_active
+
+
+def _run_status(client, project):
+    return client.get(reverse("training:run-status", args=[project.pk]), HTTP_HX_REQUEST="true")
+
+
+@pytest.mark.parametrize("earlier", [0, 1], ids=["first-model", "second-model"])
+def test_when_a_run_ends_its_status_brings_the_new_active_versions_metrics_and_charts(
+    client, earlier, django_capture_on_commit_callbacks
+):
+    project = reviews_project(n=150)
+    for seed in range(earlier):
+        model_version_train(project=project, seed=seed)
+    client.force_login(project.memberships.get(role="manager").user)
+    with django_capture_on_commit_callbacks():
+        run, _ = training_run_request(project=project, trigger="test")
+    assert "hx-swap-oob" not in _run_status(client, project).text  # still polling: the card stays
+    version = training_run_execute(run_id=run.pk).model_version
+
+    page = _run_status(client, project).text
+    # The run's line, and the Model card's active version swapped in out of band (htmx).
+    assert f"v{version.number} is active" in page
+    assert '<div id="model-version" hx-swap-oob="true">' in page
+    assert f"Active: <strong>v{version.number}</strong>" in page
+    assert f"{version.metrics['accuracy']:.3f}" in page
+    assert version.confusion_svg in page and version.learning_curve_svg in page
+    assert "No model yet" not in page
+    assert page.count("<tr><td>v") == earlier + 1
+
+
+def test_the_project_pages_model_card_is_the_partial_the_run_status_replaces(client, trained):
+    project, _, second = trained
+    client.force_login(project.memberships.get(role="manager").user)
+    page = client.get(reverse("annotate:project", args=[project.pk])).text
+    assert page.count('<div id="model-version">') == 1
+    assert f"Active: <strong>v{second.number}</strong>" in page
 
 
 def test_a_lead_sees_only_their_projects_versions_in_the_admin(client, trained):

@@ -4,26 +4,30 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotate.models import Annotation, Item, Project
 from annotate.queue import annotation_submit, assignment_next
+from annotate.signals import annotations_stored
 from tests.factories import UserFactory
 from tests.training.projects import reviews_project
 from training import tasks
 from training.models import ModelVersion, Prediction, TrainingRun
-from training.services import (
-    model_version_train,
-    prediction_pool_score,
+from training.proposals import proposal_for
+from training.runs import (
     training_auto_request,
     training_run_cancel,
     training_run_execute,
     training_run_request,
+    training_run_request_activation,
     training_runs_sweep,
 )
+from training.scoring import prediction_pool_score
 from training.strategies import entropy, least_confidence, margin
+from training.versions import model_version_train
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +36,7 @@ pytestmark = pytest.mark.django_db
 def project():
     """A Rotten Tomatoes project: 160 items labeled, 140 still in the queue."""
     from annotate import importers
-    from annotate.demo import rotten_tomatoes_reviews
+    from tests.training.data import reviews as rotten_tomatoes_reviews
 
     project = reviews_project(n=160)
     reviews = rotten_tomatoes_reviews()[160:300]
@@ -197,19 +201,151 @@ def test_retraining_every_n_labels_requests_a_run_once_n_new_labels_came(
     TrainingRun.objects.filter(pk=baseline.pk).update(status="succeeded")
     annotator = UserFactory()
     project.memberships.create(user=annotator, role="annotator")
-    with django_capture_on_commit_callbacks() as callbacks:
-        for _ in range(4):
-            lease = assignment_next(project=project, annotator=annotator)
-            annotation_submit(
-                project=project, item_id=lease.item.pk, annotator=annotator, value={"choices": ["fresh"]}
-            )
-            assert training_auto_request(project=project) is None
+    for _ in range(4):
         lease = assignment_next(project=project, annotator=annotator)
         annotation_submit(
             project=project, item_id=lease.item.pk, annotator=annotator, value={"choices": ["fresh"]}
         )
+        assert training_auto_request(project=project) is None
+    lease = assignment_next(project=project, annotator=annotator)
+    annotation_submit(
+        project=project, item_id=lease.item.pk, annotator=annotator, value={"choices": ["fresh"]}
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
         run = training_auto_request(project=project)
     assert run is not None and run.trigger == "auto: 5 new labels" and len(callbacks) == 1
+
+
+def test_a_submit_through_the_service_queues_a_run_once_n_new_labels_came(
+    project, django_capture_on_commit_callbacks
+):
+    # No API view involved: annotation_submit announces the stored annotation on commit
+    # (annotate.signals.annotations_stored) and training's receiver counts.
+    project.retrain_every = 3
+    project.save()
+    with django_capture_on_commit_callbacks():
+        baseline, _ = training_run_request(project=project, trigger="admin")
+    TrainingRun.objects.filter(pk=baseline.pk).update(status="succeeded")
+    annotator = UserFactory()
+    project.memberships.create(user=annotator, role="annotator")
+    with mock.patch.object(tasks.training_run_execute, "delay") as delay:
+        for n in range(3):
+            lease = assignment_next(project=project, annotator=annotator)
+            with django_capture_on_commit_callbacks(execute=True):
+                annotation_submit(
+                    project=project, item_id=lease.item.pk, annotator=annotator, value={"choices": ["fresh"]}
+                )
+            if n < 2:
+                assert TrainingRun.objects.filter(project=project).count() == 1
+    run = TrainingRun.objects.filter(project=project).exclude(pk=baseline.pk).get()
+    assert (run.trigger, run.status) == ("auto: 3 new labels", "queued")
+    delay.assert_called_once_with(run.pk)
+
+
+def test_a_submit_rolled_back_announces_nothing(project, django_capture_on_commit_callbacks):
+    heard = []
+    annotations_stored.connect(lambda **kwargs: heard.append(kwargs["project"]), weak=False, dispatch_uid="t")
+    try:
+        annotator = UserFactory()
+        project.memberships.create(user=annotator, role="annotator")
+        lease = assignment_next(project=project, annotator=annotator)
+        submit = {"project": project, "item_id": lease.item.pk, "annotator": annotator}
+        with (
+            django_capture_on_commit_callbacks(execute=True),
+            pytest.raises(RuntimeError),
+            transaction.atomic(),
+        ):
+            annotation_submit(**submit, value={"choices": ["fresh"]})
+            raise RuntimeError("the caller's transaction fails")
+        assert heard == []
+        with django_capture_on_commit_callbacks(execute=True):
+            annotation_submit(**submit, value={"choices": ["fresh"]})
+    finally:
+        annotations_stored.disconnect(dispatch_uid="t")
+    assert heard == [project]
+
+
+def test_activating_an_older_version_rescores_the_pool_with_it_before_it_becomes_active(
+    client, project, django_capture_on_commit_callbacks
+):
+    # v1 as the train command leaves it (active, the pool never scored with it); then a run
+    # trains v2, orders the queue and proposes with it. The lead rolls back to v1.
+    first = model_version_train(project=project, params={"C": 0.05})
+    with django_capture_on_commit_callbacks():
+        run, _ = training_run_request(project=project, trigger="test")
+    second = training_run_execute(run_id=run.pk).model_version
+    lead = _lead(project)
+    lead.is_staff = True
+    lead.save()
+    client.force_login(lead)
+    epoch = Project.objects.get(pk=project.pk).queue_epoch
+    with (
+        mock.patch.object(tasks.training_run_execute, "delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = client.post(
+            reverse("admin:training_modelversion_changelist"),
+            {"action": "activate", "_selected_action": [first.pk]},
+            follow=True,
+        )
+    assert response.status_code == 200 and "once the pool is re-scored" in response.text
+    rollback = TrainingRun.objects.get(project=project, kind=TrainingRun.Kind.ACTIVATE)
+    assert (rollback.trigger, rollback.model_version, rollback.status) == ("activate v1", first, "queued")
+    delay.assert_called_once_with(rollback.pk)
+    second.refresh_from_db()
+    assert second.is_active  # until the pool is scored with v1
+
+    rollback = training_run_execute(run_id=rollback.pk)
+    assert (rollback.status, rollback.phase, rollback.progress) == ("succeeded", "done", 100)
+    assert rollback.items_scored == 140
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.is_active and not second.is_active
+    pool = Item.objects.filter(project=project, is_complete=False)
+    uncertainty = dict(Prediction.objects.filter(model_version=first).values_list("item_id", "uncertainty"))
+    assert dict(pool.values_list("id", "priority")) == pytest.approx(uncertainty)
+    assert proposal_for(item=pool.first())["model_version_id"] == first.pk
+    project.refresh_from_db()
+    assert project.queue_epoch == epoch + 2 and not project.queue_reordering
+
+
+def test_an_activation_waits_for_the_open_run_rather_than_joining_it(
+    project, django_capture_on_commit_callbacks
+):
+    version = model_version_train(project=project)
+    with django_capture_on_commit_callbacks() as callbacks:
+        training, _ = training_run_request(project=project, trigger="test")
+        run, created = training_run_request_activation(version=version)
+    assert not created and run == training and run.kind == TrainingRun.Kind.TRAIN
+    assert len(callbacks) == 1
+
+
+def test_an_activation_run_of_a_deleted_version_fails_and_trains_nothing(
+    project, django_capture_on_commit_callbacks
+):
+    version = model_version_train(project=project)
+    with django_capture_on_commit_callbacks():
+        run, _ = training_run_request_activation(version=version)
+    TrainingRun.objects.filter(pk=run.pk).update(model_version=None)
+    run = training_run_execute(run_id=run.pk)
+    assert (run.status, run.error) == ("failed", "the version to activate no longer exists")
+    assert ModelVersion.objects.filter(project=project).count() == 1
+
+
+def test_retraining_every_n_labels_counts_from_the_last_training_not_an_activation(
+    project, django_capture_on_commit_callbacks
+):
+    project.retrain_every = 5
+    project.save()
+    version = model_version_train(project=project)
+    with django_capture_on_commit_callbacks():
+        trained, _ = training_run_request(project=project, trigger="admin")
+    TrainingRun.objects.filter(pk=trained.pk).update(status="succeeded")
+    with django_capture_on_commit_callbacks():
+        activation, _ = training_run_request_activation(version=version)
+    TrainingRun.objects.filter(pk=activation.pk).update(status="succeeded")
+    # A rollback brings no new labels: nothing to retrain on yet.
+    assert training_auto_request(project=project) is None
 
 
 def test_retraining_every_n_labels_is_off_by_default(project):
@@ -263,7 +399,8 @@ def test_next_carries_the_active_models_proposal_and_the_submit_records_if_it_wa
     api.force_authenticate(annotator)
     shown = api.post(f"/api/projects/{project.pk}/next/", {"exclude": []}, format="json").json()
     proposal = shown["item"]["proposal"]
-    assert proposal["model_version"] == version.pk and 0.5 <= proposal["score"] <= 1.0
+    assert (proposal["model_version_id"], proposal["model_version_number"]) == (version.pk, version.number)
+    assert 0.5 <= proposal["score"] <= 1.0
     other = "rotten" if proposal["value"]["choices"] == ["fresh"] else "fresh"
     body = {
         "item": shown["item"]["id"],

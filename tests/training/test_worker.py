@@ -11,7 +11,8 @@ from tests.services import REDIS_URL, skip_or_fail, unreachable_reason
 from tests.training.projects import digits_project, reviews_project
 from tests.workers import send, wait_until, worker_logs
 from training.models import ModelVersion, TrainingRun
-from training.services import model_version_train, training_run_request
+from training.runs import training_run_request
+from training.versions import model_version_train
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -23,8 +24,6 @@ def _queued_run(project) -> TrainingRun:
 def test_a_run_succeeds_on_a_real_worker_over_the_filesystem_broker(workers):
     project = reviews_project(n=120)
     workers("filesystem://")
-    from training.services import training_run_request
-
     run, created = training_run_request(project=project, trigger="test")  # dispatched on commit (autocommit)
     assert created
     run = wait_until(run, lambda r: not r.is_open)

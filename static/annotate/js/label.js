@@ -94,7 +94,7 @@ export function mountLabeling(root) {
     }
     const value = { choices: config.labels.map((l) => l.name).filter((name) => selected.has(name)) };
     const proposal = shown.item.proposal
-      ? { value: shown.item.proposal.value, model_version: shown.item.proposal.model_version ?? null }
+      ? { value: shown.item.proposal.value, model_version_id: shown.item.proposal.model_version_id ?? null }
       : null;
     labeledHere += 1;
     counter.textContent = String(labeledHere);

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotate.demo import DIGITS_PROJECT, REVIEWS_PROJECT
 from annotate.models import Project
 from training.datasets import NotEnoughLabels
-from training.services import model_version_train
+from training.versions import model_version_train
 
 
 class Command(BaseCommand):

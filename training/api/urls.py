@@ -1,0 +1,23 @@
+"""Training's API routes. config/urls.py serves them under /api/ in the "api" namespace, together
+with annotate.api.urls' (one namespace cannot be split over two includes)."""
+
+from django.urls import path
+
+from training.api import views
+
+project = "projects/<int:project_id>/"
+
+urlpatterns = [
+    path(f"{project}training-runs/", views.TrainingRunListApi.as_view(), name="training-run-list"),
+    path(
+        f"{project}training-runs/<int:run_id>/",
+        views.TrainingRunDetailApi.as_view(),
+        name="training-run-detail",
+    ),
+    path(
+        f"{project}training-runs/<int:run_id>/cancel/",
+        views.TrainingRunCancelApi.as_view(),
+        name="training-run-cancel",
+    ),
+    path(f"{project}model-versions/", views.ModelVersionListApi.as_view(), name="model-version-list"),
+]
