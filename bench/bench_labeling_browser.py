@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench.stats import percentile
+if not __package__:  # run as a file (python bench/<script>.py): make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness.stats import percentile
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

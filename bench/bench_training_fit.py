@@ -12,6 +12,8 @@ seeded random affine transform (rotation ±15°, scale 0.9–1.1, shift ±2 px) 
 digits that were not picked as sources form the evaluation set, augmented the same way with another
 seed. image_cnn with its default parameters.
 
+The augmented digits come from bench/harness/digits.py (shared with bench_training_run).
+
 One process, one model at a time, as in the training worker: torch uses --threads threads (default 1,
 what the worker sets). Wall time per phase; memory as the Python heap's peak in the phase
 (tracemalloc, which counts NumPy buffers but slows Python-heavy phases: --no-tracemalloc for clean
@@ -21,8 +23,6 @@ times) and the process's peak resident set so far (ru_maxrss).
 import argparse
 import contextlib
 import os
-import platform
-import resource
 import sys
 import tempfile
 import time
@@ -32,13 +32,19 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+if not __package__:  # run as a file (python bench/<script>.py): make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import REPO
+from bench.harness.digits import image_arrays
+from bench.harness.machine import cpu_count, versions
+from bench.harness.memory import MIB, ru_maxrss_mib
+
 TEXT_TRAIN = 5_000
 IMAGE_TRAIN = 1_000
 # Issue 6 targets, for a 100k-item text project (here: 5,000 labels, so the figures are not comparable 1:1).
 TEXT_TARGET_SECONDS = 30.0
 TEXT_TARGET_BYTES = 1.5 * 2**30
-MIB = 2**20
 
 
 class Phases:
@@ -46,7 +52,7 @@ class Phases:
 
     def __init__(self, *, trace: bool) -> None:
         self.trace = trace
-        self.rows: list[tuple[str, float, int | None, int]] = []
+        self.rows: list[tuple[str, float, int | None, float]] = []
         if trace:
             tracemalloc.start()
 
@@ -58,7 +64,7 @@ class Phases:
         yield
         seconds = time.perf_counter() - started
         heap = tracemalloc.get_traced_memory()[1] if self.trace else None
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        rss = ru_maxrss_mib() * MIB
         self.rows.append((name, seconds, heap, rss))
         heap_text = f"{heap / MIB:8.1f} MiB" if heap is not None else "       –    "
         print(
@@ -72,13 +78,12 @@ class Phases:
 def _header(args: argparse.Namespace, device: str) -> None:
     import torch
 
-    print(f"python {platform.python_version()}  numpy {np.__version__}  torch {torch.__version__}", end="")
-    with contextlib.suppress(ImportError):
-        import sklearn
-
-        print(f"  scikit-learn {sklearn.__version__}", end="")
+    v = versions("numpy", "torch", "sklearn")
+    print(f"python {v['python']}  numpy {v['numpy']}  torch {v['torch']}", end="")
+    if "sklearn" in v:
+        print(f"  scikit-learn {v['sklearn']}", end="")
     print(
-        f"\nmachine: {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, device {device}",
+        f"\nmachine: {cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, device {device}",
         end="",
     )
     if device.startswith("cuda"):
@@ -97,7 +102,7 @@ def bench_text(phases: Phases, *, seed: int, n_train: int, pool: int) -> dict:
 
     print(f"text_logreg: {n_train:,} labeled Rotten Tomatoes snippets")
     with phases.phase("text load"):
-        texts, y = data.rotten_tomatoes()
+        texts, y = data.rotten_tomatoes(full=True)
         train, test = data.review_split(y, seed=seed, n_train=n_train)
     backend = get_backend("text_logreg")()
     with phases.phase("text featurize"):
@@ -138,62 +143,6 @@ def bench_text(phases: Phases, *, seed: int, n_train: int, pool: int) -> dict:
 
 
 # Images ----------------------------------------------------------------------------------------
-
-
-def _affine(image, rng: np.random.Generator):
-    """A random rotation ±15°, scale 0.9–1.1 and shift ±2 px about the centre, white fill, bilinear."""
-    from PIL import Image
-
-    angle = np.deg2rad(rng.uniform(-15, 15))
-    scale = rng.uniform(0.9, 1.1)
-    tx, ty = rng.uniform(-2, 2, size=2)
-    cx, cy = image.width / 2, image.height / 2
-    # Image.transform maps each output pixel to an input one, so it takes the inverse transform.
-    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
-    a, b, d, e = cos, sin, -sin, cos
-    c = cx - a * (cx + tx) - b * (cy + ty)
-    f = cy - d * (cx + tx) - e * (cy + ty)
-    return image.transform(
-        image.size,
-        Image.Transform.AFFINE,
-        (a, b, c, d, e, f),
-        resample=Image.Resampling.BILINEAR,
-        fillcolor=255,
-    )
-
-
-def _augmented(pngs: list[bytes], indices: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """The digits at `indices`, read at `size` like the studio, then moved and noised (σ = 0.05)."""
-    import io
-
-    from PIL import Image
-
-    from training.backends.image import images_to_array
-
-    rng = np.random.default_rng(seed)
-    moved = []
-    for i in indices:
-        with Image.open(io.BytesIO(pngs[i])) as png:
-            small = png.convert("L").resize((size, size), Image.Resampling.BILINEAR)
-        moved.append(_affine(small, rng))
-    X = images_to_array(moved, size=size)
-    X += rng.normal(0.0, 0.05, size=X.shape).astype(np.float32)
-    return np.clip(X, 0.0, 1.0, out=X)
-
-
-def image_arrays(*, seed: int, n_train: int, size: int = 32) -> dict[str, np.ndarray]:
-    """Training and evaluation arrays from the demo digits (needs Django settings: annotate.demo)."""
-    from tests.training import data
-
-    pngs, targets = data.digit_pngs()
-    order = np.random.default_rng(seed).permutation(len(targets))
-    sources, held_out = order[:n_train], order[n_train:]
-    return {
-        "X_train": _augmented(pngs, sources, size, seed),
-        "y_train": targets[sources],
-        "X_eval": _augmented(pngs, held_out, size, seed + 1),
-        "y_eval": targets[held_out],
-    }
 
 
 def bench_image(phases: Phases, arrays: dict[str, np.ndarray], *, seed: int, device: str) -> dict:

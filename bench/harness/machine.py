@@ -1,10 +1,17 @@
-"""What machine a benchmark ran on: printed beside every table."""
+"""What machine a benchmark ran on, printed beside every table: cores, CPU model, speed and steadiness,
+load average, and the versions of what ran.
+
+`describe()` is the one description every benchmark starts its meta (and JSON) with.
+"""
 
 import contextlib
+import importlib
 import os
 import platform
 import time
 from pathlib import Path
+
+from bench.harness.stats import percentile
 
 
 def cpu_count() -> int:
@@ -57,15 +64,10 @@ def cpu_jitter(seconds: float = 5.0, period_s: float = 0.02) -> dict:
             total += n
         durations.append((time.perf_counter() - started) * 1000)
         time.sleep(period_s)
-    durations.sort()
-
-    def at(q: float) -> float:
-        return round(durations[min(len(durations) - 1, int(q * len(durations)))], 2)
-
     return {
-        "p50_ms": at(0.5),
-        "p99_ms": at(0.99),
-        "max_ms": round(durations[-1], 2),
+        "p50_ms": round(percentile(durations, 50), 2),
+        "p99_ms": round(percentile(durations, 99), 2),
+        "max_ms": round(max(durations), 2),
         "samples": len(durations),
     }
 
@@ -74,3 +76,23 @@ def loadavg() -> str:
     with contextlib.suppress(OSError):
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return "n/a"
+
+
+def versions(*modules: str) -> dict[str, str]:
+    """Python's version and each importable module's `__version__` (those that fail to import left out)."""
+    found = {"python": platform.python_version()}
+    for name in modules:
+        with contextlib.suppress(ImportError):
+            found[name] = importlib.import_module(name).__version__
+    return found
+
+
+def describe() -> dict:
+    """The machine at the start of a benchmark: cores, CPU model, load average, CPU speed, Python."""
+    return {
+        "nproc": cpu_count(),
+        "cpu_model": cpu_model(),
+        "loadavg_start": loadavg(),
+        "cpu_speed_ms_start": cpu_speed_ms(),
+        "python": platform.python_version(),
+    }

@@ -1,4 +1,5 @@
-"""Logging and latency statistics shared by the benchmarks."""
+"""The log every benchmark writes to stderr, and the one latency analysis: nearest-rank percentiles
+and the count / p50 / p95 / p99 / max summary of every latency figure."""
 
 import math
 import sys
