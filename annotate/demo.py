@@ -150,7 +150,7 @@ def _accounts(stdout) -> dict[str, object]:
 
 def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
     """Create the demo accounts and both demo projects; a second call reuses what exists."""
-    from annotate.importers import import_csv, import_images
+    from annotate.importing import import_csv, import_images
     from annotate.projects import membership_add, project_create
 
     if not Project.objects.filter(name=REVIEWS_PROJECT).exists():

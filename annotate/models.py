@@ -332,7 +332,7 @@ class ImportJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Written when a worker claims the job and with each progress write (PostgreSQL): a running
-    # job silent for too long lost its worker, and importers.import_jobs_sweep fails it.
+    # job silent for too long lost its worker, and importing.import_jobs_sweep fails it.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -359,7 +359,13 @@ class ExportJob(models.Model):
     file = models.FileField(upload_to="exports/", blank=True, max_length=500)
     items_written = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Scheme and host of the request that asked for the export ("https://studio.example"), so
+    # that its image URLs are absolute; empty: they are paths.
+    base_url = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Written when a worker claims the job and with its progress: a running job silent for too
+    # long lost its worker, and exporting.export_jobs_sweep fails it.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -8,7 +8,7 @@ from django.db.models.expressions import RawSQL
 
 from annotate.models import Annotation, Item, Label, Membership, Project
 from annotate.queue import queue_order_changed
-from annotate.rows import columns, from_row
+from annotate.raw_rows import columns, from_row
 
 # Hotkeys in the order labels get them: 1–9, then 0, then q–p.
 DEFAULT_HOTKEYS = "1234567890qwertyuiop"
@@ -74,7 +74,7 @@ def membership_get(*, user: AbstractBaseUser, project_id: int) -> Membership | N
     """The user's membership of the project (with the project loaded), or None."""
     if not user.is_authenticated:
         return None
-    # Every API request under /projects/<id>/ runs this: SQL, see annotate/rows.py.
+    # Every API request under /projects/<id>/ runs this: SQL, see annotate/raw_rows.py.
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {columns(Membership, 'm')}, {columns(Project, 'p')} FROM {Membership._meta.db_table} m"
@@ -121,7 +121,7 @@ def annotations_with_label(*, label: Label) -> QuerySet[Annotation]:
     return qs.filter(
         ExpressionWrapper(
             RawSQL(
-                "EXISTS (SELECT 1 FROM json_each(annotate_annotation.value, '$.choices') AS c"
+                f"EXISTS (SELECT 1 FROM json_each({Annotation._meta.db_table}.value, '$.choices') AS c"
                 " WHERE c.value = %s)",
                 [label.name],
             ),

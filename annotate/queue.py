@@ -36,7 +36,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Skip
-from annotate.rows import columns, from_row, insert
+from annotate.raw_rows import columns, from_row, insert
 from annotate.signals import annotations_stored_on_commit
 from annotate.values import annotation_value_validate
 
@@ -79,7 +79,7 @@ def _expire_leases(*, project_id: int, now: datetime) -> int:
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE annotate_assignment SET status = %s, closed_at = %s"
+            f"UPDATE {Assignment._meta.db_table} SET status = %s, closed_at = %s"
             " WHERE project_id = %s AND status = %s AND expires_at <= %s RETURNING item_id",
             [
                 Assignment.Status.EXPIRED,
@@ -98,7 +98,7 @@ def _expire_leases(*, project_id: int, now: datetime) -> int:
     return sum(released.values())
 
 
-# The statements below are written in SQL: see annotate/rows.py for why.
+# The statements below are written in SQL: see annotate/raw_rows.py for why.
 _ITEM = Item._meta.db_table
 _ASSIGNMENT = Assignment._meta.db_table
 _ANNOTATION = Annotation._meta.db_table

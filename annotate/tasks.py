@@ -10,23 +10,27 @@ logger = get_task_logger(__name__)
 IMPORT_TIME_LIMIT = 3660
 
 
+# The services are imported inside each task: they dispatch these tasks, so a module-level
+# import would be a cycle.
+
+
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=IMPORT_TIME_LIMIT)
 def item_import_run(job_id: int) -> None:
-    """Run import job `job_id` (importers.item_import_run_job); a job that is not queued is left alone."""
-    # Imported here: importers dispatches this task, so a module-level import would be a cycle.
-    from annotate import importers
+    """Run import job `job_id` (importing.item_import_run_job); a job that is not queued is left alone."""
+    from annotate import importing
 
-    importers.item_import_run_job(job_id=job_id)
+    importing.item_import_run_job(job_id=job_id)
 
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3660)
 def item_export_run(job_id: int) -> None:
-    """Write export job `job_id` to its file (exporters.item_export_run_job)."""
-    from annotate import exporters
+    """Write export job `job_id` to its file (exporting.item_export_run_job); a job that is not
+    queued is left alone."""
+    from annotate import exporting
     from annotate.models import ExportJob
 
     try:
-        exporters.item_export_run_job(job_id=job_id)
+        exporting.item_export_run_job(job_id=job_id)
     except ExportJob.DoesNotExist:
         # Its project was deleted while the job waited in the queue.
         logger.warning("export job gone: job=%s", job_id)
@@ -34,9 +38,19 @@ def item_export_run(job_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def import_jobs_sweep() -> None:
-    """Fail import jobs whose worker was lost (importers.import_jobs_sweep)."""
-    from annotate import importers
+    """Fail import jobs whose worker was lost (importing.import_jobs_sweep)."""
+    from annotate import importing
 
-    failed = importers.import_jobs_sweep()
+    failed = importing.import_jobs_sweep()
     if failed:
         logger.warning("import jobs failed by the sweeper (worker lost): %s", failed)
+
+
+@shared_task(ignore_result=True)
+def export_jobs_sweep() -> None:
+    """Fail export jobs whose worker was lost (exporting.export_jobs_sweep)."""
+    from annotate import exporting
+
+    failed = exporting.export_jobs_sweep()
+    if failed:
+        logger.warning("export jobs failed by the sweeper (worker lost): %s", failed)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods
 
-from annotate import exporters, importers
+from annotate import exporting, importing
 from annotate.models import ExportJob, ImportJob, Item, Membership, Project
 from annotate.projects import membership_get, membership_list, project_list_with_progress, project_progress
 from training.runs import training_run_list
@@ -113,20 +113,15 @@ class ImportForm(forms.Form):
     prediction_column = forms.CharField(required=False, help_text="Optional: proposals to show")
     label_source = forms.CharField(initial="import", help_text="Name the imported labels come from")
 
-    def clean(self):
-        data = super().clean()
-        files = data.get("files") or []
-        if data.get("format") != "images" and len(files) > 1:
-            raise ValidationError("Only the images format takes several files; use a zip or one file.")
-        return data
-
     def options(self) -> dict:
-        """The column options for a text format; images take none (the form's defaults are dropped)."""
+        """The import options the user set: fields left at the form's own defaults are dropped, so
+        that the importer's defaults apply (and formats without columns get none)."""
         data = self.cleaned_data
-        if data["format"] in ("images", "zip"):
-            return {}
-        keys = ("text_column", "id_column", "label_column", "prediction_column", "label_source")
-        return {k: data[k] for k in keys if data.get(k)}
+        return {
+            name: data[name]
+            for name in importing.OPTION_NAMES
+            if data.get(name) and data[name] != self.fields[name].initial
+        }
 
 
 def _job_json(job: ImportJob) -> dict:
@@ -151,7 +146,13 @@ def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
     project = membership.project
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        job = _job_json(_import(request, project, form))
+        try:
+            job = _job_json(_import(request, project, form))
+        except ValidationError as exc:  # the format or an option (importing.import_options_validate)
+            if _wants_json(request):
+                return JsonResponse({"status": "failed", "error": " ".join(exc.messages)}, status=400)
+            form.add_error(None, exc.messages)
+            return render(request, "annotate/project_import.html", {"project": project, "form": form})
         if _wants_json(request):
             return JsonResponse(job, status=400 if job["status"] == ImportJob.Status.FAILED else 201)
         if job["status"] == ImportJob.Status.FAILED:
@@ -168,13 +169,10 @@ def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
 
 def _import(request: HttpRequest, project: Project, form: ImportForm) -> ImportJob:
     """Start the import the form asks for: finished at once when small, else queued for a worker."""
-    files = form.cleaned_data["files"]
-    fmt = form.cleaned_data["format"]
-    return importers.item_import_start(
+    return importing.item_import_start(
         project=project,
-        uploaded_file=[(f.name, f) for f in files] if fmt == "images" else files[0],
-        filename=files[0].name,
-        format=fmt,
+        files=[(f.name, f) for f in form.cleaned_data["files"]],
+        format=form.cleaned_data["format"],
         options=form.options(),
         created_by=request.user,
     )
@@ -192,7 +190,7 @@ def _form_errors(form: forms.Form) -> str:
 def import_job(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     """An import job's state: JSON for the page's script, else the page (it polls while running)."""
     membership = _membership_or_404(request, project_id, manage=True)
-    job = ImportJob.objects.filter(project=membership.project, pk=job_id).first()
+    job = importing.import_job_get(project=membership.project, job_id=job_id)
     if job is None:
         raise Http404("No such import.")
     if _wants_json(request):
@@ -208,27 +206,26 @@ class ExportForm(forms.Form):
 
 @login_required
 def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
-    """Export form; with a format given, stream the export, or start a background export for big projects."""
-    from django.conf import settings
-
+    """Export form; with a format given, stream the export, or start a background export for big
+    projects (or when asked with ?background). Image URLs in it need a logged-in member."""
     membership = _membership_or_404(request, project_id, manage=True)
     project = membership.project
     form = ExportForm(request.GET if "format" in request.GET else None)
     if form.is_bound and form.is_valid():
-        fmt, labeled_only = form.cleaned_data["format"], form.cleaned_data["labeled_only"]
-        if project.items.count() > settings.LABELLOOP_EXPORT_STREAM_MAX_ITEMS or "background" in request.GET:
-            job = exporters.item_export_start(
-                project=project, format=fmt, labeled_only=labeled_only, created_by=request.user
-            )
-            return redirect("annotate:export-job", project_id=project.pk, job_id=job.pk)
-        response = StreamingHttpResponse(
-            exporters.export_stream(project=project, format=fmt, labeled_only=labeled_only),
-            content_type=exporters.CONTENT_TYPES[fmt],
+        answer = exporting.export_request(
+            project=project,
+            format=form.cleaned_data["format"],
+            labeled_only=form.cleaned_data["labeled_only"],
+            requested_by=request.user,
+            background="background" in request.GET,
+            base_url=request.build_absolute_uri("/"),
         )
-        filename = exporters.export_filename(project, fmt)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        if answer.job is not None:
+            return redirect("annotate:export-job", project_id=project.pk, job_id=answer.job.pk)
+        response = StreamingHttpResponse(answer.chunks, content_type=answer.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{answer.filename}"'
         return response
-    jobs = ExportJob.objects.filter(project=project).order_by("-id")[:10]
+    jobs = exporting.export_job_list(project=project)[:10]
     return render(request, "annotate/project_export.html", {"project": project, "form": form, "jobs": jobs})
 
 
@@ -248,7 +245,7 @@ def item_image(request: HttpRequest, project_id: int, item_id: int) -> FileRespo
 @login_required
 def export_job(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     membership = _membership_or_404(request, project_id, manage=True)
-    job = ExportJob.objects.filter(project=membership.project, pk=job_id).first()
+    job = exporting.export_job_get(project=membership.project, job_id=job_id)
     if job is None:
         raise Http404("No such export.")
     template = "annotate/partials/_export_job.html" if request.htmx else "annotate/export_job.html"
@@ -258,8 +255,8 @@ def export_job(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
 @login_required
 def export_job_download(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
     membership = _membership_or_404(request, project_id, manage=True)
-    job = ExportJob.objects.filter(project=membership.project, pk=job_id).first()
+    job = exporting.export_job_get(project=membership.project, job_id=job_id)
     if job is None or job.status != ExportJob.Status.SUCCEEDED or not job.file:
         raise Http404("No such finished export.")
-    filename = exporters.export_filename(membership.project, job.format)
+    filename = exporting.export_filename(membership.project, job.format)
     return FileResponse(job.file.open("rb"), as_attachment=True, filename=filename)

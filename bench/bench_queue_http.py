@@ -86,7 +86,7 @@ class Bench:
 
     def csv_import(self, project_id: int) -> float:
         """The CSV imported in-process into a project made through the API; the seconds it took."""
-        from annotate.importers import import_csv
+        from annotate.importing import import_csv
         from annotate.models import Project
 
         start = time.perf_counter()

@@ -255,6 +255,7 @@ CELERY_TASK_ROUTES = {"training.tasks.training_run_execute": {"queue": "training
 CELERY_BEAT_SCHEDULE = {
     "training-runs-sweep": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
     "import-jobs-sweep": {"task": "annotate.tasks.import_jobs_sweep", "schedule": 60.0},
+    "export-jobs-sweep": {"task": "annotate.tasks.export_jobs_sweep", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -268,10 +269,10 @@ LABELLOOP_EXPORT_STREAM_MAX_ITEMS = env.int("LABELLOOP_EXPORT_STREAM_MAX_ITEMS",
 # LABELLOOP_RUN_STALE_SECONDS ("worker lost").
 LABELLOOP_RUN_HEARTBEAT_SECONDS = env.float("LABELLOOP_RUN_HEARTBEAT_SECONDS", default=15)
 LABELLOOP_RUN_STALE_SECONDS = env.float("LABELLOOP_RUN_STALE_SECONDS", default=120)
-# A running import job silent for longer lost its worker: the sweeper fails it. On PostgreSQL
-# its progress writes are its heartbeat; SQLite has one writer, held by the import, so there
-# the sweeper waits out the import task's time limit instead.
-LABELLOOP_IMPORT_STALE_SECONDS = env.float("LABELLOOP_IMPORT_STALE_SECONDS", default=300)
+# A running import or export job silent for longer lost its worker: the sweeper fails it. Its
+# progress writes are its heartbeat; an import on SQLite cannot write one (the import holds the
+# one writer lock), so there the sweeper waits out the import task's time limit instead.
+LABELLOOP_JOB_STALE_SECONDS = env.float("LABELLOOP_JOB_STALE_SECONDS", default=300)
 # bin/run's supervisor (config/supervisor.py) writes the state of the processes it runs here;
 # the project page reads it to say when training is unavailable.
 LABELLOOP_SUPERVISOR_STATE = Path(

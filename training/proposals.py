@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import Count, Q
 
 from annotate.models import Annotation, Item, Project
-from annotate.rows import columns, from_row
+from annotate.raw_rows import columns, from_row
 from training.models import ModelVersion, Prediction
 
 
@@ -19,7 +19,7 @@ def proposal_for(*, item: Item) -> dict | None:
     A model's proposal names its version twice: `model_version_id` (the database id an
     annotation stores) and `model_version_number` (the project's vN). An imported one has neither.
     """
-    # On the labeling page's path (next item): SQL, see annotate/rows.py.
+    # On the labeling page's path (next item): SQL, see annotate/raw_rows.py.
     fields = ("value", "score", "model_version_id")
     with connection.cursor() as cursor:
         cursor.execute(

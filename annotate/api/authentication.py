@@ -1,5 +1,5 @@
 """DRF's token authentication with its lookup written in SQL (every API request runs it;
-see annotate/rows.py). Same answers and errors as rest_framework's TokenAuthentication."""
+see annotate/raw_rows.py). Same answers and errors as rest_framework's TokenAuthentication."""
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
-from annotate.rows import columns, from_row
+from annotate.raw_rows import columns, from_row
 
 
 class TokenAuthentication(authentication.TokenAuthentication):

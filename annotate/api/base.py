@@ -60,11 +60,3 @@ def location_header(code: int) -> OpenApiParameter:
         response=[code],
         description="The job's URL.",
     )
-
-
-def job_or_404(model, project, job_id: int):
-    """The project's job `job_id` of `model` (ImportJob, ExportJob), or 404."""
-    job = model.objects.filter(project=project, pk=job_id).first()
-    if job is None:
-        raise NotFound()
-    return job

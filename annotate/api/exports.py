@@ -1,10 +1,11 @@
 """The export API: a streamed export, or a background export job for a big project, and its file.
 
-Managers only. An export streams unless the project is over LABELLOOP_EXPORT_STREAM_MAX_ITEMS
-items, when it becomes a background job (as annotate.views.project_export does).
+Managers only. exporting.export_request decides, as for annotate.views.project_export: an export
+streams unless the project is over LABELLOOP_EXPORT_STREAM_MAX_ITEMS items, when it becomes a
+background job. In image projects, each record's `image_url` is the studio's absolute URL of the
+image, which answers only to a logged-in member of the project (session or token).
 """
 
-from django.conf import settings
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -14,14 +15,14 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from annotate import exporters
+from annotate import exporting
 from annotate.api import serializers as s
-from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ManagerApi, job_or_404, location_header
+from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ManagerApi, found, location_header
 from annotate.models import ExportJob
 
 EXPORT_FILE = OpenApiResponse(OpenApiTypes.STR, description="The export, as an attachment.")
 EXPORT_FILE_RESPONSES = {
-    (200, content_type): EXPORT_FILE for content_type in exporters.CONTENT_TYPES.values()
+    (200, content_type): EXPORT_FILE for content_type in exporting.CONTENT_TYPES.values()
 }
 
 
@@ -65,22 +66,21 @@ class ExportApi(ManagerApi):
         """Download the project's items with their annotations and final labels (managers).
 
         Streamed as one consistent snapshot; a project over the stream limit gets a background
-        job instead (303 to the job).
+        job instead (303 to the job). In an image project, `image_url` is the studio's URL of
+        the image: fetching it needs a logged-in member of the project (session or token).
         """
         query = s.ExportInput(data=request.query_params)
         query.is_valid(raise_exception=True)
-        fmt, labeled_only = query.validated_data["format"], query.validated_data["labeled_only"]
-        if self.project.items.count() > settings.LABELLOOP_EXPORT_STREAM_MAX_ITEMS:
-            job = exporters.item_export_start(
-                project=self.project, format=fmt, labeled_only=labeled_only, created_by=request.user
-            )
-            return _export_job_response(job, status.HTTP_303_SEE_OTHER)
-        response = StreamingHttpResponse(
-            exporters.export_stream(project=self.project, format=fmt, labeled_only=labeled_only),
-            content_type=f"{exporters.CONTENT_TYPES[fmt]}; charset=utf-8",
+        answer = exporting.export_request(
+            project=self.project,
+            requested_by=request.user,
+            base_url=request.build_absolute_uri("/"),
+            **query.validated_data,
         )
-        filename = exporters.export_filename(self.project, fmt)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        if answer.job is not None:
+            return _export_job_response(answer.job, status.HTTP_303_SEE_OTHER)
+        response = StreamingHttpResponse(answer.chunks, content_type=f"{answer.content_type}; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{answer.filename}"'
         return response
 
 
@@ -95,10 +95,14 @@ class ExportListApi(ManagerApi):
         """Start a background export to a file (managers); poll `url`, then fetch `download_url`."""
         data = s.ExportInput(data=request.data)
         data.is_valid(raise_exception=True)
-        job = exporters.item_export_start(
-            project=self.project, created_by=request.user, **data.validated_data
+        answer = exporting.export_request(
+            project=self.project,
+            requested_by=request.user,
+            background=True,
+            base_url=request.build_absolute_uri("/"),
+            **data.validated_data,
         )
-        return _export_job_response(job, status.HTTP_202_ACCEPTED)
+        return _export_job_response(answer.job, status.HTTP_202_ACCEPTED)
 
 
 class ExportDetailApi(ManagerApi):
@@ -108,7 +112,9 @@ class ExportDetailApi(ManagerApi):
     )
     def get(self, request, project_id, job_id):
         """An export job: its status, progress and, once it has succeeded, `download_url` (managers)."""
-        return Response(s.ExportJobOutput(job_or_404(ExportJob, self.project, job_id)).data)
+        return Response(
+            s.ExportJobOutput(found(exporting.export_job_get(project=self.project, job_id=job_id))).data
+        )
 
 
 class ExportDownloadApi(ManagerApi):
@@ -125,12 +131,12 @@ class ExportDownloadApi(ManagerApi):
     )
     def get(self, request, project_id, job_id):
         """The file a succeeded export job wrote (managers); 404 until then."""
-        job = job_or_404(ExportJob, self.project, job_id)
+        job = found(exporting.export_job_get(project=self.project, job_id=job_id))
         if job.status != ExportJob.Status.SUCCEEDED or not job.file:
             raise NotFound("The export has not succeeded (yet).")
         return FileResponse(
             job.file.open("rb"),
             as_attachment=True,
-            filename=exporters.export_filename(self.project, job.format),
-            content_type=f"{exporters.CONTENT_TYPES[job.format]}; charset=utf-8",
+            filename=exporting.export_filename(self.project, job.format),
+            content_type=f"{exporting.CONTENT_TYPES[job.format]}; charset=utf-8",
         )

@@ -9,15 +9,15 @@ from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from annotate import importers
+from annotate import importing
 from annotate.api import serializers as s
-from annotate.api.base import FORBIDDEN, NOT_FOUND, ManagerApi, job_or_404
+from annotate.api.base import FORBIDDEN, NOT_FOUND, ManagerApi, found
 from annotate.models import ImportJob
 
 FAILED_IMPORT = OpenApiResponse(
     s.ImportJobOutput,
     description="The file was refused and nothing was stored: `error` names the file, line and field."
-    " Invalid form fields answer {field: [messages]} instead.",
+    " An invalid format or option answers {field: [message]} instead.",
 )
 
 
@@ -38,12 +38,10 @@ class ImportListApi(ManagerApi):
         """
         data = s.ImportInput(data=request.data)
         data.is_valid(raise_exception=True)
-        files, fmt = data.validated_data["file"], data.validated_data["format"]
-        job = importers.item_import_start(
+        job = importing.item_import_start(
             project=self.project,
-            uploaded_file=[(f.name, f) for f in files] if fmt == "images" else files[0],
-            filename=files[0].name,
-            format=fmt,
+            files=[(f.name, f) for f in data.validated_data["file"]],
+            format=data.validated_data.get("format"),
             options=data.options(),
             created_by=request.user,
         )
@@ -60,4 +58,6 @@ class ImportDetailApi(ManagerApi):
     )
     def get(self, request, project_id, job_id):
         """An import job: its status and progress, and on failure the error (managers)."""
-        return Response(s.ImportJobOutput(job_or_404(ImportJob, self.project, job_id)).data)
+        return Response(
+            s.ImportJobOutput(found(importing.import_job_get(project=self.project, job_id=job_id))).data
+        )

@@ -37,12 +37,16 @@ class ItemListApi(ProjectApi):
         responses={201: s.ItemCreateBulkOutput, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def post(self, request, project_id):
-        """Add text items (managers), all or nothing: a bad row is named by number (from 1) and field."""
+        """Add text items (managers), all or nothing: a bad row is named by number (from 1) and field.
+
+        The rows pass the rules of a file import (a text project only; text and ids without NUL;
+        ids unique and new) and are written as an import writes them.
+        """
         data = s.ItemCreateBulkInput(data=request.data)
         data.is_valid(raise_exception=True)
         created = item_create_bulk(project=self.project, rows=data.validated_data["items"], source="items")
         return Response(
-            s.ItemCreateBulkOutput({"created": len(created)}).data, status=status.HTTP_201_CREATED
+            s.ItemCreateBulkOutput({"created": created.items_created}).data, status=status.HTTP_201_CREATED
         )
 
 

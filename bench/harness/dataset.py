@@ -113,7 +113,7 @@ def labels_insert(*, project, labeler, item_ids: list[int], choices: list[str]) 
 def text_project_create(*, items: int, labeled: int, lead, labeler) -> tuple[object, dict]:
     """The text project: `items` sentences imported from a CSV, the first `labeled` labeled truly."""
     from annotate.demo import rotten_tomatoes_reviews
-    from annotate.importers import import_csv
+    from annotate.importing import import_csv
     from annotate.models import Item
     from annotate.projects import project_create
 
@@ -146,7 +146,7 @@ def text_project_create(*, items: int, labeled: int, lead, labeler) -> tuple[obj
 
 def image_project_create(*, items: int, labeled: int, lead, labeler, seed: int) -> tuple[object, dict]:
     """The image project: `items` augmented digits imported as PNGs, the first `labeled` labeled truly."""
-    from annotate.importers import import_images
+    from annotate.importing import import_images
     from annotate.models import Item
     from annotate.projects import project_create
 

@@ -9,7 +9,8 @@ from django.urls import reverse
 from PIL import Image
 from rest_framework.test import APIClient
 
-from annotate import exporters, importers
+from annotate import exporting, importing
+from annotate.importing import jobs as import_jobs
 from annotate.models import Annotation, ExportJob, ImportJob, Item, Membership, Project
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
@@ -167,14 +168,14 @@ def test_a_bad_csv_is_refused_with_400_naming_the_line_and_field_and_stores_noth
 def test_a_big_import_is_queued_and_its_job_reports_the_result(
     manager, project, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(importers, "SYNC_ROW_LIMIT", 2)
+    monkeypatch.setattr(import_jobs, "SYNC_ROW_LIMIT", 2)
     client = _client(manager)
     with django_capture_on_commit_callbacks() as callbacks:
         response = _import(client, project, file=_csv([[f"r{i}", f"text {i}", ""] for i in range(5)]))
     assert response.status_code == 201
     assert response.json()["status"] == "queued"
     assert len(callbacks) == 1
-    importers.item_import_run_job(job_id=response.json()["id"])
+    importing.item_import_run_job(job_id=response.json()["id"])
     job = client.get(response.json()["url"]).json()
     assert (job["status"], job["progress"], job["items_created"]) == ("succeeded", 100, 5)
 
@@ -193,7 +194,7 @@ def test_an_import_job_of_another_project_is_not_found(manager, project):
 def test_export_streams_every_item_in_each_format(manager, project, fmt):
     response = _client(manager).get(_url("export", project), {"format": fmt})
     assert response.status_code == 200 and response.streaming
-    assert response["Content-Type"] == f"{exporters.CONTENT_TYPES[fmt]}; charset=utf-8"
+    assert response["Content-Type"] == f"{exporting.CONTENT_TYPES[fmt]}; charset=utf-8"
     assert response["Content-Disposition"].startswith("attachment;")
     assert response["Content-Disposition"].endswith(f'.{fmt}"')
     body = _body(response)
@@ -238,7 +239,7 @@ def test_background_export_writes_a_file_that_holds_every_item(
     download_url = _url("export-download", project, job_id=job["id"])
     assert client.get(download_url).status_code == 404
 
-    exporters.item_export_run_job(job_id=job["id"])
+    exporting.item_export_run_job(job_id=job["id"])
 
     job = client.get(job["url"]).json()
     assert (job["status"], job["progress"], job["items_written"]) == ("succeeded", 100, 3)
@@ -263,10 +264,78 @@ def test_export_of_a_project_above_the_stream_limit_answers_with_a_job(
     assert len(callbacks) == 1
 
 
+@pytest.fixture
+def image_project_with_a_member():
+    """An image project holding one PNG (imported through the API), and an annotator of it."""
+    member = UserFactory()
+    project = make_project(
+        task_type=Project.TaskType.IMAGE_CLASSIFICATION,
+        labels=["cat", "dog"],
+        members=[(member, Membership.Role.ANNOTATOR)],
+    )
+    manager = project.memberships.get(role=Membership.Role.MANAGER).user
+    upload = SimpleUploadedFile("cat.png", _png(6, 4, "red"), content_type="image/png")
+    assert _import(_client(manager), project, file=upload).status_code == 201
+    return project, manager, member
+
+
+def _fetch_as(user, url: str, client) -> tuple[int, bytes]:
+    client.force_login(user)
+    response = client.get(url)
+    return response.status_code, b"".join(
+        response.streaming_content
+    ) if response.streaming else response.content
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_exported_image_url_answers_a_logged_in_member_with_the_image(
+    image_project_with_a_member, fmt, client
+):
+    project, manager, member = image_project_with_a_member
+    body = _body(_client(manager).get(_url("export", project), {"format": fmt}))
+    record = json.loads(body) if fmt == "jsonl" else next(csv.DictReader(io.StringIO(body)))
+    item = Item.objects.get(project=project)
+    assert record["image_url"] == "http://testserver" + reverse(
+        "annotate:item-image", args=[project.pk, item.pk]
+    )
+
+    status, content = _fetch_as(member, record["image_url"], client)
+
+    assert status == 200
+    with item.image.open("rb") as stored:
+        assert content == stored.read()
+    assert Image.open(io.BytesIO(content)).size == (6, 4)
+
+
+def test_an_exported_image_url_is_not_served_to_someone_outside_the_project(
+    image_project_with_a_member, client
+):
+    project, manager, _ = image_project_with_a_member
+    (record,) = json.loads(_body(_client(manager).get(_url("export", project), {"format": "json"})))
+    assert _fetch_as(UserFactory(), record["image_url"], client)[0] == 404
+    client.logout()
+    assert client.get(record["image_url"]).status_code == 302  # to the login page
+
+
+def test_a_background_export_carries_the_same_absolute_image_urls(
+    image_project_with_a_member, client, django_capture_on_commit_callbacks
+):
+    project, manager, member = image_project_with_a_member
+    streamed = _body(_client(manager).get(_url("export", project), {"format": "jsonl"}))
+    with django_capture_on_commit_callbacks():
+        job = _client(manager).post(_url("export-list", project), {"format": "jsonl"}, format="json").json()
+    exporting.item_export_run_job(job_id=job["id"])
+
+    stored = _body(_client(manager).get(_url("export-download", project, job_id=job["id"])))
+
+    assert json.loads(stored)["image_url"] == json.loads(streamed)["image_url"]
+    assert _fetch_as(member, json.loads(stored)["image_url"], client)[0] == 200
+
+
 def test_an_export_job_of_another_project_is_not_found(manager, project):
     other = make_project(items=1)
-    job = exporters.item_export_start(project=other, format="json")
-    exporters.item_export_run_job(job_id=job.pk)
+    job = exporting.item_export_start(project=other, format="json")
+    exporting.item_export_run_job(job_id=job.pk)
     client = _client(manager)
     assert client.get(_url("export-detail", project, job_id=job.pk)).status_code == 404
     assert client.get(_url("export-download", project, job_id=job.pk)).status_code == 404
@@ -278,8 +347,8 @@ def test_an_export_job_of_another_project_is_not_found(manager, project):
 def _endpoints(project: Project) -> dict:
     """(method, url, data, format) for every import and export endpoint; jobs are finished ones."""
     import_job = ImportJob.objects.create(project=project, format="csv", filename="x.csv", status="succeeded")
-    export_job = exporters.item_export_run_job(
-        job_id=exporters.item_export_start(project=project, format="json").pk
+    export_job = exporting.item_export_run_job(
+        job_id=exporting.item_export_start(project=project, format="json").pk
     )
     upload = _csv([["z", "Intruder", ""]])
     return {

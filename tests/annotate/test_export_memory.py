@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db.models import Sum
 
-from annotate.exporters import export_csv, export_jsonl
+from annotate.exporting import export_csv, export_jsonl
 from annotate.models import Annotation, Item
 from tests.factories import UserFactory, make_project
 

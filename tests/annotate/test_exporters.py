@@ -3,79 +3,34 @@ import io
 import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
-from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connection
 from django.db.models import JSONField, Value
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
-from annotate import exporters, tasks
-from annotate.exporters import (
+from annotate import exporting
+from annotate.exporting import (
+    columns,
     export_csv,
     export_filename,
     export_json,
     export_jsonl,
-    item_export_run_job,
-    item_export_start,
+    pages,
+    postgres,
 )
-from annotate.models import Annotation, ExportJob, Item, Membership, Project
-from annotate.queue import annotation_submit, assignment_next
+from annotate.models import Annotation, Item, Membership, Project
+from annotate.queue import annotation_submit
+from tests.annotate import exported
+from tests.annotate.exported import CAT, T0, label
 from tests.factories import AnnotationFactory, ItemFactory, UserFactory, make_project
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-CAT = {"choices": ["cat"]}
-
-
-def _label(project, user, choices, *, proposal=None, version=None, active_ms=1500, now=T0):
-    lease = assignment_next(project=project, annotator=user, now=now)
-    return annotation_submit(
-        project=project,
-        item_id=lease.item.pk,
-        annotator=user,
-        value={"choices": choices},
-        active_ms=active_ms,
-        proposal_value=proposal,
-        proposal_model_version_id=version,
-        now=now,
-    )
-
-
-@pytest.fixture
-def studio():
-    """Three items, overlap 3: t0 labeled cat by a majority, t1 a three-way tie, t2 unlabeled.
-
-    On t0 `ann` accepts the model's proposal (cat, version 7) and `cy` overrides it with dog.
-    t1 also holds an imported, late, uncounted annotation by `dee`, which does not vote.
-    """
-    ann, bob, cy = (UserFactory(username=name) for name in ("ann", "bob", "cy"))
-    project = make_project(
-        labels=["cat", "dog", "bird"],
-        items=3,
-        overlap=3,
-        members=[(u, Membership.Role.ANNOTATOR) for u in (ann, bob, cy)],
-    )
-    _label(project, ann, ["cat"], proposal=CAT, version=7)
-    _label(project, bob, ["cat"])
-    _label(project, cy, ["dog"], proposal=CAT, version=7, active_ms=900)
-    _label(project, ann, ["cat"])
-    _label(project, bob, ["dog"])
-    _label(project, cy, ["bird"])
-    t1 = Item.objects.get(project=project, external_id="t1")
-    AnnotationFactory(
-        item=t1,
-        annotator=UserFactory(username="dee"),
-        value={"choices": ["dog"]},
-        created_at=T0,
-        late=True,
-        counted=False,
-        source="import:batch-1",
-    )
-    return project
+studio = exported.studio
 
 
 def _items(project, **options):
@@ -163,7 +118,7 @@ def test_multi_label_final_label_keeps_labels_chosen_by_more_than_half_of_the_vo
         members=[(u, Membership.Role.ANNOTATOR) for u in users],
     )
     for user, choices in zip(users, (["a", "b"], ["b", "a"], ["b", "c"]), strict=True):
-        _label(project, user, choices)
+        label(project, user, choices)
     (item,) = _items(project)
     assert item["final_label"] == {"value": {"choices": ["a", "b"]}, "tie": False, "votes": 3}
     rows = _csv_rows(project)
@@ -171,10 +126,10 @@ def test_multi_label_final_label_keeps_labels_chosen_by_more_than_half_of_the_vo
     assert {row["final_label"] for row in rows} == {"a;b"}
 
 
-def test_a_resubmit_replaces_the_annotators_own_vote_in_the_final_label():
+def test_a_resubmit_replaces_the_annotators_own_vote_in_the_finallabel():
     user = UserFactory()
     project = make_project(labels=["cat", "dog"], items=1, members=[(user, Membership.Role.ANNOTATOR)])
-    annotation = _label(project, user, ["cat"])
+    annotation = label(project, user, ["cat"])
     annotation_submit(project=project, item_id=annotation.item_id, annotator=user, value={"choices": ["dog"]})
     (item,) = _items(project)
     assert item["final_label"] == {"value": {"choices": ["dog"]}, "tie": False, "votes": 1}
@@ -194,7 +149,7 @@ def test_json_of_a_project_without_items_is_an_empty_array():
 
 def test_csv_has_one_row_per_annotation_and_one_empty_row_per_unlabeled_item(studio):
     rows = _csv_rows(studio)
-    assert list(rows[0]) == list(exporters.CSV_COLUMNS)
+    assert list(rows[0]) == list(exporting.CSV_COLUMNS)
     assert [(row["external_id"], row["annotator"]) for row in rows] == [
         ("t0", "ann"),
         ("t0", "bob"),
@@ -240,10 +195,10 @@ def test_csv_has_one_row_per_annotation_and_one_empty_row_per_unlabeled_item(stu
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
 def test_labeled_only_leaves_out_items_without_annotations(studio, fmt):
-    text = "".join(exporters.export_stream(project=studio, format=fmt, labeled_only=True))
+    text = "".join(exporting.export_stream(project=studio, format=fmt, labeled_only=True))
     assert "t1" in text
     assert "t2" not in text
-    assert "t2" in "".join(exporters.export_stream(project=studio, format=fmt))
+    assert "t2" in "".join(exporting.export_stream(project=studio, format=fmt))
 
 
 def test_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas():
@@ -252,7 +207,7 @@ def test_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas():
     ItemFactory(project=project, external_id="+1", text="=cmd|' /C calc'!A0")
     ItemFactory(project=project, external_id="-2", text="\tindented")
     ItemFactory(project=project, external_id="plain", text="safe = text")
-    _label(project, user, ["=SUM(A1)"])
+    label(project, user, ["=SUM(A1)"])
     rows = _csv_rows(project)
     assert [row["text"] for row in rows] == ["'=cmd|' /C calc'!A0", "'\tindented", "safe = text"]
     assert [row["external_id"] for row in rows] == ["'+1", "'-2", "plain"]
@@ -264,29 +219,50 @@ def test_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas():
     assert rows[0]["item_id"].isdigit()
 
 
-def test_an_image_project_exports_the_image_path_url_and_size(settings):
-    settings.MEDIA_URL = "/media/"
+def test_an_image_project_exports_the_image_path_the_studios_url_of_the_image_and_its_size():
     project = make_project(labels=["cat", "dog"], task_type=Project.TaskType.IMAGE_CLASSIFICATION)
-    ItemFactory(project=project, external_id="img", text="", image="projects/1/a.png", width=640, height=480)
-    (item,) = _items(project)
-    assert (item["image"], item["image_url"], item["width"], item["height"]) == (
+    item = ItemFactory(
+        project=project, external_id="img", text="", image="projects/1/a.png", width=640, height=480
+    )
+    ItemFactory(project=project, external_id="none", text="", image="")
+    path = reverse("annotate:item-image", args=[project.pk, item.pk])
+
+    record, without = _items(project)
+    assert (record["image"], record["image_url"], record["width"], record["height"]) == (
         "projects/1/a.png",
-        "/media/projects/1/a.png",
+        path,
         640,
         480,
     )
-    (row,) = _csv_rows(project)
+    assert without["image_url"] is None
+    row, _ = _csv_rows(project)
     assert (row["image"], row["image_url"], row["width"], row["height"]) == (
         "projects/1/a.png",
-        "/media/projects/1/a.png",
+        path,
         "640",
         "480",
     )
+    absolute = _items(project, base_url="https://studio.example/")[0]["image_url"]
+    assert absolute == f"https://studio.example{path}"
+
+
+def test_a_column_added_to_the_table_is_written_by_every_format_and_path(studio, monkeypatch):
+    # One line in exporting.columns: JSON and CSV, the generic path and PostgreSQL's text path.
+    extra = columns.Column("late_again", columns.FLAG, ("late",))
+    monkeypatch.setattr(columns, "ANNOTATION_COLUMNS", (*columns.ANNOTATION_COLUMNS, extra))
+
+    records = _items(studio)
+    rows = _csv_rows(studio)
+
+    annotations = [a for record in records for a in record["annotations"]]
+    assert [a["late_again"] for a in annotations] == [a["late"] for a in annotations]
+    assert list(rows[0])[-1] == "late_again"
+    assert [row["late_again"] for row in rows] == [row["late"] for row in rows]
 
 
 def test_an_unknown_format_is_rejected():
     with pytest.raises(ValidationError, match="xml"):
-        exporters.export_stream(project=make_project(), format="xml")
+        exporting.export_stream(project=make_project(), format="xml")
 
 
 def test_export_filename_names_the_project_and_format():
@@ -299,7 +275,7 @@ def test_export_filename_names_the_project_and_format():
 
 
 def test_queries_grow_with_pages_not_with_items_or_annotations(studio, monkeypatch):
-    monkeypatch.setattr(exporters, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
     with CaptureQueriesContext(connection) as captured:
         _items(studio)
     selects = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
@@ -310,7 +286,7 @@ def test_queries_grow_with_pages_not_with_items_or_annotations(studio, monkeypat
 
 
 def test_progress_reports_items_done_out_of_the_total_after_each_page(studio, monkeypatch):
-    monkeypatch.setattr(exporters, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
     seen = []
     list(export_csv(project=studio, progress=lambda done, total: seen.append((done, total))))
     assert seen == [(2, 3), (3, 3)]
@@ -330,7 +306,7 @@ def test_an_abandoned_export_leaves_the_callers_transaction_usable(studio):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_abandoned_export_ends_its_transaction_and_the_next_query_works(monkeypatch):
-    monkeypatch.setattr(exporters, "PAGE_SIZE", 1)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 1)
     project = make_project(items=3)
     mode = getattr(connection, "transaction_mode", None)
     chunks = export_jsonl(project=project)
@@ -365,7 +341,7 @@ def _write_from_another_connection(project, item_id):
 
 
 def _export_with_concurrent_write(project, monkeypatch):
-    monkeypatch.setattr(exporters, "PAGE_SIZE", 1)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 1)
     last = Item.objects.filter(project=project).order_by("id").last()
     chunks = export_jsonl(project=project)
     first = next(chunks)
@@ -502,7 +478,7 @@ def _tricky_project(kind):
 
 def _export_text(project, fmt, *, labeled_only):
     with CaptureQueriesContext(connection) as captured:
-        text = "".join(exporters.export_stream(project=project, format=fmt, labeled_only=labeled_only))
+        text = "".join(exporting.export_stream(project=project, format=fmt, labeled_only=labeled_only))
     return text, [q["sql"] for q in captured.captured_queries]
 
 
@@ -514,109 +490,15 @@ def test_on_postgresql_the_text_path_writes_the_same_bytes_as_the_generic_path(
     kind, fmt, labeled_only, monkeypatch, settings
 ):
     settings.MEDIA_URL = "/media/"
-    monkeypatch.setattr(exporters, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
     project = _tricky_project(kind)
     fast, fast_queries = _export_text(project, fmt, labeled_only=labeled_only)
-    monkeypatch.setattr(exporters, "POSTGRES_TEXT", False)
+    monkeypatch.setattr(postgres, "POSTGRES_TEXT", False)
     generic, generic_queries = _export_text(project, fmt, labeled_only=labeled_only)
     assert any("to_char(" in sql for sql in fast_queries)
     assert not any("to_char(" in sql for sql in generic_queries)
     assert fast == generic
     assert len(fast_queries) == len(generic_queries)
-
-
-# Background export ---------------------------------------------------------------------------
-
-
-def test_starting_an_export_dispatches_the_task_only_on_commit(django_capture_on_commit_callbacks):
-    project = make_project(items=1)
-    user = UserFactory()
-    with (
-        mock.patch.object(tasks.item_export_run, "delay") as delay,
-        django_capture_on_commit_callbacks(execute=True) as callbacks,
-    ):
-        job = item_export_start(project=project, format="csv", labeled_only=True, created_by=user)
-        delay.assert_not_called()
-    assert len(callbacks) == 1
-    delay.assert_called_once_with(job.id)
-    job.refresh_from_db()
-    assert (job.status, job.format, job.labeled_only, job.created_by) == ("queued", "csv", True, user)
-
-
-def test_starting_an_export_in_an_unknown_format_is_rejected():
-    with pytest.raises(ValidationError):
-        item_export_start(project=make_project(), format="xml", labeled_only=False, created_by=None)
-    assert not ExportJob.objects.exists()
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
-def test_the_background_job_writes_the_streamed_export_to_a_file_with_progress(fmt, monkeypatch, settings):
-    monkeypatch.setattr(exporters, "PAGE_SIZE", 1)
-    user = UserFactory()
-    project = make_project(labels=["cat", "dog"], items=3, members=[(user, Membership.Role.ANNOTATOR)])
-    _label(project, user, ["cat"])
-    job = ExportJob.objects.create(project=project, format=fmt)
-    polled = []
-    write = exporters._ProgressWriter.__call__
-
-    def write_then_poll(self, done, total):
-        write(self, done, total)
-        # A poller on its own connection sees progress while the export is still running.
-        poller = connections.create_connection("default")
-        try:
-            with poller.cursor() as cursor:
-                cursor.execute(
-                    "SELECT progress, items_written FROM annotate_exportjob WHERE id = %s", [job.id]
-                )
-                polled.append(tuple(cursor.fetchone()))
-        finally:
-            poller.close()
-
-    monkeypatch.setattr(exporters._ProgressWriter, "__call__", write_then_poll)
-
-    item_export_run_job(job_id=job.id)
-
-    job.refresh_from_db()
-    assert (job.status, job.progress, job.items_written, job.error) == ("succeeded", 100, 3, "")
-    assert job.finished_at is not None
-    assert polled == [(33, 1), (66, 2), (99, 3)]
-    assert job.file.name.startswith("exports/") and job.file.name.endswith(f".{fmt}")
-    assert job.file.path.startswith(str(settings.MEDIA_ROOT))
-    with job.file.open("rb") as stored:
-        content = stored.read().decode("utf-8")
-    assert content == "".join(exporters.export_stream(project=project, format=fmt))
-
-
-def test_the_celery_task_runs_the_job_in_eager_mode(studio):
-    job = ExportJob.objects.create(project=studio, format="jsonl", labeled_only=True)
-    tasks.item_export_run.apply(args=[job.id])
-    job.refresh_from_db()
-    assert (job.status, job.progress, job.items_written) == ("succeeded", 100, 2)
-    with job.file.open("rb") as stored:
-        assert [json.loads(line)["external_id"] for line in stored] == ["t0", "t1"]
-
-
-def test_the_celery_task_ignores_a_job_deleted_with_its_project():
-    job = ExportJob.objects.create(project=make_project(), format="csv")
-    job.project.delete()
-    tasks.item_export_run.apply(args=[job.id]).get()
-
-
-def test_a_job_that_fails_is_marked_failed_with_the_error():
-    job = ExportJob.objects.create(project=make_project(items=1), format="xml")
-    item_export_run_job(job_id=job.id)
-    job.refresh_from_db()
-    assert job.status == "failed"
-    assert "xml" in job.error
-    assert job.finished_at is not None and not job.file
-
-
-def test_a_finished_job_is_not_run_again(studio):
-    job = ExportJob.objects.create(project=studio, format="csv", status=ExportJob.Status.SUCCEEDED)
-    item_export_run_job(job_id=job.id)
-    job.refresh_from_db()
-    assert (job.status, job.progress, job.file.name) == ("succeeded", 0, "")
 
 
 # The command ---------------------------------------------------------------------------------

@@ -119,7 +119,9 @@ def test_command_refuses_an_extension_it_cannot_read(project, tmp_path):
     path = tmp_path / "data.xlsx"
     path.write_bytes(b"PK")
 
-    with pytest.raises(CommandError, match="cannot tell the format of data.xlsx"):
+    with pytest.raises(
+        CommandError, match="^cannot tell the format from the name 'data.xlsx'; give one of: csv,"
+    ):
         _run(project.id, path)
 
 

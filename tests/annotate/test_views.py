@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotate import importers
+from annotate import importing
 from annotate.models import Annotation, ExportJob, ImportJob, Item, Membership
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
@@ -176,7 +176,7 @@ def test_a_rejected_import_shows_the_error_and_stores_nothing(client, manager, p
 def test_a_big_import_runs_as_a_job_whose_page_shows_progress(
     client, manager, project, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(importers, "SYNC_ROW_LIMIT", 2)
+    monkeypatch.setattr(importing.jobs, "SYNC_ROW_LIMIT", 2)
     client.force_login(manager)
     rows = [[f"r{i}", f"text {i}", ""] for i in range(5)]
     with django_capture_on_commit_callbacks() as callbacks:
@@ -189,7 +189,7 @@ def test_a_big_import_runs_as_a_job_whose_page_shows_progress(
     job = ImportJob.objects.get(project=project)
     assert response.status_code == 201 and response.json()["status"] == "queued"
     assert len(callbacks) == 1
-    importers.item_import_run_job(job_id=job.pk)
+    importing.item_import_run_job(job_id=job.pk)
     status = client.get(response.json()["url"], HTTP_ACCEPT="application/json").json()
     assert (status["status"], status["progress"], status["items_created"]) == ("succeeded", 100, 5)
     page = client.get(response.json()["url"], HTTP_HX_REQUEST="true")
@@ -214,7 +214,7 @@ def test_export_page_streams_every_item_in_each_format(client, manager, project,
 def test_a_background_export_writes_a_file_the_manager_downloads(
     client, manager, project, settings, django_capture_on_commit_callbacks
 ):
-    from annotate import exporters
+    from annotate import exporting
 
     settings.LABELLOOP_EXPORT_STREAM_MAX_ITEMS = 1
     client.force_login(manager)
@@ -223,7 +223,7 @@ def test_a_background_export_writes_a_file_the_manager_downloads(
     job = ExportJob.objects.get(project=project)
     assert response.status_code == 302 and response["Location"].endswith(f"/exports/{job.pk}/")
     assert len(callbacks) == 1
-    exporters.item_export_run_job(job_id=job.pk)
+    exporting.item_export_run_job(job_id=job.pk)
     page = client.get(response["Location"])
     assert "Download (3 items)" in page.text
     download = client.get(reverse("annotate:export-download", args=[project.pk, job.pk]))
@@ -240,7 +240,7 @@ def _image_project(annotator):
         members=[(annotator, "annotator")],
     )
     pixels, _ = digits_arrays()
-    importers.import_images(project=project, files=[("digit-0.png", io.BytesIO(digit_png(pixels[0])))])
+    importing.import_images(project=project, files=[("digit-0.png", io.BytesIO(digit_png(pixels[0])))])
     return project
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from annotate import importers
+from annotate import importing
 from annotate.demo import digit_png, digits_arrays
 from annotate.models import Annotation, Item, Skip
 from tests.browser.conftest import log_in, screenshot
@@ -26,7 +26,7 @@ def _digits_project(annotator, n=8):
     )
     pixels, targets = digits_arrays()
     files = [(f"digit-{i:04d}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(n)]
-    importers.import_images(project=project, files=files)
+    importing.import_images(project=project, files=files)
     return project, targets[:n]
 
 
@@ -34,7 +34,7 @@ def _reviews_project(annotator, n=8):
     project = make_project(name="Reviews", labels=["fresh", "rotten"], members=[(annotator, "annotator")])
     reviews = rotten_tomatoes_reviews()[:n]
     rows = "".join(json.dumps({"id": f"rt-{i}", "text": r.text}) + "\n" for i, r in enumerate(reviews))
-    importers.import_jsonl(project=project, file=io.BytesIO(rows.encode()), filename="rt.jsonl")
+    importing.import_jsonl(project=project, file=io.BytesIO(rows.encode()), filename="rt.jsonl")
     return project, reviews
 
 
@@ -144,7 +144,7 @@ def test_the_labeling_page_shows_the_models_proposal_and_records_whether_it_was_
     project.memberships.create(user=annotator, role="annotator")
     more = rotten_tomatoes_reviews()[120:140]
     rows = "".join(json.dumps({"id": f"pool-{i}", "text": r.text}) + "\n" for i, r in enumerate(more))
-    importers.import_jsonl(project=project, file=io.BytesIO(rows.encode()), filename="pool.jsonl")
+    importing.import_jsonl(project=project, file=io.BytesIO(rows.encode()), filename="pool.jsonl")
     version = model_version_train(project=project)
     prediction_pool_score(version=version)
 

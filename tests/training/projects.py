@@ -2,7 +2,7 @@
 
 import io
 
-from annotate import importers
+from annotate import importing
 from annotate.demo import digit_png, digits_arrays
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
@@ -25,7 +25,7 @@ def reviews_project(n=300, *, labeled=None):
     rows = "id,text\n" + "".join(
         f'r{i},"{r.text.replace(chr(34), chr(39))}"\n' for i, r in enumerate(reviews)
     )
-    importers.import_csv(
+    importing.import_csv(
         project=project, file=io.BytesIO(rows.encode()), filename="rt.csv", text_column="text", id_column="id"
     )
     truth = {f"r{i}": r.category for i, r in enumerate(reviews)}
@@ -49,6 +49,6 @@ def digits_project(n=250):
     )
     pixels, targets = digits_arrays()
     files = [(f"d{i}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(n)]
-    importers.import_images(project=project, files=files)
+    importing.import_images(project=project, files=files)
     label_everything(project, user, lambda item: str(targets[int(item.external_id[1:-4])]))
     return project

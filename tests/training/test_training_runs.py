@@ -35,7 +35,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def project():
     """A Rotten Tomatoes project: 160 items labeled, 140 still in the queue."""
-    from annotate import importers
+    from annotate import importing
     from tests.training.data import reviews as rotten_tomatoes_reviews
 
     project = reviews_project(n=160)
@@ -43,7 +43,7 @@ def project():
     rows = "id,text\n" + "".join(
         f'p{i},"{r.text.replace(chr(34), chr(39))}"\n' for i, r in enumerate(reviews)
     )
-    importers.import_csv(
+    importing.import_csv(
         project=project, file=io.BytesIO(rows.encode()), filename="pool.csv", text_column="text",
         id_column="id",
     )  # fmt: skip
@@ -430,3 +430,22 @@ def test_strategies_score_the_coin_flip_above_the_sure_thing(strategy):
     assert s[1] > s[2] > s[0]
     multi = strategy(np.asarray([[0.99, 0.01], [0.5, 0.6]]), multi_label=True)
     assert multi[1] > multi[0]
+
+
+def test_an_import_of_labels_counts_toward_retraining_every_n_labels(django_capture_on_commit_callbacks):
+    from annotate import importing
+    from tests.factories import make_project
+
+    project = make_project(labels=["fresh", "rotten"], retrain_every=3)
+    rows = "id,text,label\n" + "".join(f"r{i},review {i},fresh\n" for i in range(4))
+    with (
+        mock.patch.object(tasks.training_run_execute, "delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        importing.import_csv(
+            project=project, file=io.BytesIO(rows.encode()), filename="labels.csv",
+            text_column="text", id_column="id", label_column="label",
+        )  # fmt: skip
+    run = TrainingRun.objects.get(project=project)
+    assert (run.trigger, run.status) == ("auto: 4 new labels", "queued")
+    delay.assert_called_once_with(run.pk)

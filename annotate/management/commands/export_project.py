@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate import exporters
+from annotate import exporting
 from annotate.models import Project
 
 
@@ -15,7 +15,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("project_id", type=int)
-        parser.add_argument("--format", choices=exporters.FORMATS, default="jsonl")
+        parser.add_argument("--format", choices=exporting.FORMATS, default="jsonl")
         parser.add_argument(
             "--labeled-only", action="store_true", help="Only items with at least one annotation."
         )
@@ -35,7 +35,7 @@ class Command(BaseCommand):
             nonlocal written
             written = done
 
-        chunks = exporters.export_stream(
+        chunks = exporting.export_stream(
             project=project, format=format, labeled_only=labeled_only, progress=track
         )
         if output == "-":

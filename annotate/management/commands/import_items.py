@@ -8,9 +8,10 @@ multi-label project's label cell lists names separated by ";".
 
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate import importers
+from annotate import importing
 from annotate.models import Project
 
 BAR_WIDTH = 30
@@ -23,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("project_id", type=int)
         parser.add_argument("path", help="A file, or a folder of images.")
         parser.add_argument(
-            "--format", choices=importers.FORMATS, help="Default: inferred from the file's extension."
+            "--format", choices=importing.FORMATS, help="Default: inferred from the file's extension."
         )
         parser.add_argument("--text-column", help="Column (CSV) or field (JSON) holding the text.")
         parser.add_argument("--id-column", help="Column or field holding the external id.")
@@ -44,55 +45,43 @@ class Command(BaseCommand):
         path = Path(path)
         if not path.exists():
             raise CommandError(f"{path} does not exist")
-        format = format or ("images" if path.is_dir() else importers.import_format_for(path.name))
-        if format is None:
-            raise CommandError(
-                f"cannot tell the format of {path.name} from its extension; pass --format "
-                + "|".join(importers.FORMATS)
+        if path.is_dir():
+            if format not in (None, "images"):
+                raise CommandError(f"{path} is a folder; only --format images imports a folder")
+            paths = _folder_files(path)
+            if not paths:
+                raise CommandError(f"{path} holds no files")
+            names = [p.relative_to(path).as_posix() for p in paths]
+            format = "images"
+        else:
+            paths, names = [path], [path.name]
+        options = {name: options[name] for name in importing.OPTION_NAMES - {"label_source"}}
+        try:
+            format, options = importing.import_options_validate(
+                format=format, options={**options, "label_source": source}, filenames=names
             )
-        columns = {
-            name: options[name]
-            for name in ("text_column", "id_column", "label_column", "prediction_column")
-            if options[name] is not None
-        }
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
         try:
             if format == "images":
-                result = self._import_images(project, path, columns)
+                files = [(name, _FileOnDemand(p)) for name, p in zip(names, paths, strict=True)]
+                result = importing.import_images(project=project, files=files, progress=self._progress)
             else:
-                if path.is_dir():
-                    raise CommandError(f"{path} is a folder; only --format images imports a folder")
                 with path.open("rb") as file:
-                    result = importers.item_import(
+                    result = importing.item_import(
                         project=project,
                         file=file,
                         filename=path.name,
                         format=format,
-                        options={**columns, "label_source": source},
+                        options=options,
                         progress=self._progress,
                     )
-        except importers.ImportRejected as exc:
+        except importing.ImportRejected as exc:
             self._end_bar()
             raise CommandError(str(exc)) from exc
         self._end_bar()
         summary = f"imported {result.items_created} items ({result.annotations_created} annotations)"
         self.stdout.write(f"{summary} into {project}", style_func=self.style.SUCCESS)
-
-    def _import_images(self, project: Project, path: Path, columns: dict):
-        if columns:
-            raise CommandError("images take no column options")
-        if path.is_dir():
-            paths = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            names = [p.relative_to(path).as_posix() for p in paths]
-        else:
-            paths, names = [path], [path.name]
-        if not paths:
-            raise CommandError(f"{path} holds no files")
-        files = [(name, _FileOnDemand(p)) for name, p in zip(names, paths, strict=True)]
-        return importers.import_images(project=project, files=files, progress=self._progress)
 
     _bar_shown = False
 
@@ -109,6 +98,15 @@ class Command(BaseCommand):
         if self._bar_shown:
             self.stderr.write("")
             self._bar_shown = False
+
+
+def _folder_files(path: Path) -> list[Path]:
+    """The files under `path`, by path, leaving out hidden files and folders."""
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
 
 
 class _FileOnDemand:

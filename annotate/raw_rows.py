@@ -5,6 +5,7 @@ A label-and-next cycle runs about fifteen statements. Built with the ORM, each c
 so the statements of that path (annotate/queue.py, the membership and token lookups, the
 proposal) are written in SQL, the same text on PostgreSQL and SQLite. Rows still become
 model instances through the fields' own converters, so callers get what the ORM would give.
+Table and column names come from the models' `_meta` (`table`, `columns`), never literals.
 """
 
 from django.db import connection, models
@@ -22,6 +23,11 @@ def _fields(model: type[models.Model], attnames: tuple[str, ...] | None) -> list
     if unknown:
         raise ValueError(f"{model.__name__} has no field {sorted(unknown)[0]!r}")
     return [field for field in fields if field.attname in attnames]
+
+
+def table(model: type[models.Model]) -> str:
+    """The model's table name, quoted for SQL."""
+    return connection.ops.quote_name(model._meta.db_table)
 
 
 def columns(model: type[models.Model], alias: str, attnames: tuple[str, ...] | None = None) -> str:
@@ -56,7 +62,7 @@ def insert(cursor, instance: models.Model, attnames: tuple[str, ...]) -> None:
     fields = _fields(model, attnames)
     values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in fields]
     cursor.execute(
-        f"INSERT INTO {model._meta.db_table} ({', '.join(field.column for field in fields)})"
+        f"INSERT INTO {table(model)} ({', '.join(field.column for field in fields)})"
         f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {model._meta.pk.column}",
         values,
     )

@@ -5,7 +5,7 @@ from django.db import connection
 from django.utils import timezone
 
 from annotate.models import Annotation, Item
-from annotate.rows import columns, from_row, insert
+from annotate.raw_rows import columns, from_row, insert, table
 from tests.factories import UserFactory, make_project
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,7 @@ def test_a_row_becomes_the_instance_the_orm_would_load():
         priority=0.25,
     )
     expected = Item.objects.get(project=project)
-    row = _fetch(f"SELECT {columns(Item, 'i')} FROM annotate_item i WHERE i.id = %s", [expected.pk])
+    row = _fetch(f"SELECT {columns(Item, 'i')} FROM {table(Item)} i WHERE i.id = %s", [expected.pk])
     item = from_row(Item, row)
     for field in Item._meta.concrete_fields:
         assert getattr(item, field.attname) == getattr(expected, field.attname), field.name
@@ -38,7 +38,7 @@ def test_named_fields_come_in_the_models_order_whatever_order_they_are_asked_in(
     Item.objects.filter(project=project).update(metadata={"k": "v"}, priority=0.5)
     expected = Item.objects.get(project=project)
     fields = ("priority", "metadata", "external_id")
-    row = _fetch(f"SELECT {columns(Item, 'i', fields)} FROM annotate_item i WHERE i.id = %s", [expected.pk])
+    row = _fetch(f"SELECT {columns(Item, 'i', fields)} FROM {table(Item)} i WHERE i.id = %s", [expected.pk])
     item = from_row(Item, row, fields)
     assert (item.priority, item.metadata, item.external_id) == (0.5, {"k": "v"}, expected.external_id)
     with pytest.raises(ValueError, match="no field 'nope'"):
