@@ -1,3 +1,5 @@
+"""The annotate app: projects, items, the queue, annotations, importing and exporting."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,5 @@
+"""The browser pages' URLs (namespace "annotate"): home, project, labeling, import, export, images."""
+
 from django.urls import path
 
 from annotate import views

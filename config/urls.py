@@ -1,3 +1,5 @@
+"""The site's URLs: the two apps' pages, the admin, the REST API under /api/ and its schema and docs."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView

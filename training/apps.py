@@ -1,3 +1,5 @@
+"""The training app; its ready() connects the receiver of annotate's annotations_stored signal."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,5 @@
+"""Training's browser URLs (namespace "training"): retrain now, the run's status, cancel."""
+
 from django.urls import path
 
 from training import views

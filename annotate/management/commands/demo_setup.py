@@ -1,3 +1,5 @@
+"""`manage.py demo_setup`: the demo accounts and projects (annotate/demo.py); bin/run calls it."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.demo import DemoDataUnavailable, demo_setup

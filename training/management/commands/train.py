@@ -1,3 +1,5 @@
+"""`manage.py train <project> | --demo`: train, evaluate and activate a version in this process."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.demo import DIGITS_PROJECT, REVIEWS_PROJECT
