@@ -159,12 +159,15 @@ def _statistics_refresh(*, items: int, annotations: int) -> None:
     Only the columns queries filter, join and sort on (keys, numbers, flags, dates), with the
     table's row count: the payload (text, names, JSON) cost two thirds of a whole-table ANALYZE
     (65 against 22 ms on 60,000 items), and an ANALYZE of some columns leaves autovacuum's count
-    of changed rows alone, so it still analyses the whole table in its time.
+    of changed rows alone, so it still analyses the whole table, with the full sample, in its time.
     """
     if connection.vendor != "postgresql":
         return
     quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
+    # A sample of 3,000 rows (statistics target 10, not 100) gives the planner the row count and
+    # the spread it needs to pick the queue's index: 14 against 161 ms on 400,000 items.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL default_statistics_target = 10")
         for model, written in ((Item, items), (Annotation, annotations)):
             if not written:
                 continue
