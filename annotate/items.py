@@ -9,6 +9,11 @@ from annotate.importing import ImportResult, import_records
 from annotate.models import Annotation, Item, Project, Skip
 
 
+def item_image_get(*, project: Project, item_id: int) -> Item | None:
+    """The project's item `item_id` with its image field only, or None."""
+    return Item.objects.filter(project=project, pk=item_id).only("image").first()
+
+
 def item_list(
     *, project: Project, status: str | None = None, annotator_id: int | None = None
 ) -> QuerySet[Item]:

@@ -13,7 +13,8 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods
 
 from annotate import exporting, importing
-from annotate.models import ExportJob, ImportJob, Item, Membership, Project
+from annotate.items import item_image_get
+from annotate.models import ExportJob, ImportJob, Membership, Project
 from annotate.projects import membership_get, membership_list, project_list_with_progress, project_progress
 from training.runs import training_run_list
 from training.versions import model_version_active, model_version_list_with_acceptance
@@ -233,7 +234,7 @@ def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
 def item_image(request: HttpRequest, project_id: int, item_id: int) -> FileResponse:
     """An item's image, to members of its project only (media is never served publicly)."""
     membership = _membership_or_404(request, project_id)
-    item = Item.objects.filter(project=membership.project, pk=item_id).only("image").first()
+    item = item_image_get(project=membership.project, item_id=item_id)
     if item is None or not item.image:
         raise Http404("No such image.")
     response = FileResponse(item.image.open("rb"))

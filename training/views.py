@@ -59,7 +59,7 @@ def run_status(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_POST
 def run_cancel(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
     project = _manager_or_404(request, project_id)
-    run = TrainingRun.objects.filter(project=project, pk=run_id).first()
+    run = training_run_list(project=project).filter(pk=run_id).first()
     if run is None:
         raise Http404("No such run.")
     run = training_run_cancel(run=run)
