@@ -104,12 +104,19 @@ def test_a_lead_sees_only_their_projects_versions_in_the_admin(client, trained):
     assert project.name not in response.text
 
 
-def test_the_train_command_trains_and_reports_accuracy(capsys):
-    project = reviews_project(n=120)
+def test_the_train_command_trains_scores_the_pool_and_reports_accuracy(capsys):
+    from annotate.models import Item
+    from training.models import Prediction
+
+    project = reviews_project(n=160, labeled=120)
     call_command("train", project.pk)
     out = capsys.readouterr().out
-    assert "v1 (text_logreg) accuracy" in out
-    assert ModelVersion.objects.filter(project=project, is_active=True).exists()
+    assert "v1 (text_logreg) accuracy" in out and "40 items scored" in out
+    version = ModelVersion.objects.get(project=project, is_active=True)
+    # The queue is ordered and proposals come from the new version, as after a training run.
+    pool = Item.objects.filter(project=project, is_complete=False)
+    uncertainty = dict(Prediction.objects.filter(model_version=version).values_list("item_id", "uncertainty"))
+    assert len(uncertainty) == 40 and dict(pool.values_list("id", "priority")) == pytest.approx(uncertainty)
 
 
 def test_the_train_command_says_when_there_are_not_enough_labels(capsys):

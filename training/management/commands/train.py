@@ -1,11 +1,13 @@
-"""`manage.py train <project> | --demo`: train, evaluate and activate a version in this process."""
+"""`manage.py train <project> | --demo`: train, evaluate, score the pool with and activate a version,
+in this process (as a training run does, without a worker)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.demo import DIGITS_PROJECT, REVIEWS_PROJECT
 from annotate.models import Project
 from training.datasets import NotEnoughLabels
-from training.versions import model_version_train
+from training.scoring import prediction_pool_score
+from training.versions import model_version_activate, model_version_train
 
 
 class Command(BaseCommand):
@@ -26,17 +28,20 @@ class Command(BaseCommand):
         for project in projects:
             self.stdout.write(f"{project.name}: training …")
             try:
-                version = model_version_train(project=project, seed=seed)
+                version = model_version_train(project=project, seed=seed, activate=False)
             except NotEnoughLabels as exc:
                 failures += 1
                 self.stderr.write(f"{project.name}: {exc}")
                 continue
+            # As a run does: the queue's order and proposals come from the version before it is active.
+            scored = prediction_pool_score(version=version)
+            model_version_activate(version=version)
             m = version.metrics
             low, high = m["accuracy_ci"]
             self.stdout.write(
                 f"{project.name}: v{version.number} ({version.backend}) accuracy {m['accuracy']:.3f} "
                 f"(95% CI {low:.3f}–{high:.3f}), macro-F1 {m['macro_f1']:.3f}, "
-                f"{m['n_train']} training / {m['n_validation']} validation labels; "
+                f"{m['n_train']} training / {m['n_validation']} validation labels; {scored} items scored; "
                 f"seconds: {', '.join(f'{k} {v:.1f}' for k, v in version.timings.items())}"
             )
         if failures:
