@@ -191,16 +191,22 @@ def test_the_sweeper_fails_runs_whose_heartbeat_went_silent(project, django_capt
     assert (run.status, run.error) == ("failed", "worker lost")
 
 
-def test_retraining_every_n_labels_requests_a_run_once_n_new_labels_came(
-    project, django_capture_on_commit_callbacks
-):
-    project.retrain_every = 5
+def _retraining_every(project, n, capture):
+    """Make `project` retrain every `n` labels after a finished run; return (that run, an annotator)."""
+    project.retrain_every = n
     project.save()
-    with django_capture_on_commit_callbacks():
+    with capture():
         baseline, _ = training_run_request(project=project, trigger="admin")
     TrainingRun.objects.filter(pk=baseline.pk).update(status="succeeded")
     annotator = UserFactory()
     project.memberships.create(user=annotator, role="annotator")
+    return baseline, annotator
+
+
+def test_retraining_every_n_labels_requests_a_run_once_n_new_labels_came(
+    project, django_capture_on_commit_callbacks
+):
+    baseline, annotator = _retraining_every(project, 5, django_capture_on_commit_callbacks)
     for _ in range(4):
         lease = assignment_next(project=project, annotator=annotator)
         annotation_submit(
@@ -221,13 +227,7 @@ def test_a_submit_through_the_service_queues_a_run_once_n_new_labels_came(
 ):
     # No API view involved: annotation_submit announces the stored annotation on commit
     # (annotate.signals.annotations_stored) and training's receiver counts.
-    project.retrain_every = 3
-    project.save()
-    with django_capture_on_commit_callbacks():
-        baseline, _ = training_run_request(project=project, trigger="admin")
-    TrainingRun.objects.filter(pk=baseline.pk).update(status="succeeded")
-    annotator = UserFactory()
-    project.memberships.create(user=annotator, role="annotator")
+    baseline, annotator = _retraining_every(project, 3, django_capture_on_commit_callbacks)
     with mock.patch.object(tasks.training_run_execute, "delay") as delay:
         for n in range(3):
             lease = assignment_next(project=project, annotator=annotator)
