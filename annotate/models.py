@@ -49,6 +49,27 @@ class Project(models.Model):
         default="margin",
         help_text="How the active model orders the queue.",
     )
+    # Label quality (annotate/quality/): how the final label of an item is found, and gold items.
+    consensus_method = models.CharField(
+        max_length=16,
+        choices=[("majority", "Majority vote"), ("dawid_skene", "Dawid–Skene (weighs annotators)")],
+        default="majority",
+        help_text="Majority is kept with every annotation; Dawid–Skene is recomputed in the background.",
+    )
+    consensus_every = models.PositiveIntegerField(
+        default=0, help_text="Dawid–Skene: recompute after N new annotations (0: on demand only)."
+    )
+    consensus_computed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The newest annotation when Dawid–Skene last ran: "after N annotations" counts from here.
+    consensus_last_annotation_id = models.BigIntegerField(default=0, editable=False)
+    gold_share = models.FloatField(
+        default=0.0, help_text="Share of each annotator's queue that is gold items (0 to 0.5)."
+    )
+    gold_pause_below = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Pause an annotator whose gold accuracy is surely below this (0 to 1; empty: never).",
+    )
     # Fixes the train / validation split of every item forever (training/datasets.py).
     salt = models.CharField(max_length=32, default=_new_salt, editable=False)
     # The queue's order version (annotate/queue.py): bumped whenever items may move ahead of an
@@ -69,6 +90,14 @@ class Project(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_at_least_1"),
             models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"),
+            models.CheckConstraint(
+                condition=Q(gold_share__gte=0, gold_share__lte=0.5), name="project_gold_share_0_to_half"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_pause_below__isnull=True)
+                | Q(gold_pause_below__gte=0, gold_pause_below__lte=1),
+                name="project_gold_pause_below_0_to_1",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -124,6 +153,12 @@ class Membership(models.Model):
     queue_mark_priority = models.FloatField(null=True, editable=False)
     queue_mark_item_id = models.BigIntegerField(null=True, editable=False)
     queue_mark_epoch = models.PositiveBigIntegerField(null=True, editable=False)
+    # Gold answers (annotate/quality/gold.py), kept with each submit on a gold item.
+    gold_answers = models.PositiveIntegerField(default=0, editable=False)
+    gold_correct = models.PositiveIntegerField(default=0, editable=False)
+    # A paused member's queue serves nothing (a lead's decision, or the gold threshold's).
+    paused = models.BooleanField(default=False)
+    paused_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["project_id", "id"]
@@ -151,6 +186,28 @@ class Neg(models.Func):
     arity = 1
 
 
+class FinalSource(models.TextChoices):
+    """Where an item's final label came from."""
+
+    NONE = "none", "No label yet"
+    SINGLE = "single", "One annotator"
+    CONSENSUS = "consensus", "Consensus"
+    TIE = "tie", "Tie (no final label)"
+    REVIEW = "review", "Review"
+    GOLD = "gold", "Gold"
+
+
+class PickKind(models.TextChoices):
+    QUEUE = "queue", "Queue"
+    GOLD = "gold", "Gold"
+
+
+class ReviewState(models.TextChoices):
+    NONE = "none", "Not for review"
+    QUEUED = "queued", "Waiting for review"
+    DONE = "done", "Reviewed"
+
+
 def _item_upload_to(item: "Item", filename: str) -> str:
     return f"projects/{item.project_id}/{secrets.token_hex(8)}-{filename}"
 
@@ -174,6 +231,31 @@ class Item(models.Model):
     annotation_count = models.PositiveIntegerField(default=0)
     lease_count = models.PositiveIntegerField(default=0)
     is_complete = models.BooleanField(default=False)
+    # The final label and where it came from, kept by annotate/quality/ in the same transaction
+    # as the annotation, review or gold change that moves it. Training, exports and dashboards
+    # read these columns; nothing walks the annotations to find them.
+    final_value = models.JSONField(null=True, blank=True)
+    final_source = models.CharField(max_length=16, choices=FinalSource.choices, default=FinalSource.NONE)
+    # The voters do not all agree (the review queue serves these first).
+    disagreement = models.BooleanField(default=False)
+    # How the queue picks the item: "queue" (by priority) or "gold" (the gold share, outside
+    # overlap). One indexed column, so the active-learning random slice can be another kind.
+    pick_kind = models.CharField(max_length=8, choices=PickKind.choices, default=PickKind.QUEUE)
+    gold_value = models.JSONField(null=True, blank=True, help_text="The true value of a gold item.")
+    # Review (annotate/review.py): the value a reviewer's decision puts in force (accept or
+    # correct), the last decision, the state in the review queue and its lease.
+    reviewed_value = models.JSONField(null=True, blank=True)
+    last_review = models.ForeignKey(
+        "Review", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    review_state = models.CharField(max_length=8, choices=ReviewState.choices, default=ReviewState.NONE)
+    # Written by training, as `priority` is: how much the model doubts the final label (higher
+    # is reviewed sooner), and, for a suspicious label, the model's alternative.
+    review_priority = models.FloatField(default=0.0)
+    suspicion = models.FloatField(null=True, blank=True)
+    suspect_value = models.JSONField(null=True, blank=True)
+    review_leased_by_id = models.BigIntegerField(null=True, blank=True)
+    review_lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -196,6 +278,14 @@ class Item(models.Model):
             ),
             # Keyset pages of one project's items (exports, the items API).
             models.Index(fields=["project", "id"], name="item_project_id_idx"),
+            # The review queue: disagreements first, then what the model doubts, then the rest.
+            models.Index(
+                fields=["project", "-disagreement", "-review_priority", "id"],
+                condition=Q(review_state="queued"),
+                name="item_review_queue_idx",
+            ),
+            # The gold share of the queue.
+            models.Index(fields=["project", "id"], condition=Q(pick_kind="gold"), name="item_gold_idx"),
         ]
 
     def __str__(self) -> str:
@@ -263,6 +353,8 @@ class Annotation(models.Model):
     created_at = models.DateTimeField()
     late = models.BooleanField(default=False, help_text="Submitted after its lease expired.")
     counted = models.BooleanField(default=True, help_text="Counts toward the item's overlap.")
+    # Set by a reviewer's reject (annotate/review.py): it stops counting and voting.
+    rejected = models.BooleanField(default=False, db_default=False)
     source = models.CharField(max_length=64, blank=True, help_text="Where an imported annotation came from.")
     # The proposal shown, as plain data: annotate never depends on training.
     proposal_value = models.JSONField(null=True, blank=True)
@@ -299,6 +391,62 @@ class Skip(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.item_id} skipped by {self.annotator_id}"
+
+
+class Review(models.Model):
+    """One reviewer's decision on an item. Append-only: a later decision supersedes (and may
+    reverse) this one; the item's `last_review` is the one in force."""
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accept"
+        CORRECT = "correct", "Correct"
+        REJECT = "reject", "Reject"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reviews")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    # The annotation accepted or rejected (none for a correction).
+    annotation = models.ForeignKey(
+        Annotation, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews"
+    )
+    # The final value the decision puts in force (accept, correct); none for a reject.
+    value = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    supersedes = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    # What the decision counted for each annotator ({annotator id: outcome}), so that a later
+    # decision takes exactly that back from the dashboards' tallies.
+    outcomes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    # A reject's annotator has seen its reason (the labeling page shows it once).
+    seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of item {self.item_id} by {self.reviewer_id}"
+
+
+class Tally(models.Model):
+    """A per-project counter kept up to date incrementally (agreement counts, dashboards):
+    `n` of `key` in `kind`. annotate/quality/tallies.py adds to them in the transaction of the
+    change, so pages read a few rows instead of scanning every annotation."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tallies", db_index=False)
+    kind = models.CharField(max_length=24)
+    key = models.CharField(max_length=400)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "kind", "key"], name="tally_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} = {self.n}"
 
 
 class JobStatus(models.TextChoices):
@@ -354,6 +502,9 @@ class ExportJob(models.Model):
     )
     format = models.CharField(max_length=8)
     labeled_only = models.BooleanField(default=False)
+    reviewed_only = models.BooleanField(default=False)
+    # The item browser's selection (its filters, as its query string gives them): empty, all items.
+    selection = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="0-100")
     file = models.FileField(upload_to="exports/", blank=True, max_length=500)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotate import views
+from annotate.views import projects as views
 
 app_name = "annotate"
 

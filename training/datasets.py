@@ -1,7 +1,7 @@
 """Labeled snapshots for training: each labeled item's final label, frozen with a stable split.
 
-- Final label: annotate.quality.consensus over the item's votes (majority; multi-label: a label
-  is in when more than half chose it). Single-label ties have no final label and are left out.
+- Final label: the item's own (Item.final_value, kept by annotate/quality/ with every change):
+  a gold value, a review's, or the voters' consensus. Ties have none and are left out.
 - Split: an item is on the validation side when sha256(project salt, item id) mod 5 = 0, fixed
   forever, whatever else is added. A class with no validation item lends its smallest-hash
   training item to validation for that run only; the snapshot records it.
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from annotate.models import Annotation, Label, Project
-from annotate.quality import consensus, voting_values
+from annotate.models import Item, Label, Project
 from training.models import DatasetSnapshot
 
 VALIDATION_MODULUS = 5
@@ -44,41 +43,22 @@ class FinalLabels:
 
 
 def final_labels(*, project: Project) -> FinalLabels:
-    """Every labeled item's final label, in item id order (ties and empty consensus left out)."""
+    """Every labeled item's final label (Item.final_value), in item id order; ties and items
+    without a label have none. Gold items train on their true value, reviewed ones on the review's."""
     classes = list(
         Label.objects.filter(project=project).order_by("order", "id").values_list("name", flat=True)
     )
     rows = (
-        Annotation.objects.filter(project=project)
-        .order_by("item_id", "id")
-        .values_list("item_id", "annotator_id", "value", "counted")
+        Item.objects.filter(project=project, final_value__isnull=False)
+        .order_by("id")
+        .values_list("id", "final_value")
     )
     item_ids, values = [], []
-    current_item, current = None, []
-
-    def close() -> None:
-        if current_item is None:
-            return
-        votes = voting_values(current)
-        result = consensus(votes, multi_label=project.multi_label, label_order=classes)
-        if result.value is not None and (project.multi_label or result.value["choices"]):
-            item_ids.append(current_item)
-            values.append(result.value)
-
-    for item_id, annotator_id, value, counted in rows.iterator(chunk_size=5000):
-        if item_id != current_item:
-            close()
-            current_item, current = item_id, []
-        current.append(_Vote(annotator_id=annotator_id, value=value, counted=counted))
-    close()
+    for item_id, value in rows.iterator(chunk_size=5000):
+        if project.multi_label or value.get("choices"):
+            item_ids.append(item_id)
+            values.append(value)
     return FinalLabels(classes=classes, item_ids=item_ids, values=values)
-
-
-@dataclass(frozen=True)
-class _Vote:
-    annotator_id: int
-    value: dict
-    counted: bool
 
 
 def _class_counts(labels: FinalLabels) -> dict[str, int]:

@@ -9,6 +9,7 @@ after a bulk import took 193 ms (p50) until the items table was analysed, 5.6 ms
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, 
 from django.utils import timezone
 
 from annotate.importing.rows import IdCheck, ImportRejected, ImportResult, Row
-from annotate.models import Annotation, Item, Project
+from annotate.models import Annotation, FinalSource, Item, Project, ReviewState
+from annotate.quality.finals import final_tallies
+from annotate.quality.tallies import annotation_tallies, tallies_add
 from annotate.queue import queue_order_changed
 from annotate.signals import annotations_stored_on_commit
 
@@ -116,6 +119,7 @@ def rows_write(
                 if annotator_id is None and any(row.choices is not None for row in batch):
                     writer.wait()  # the connection is free again
                     annotator_id = _source_user(source).pk
+                tallies.update(_rows_tallies(project, batch, annotator_id, now))
                 if copy:  # the lines are built here: the writer thread's share is PostgreSQL's
                     items = _item_copy(project, batch, now)
                     writer.submit(_batch_copy, project, batch, items, annotator_id, source, now, before_write)
@@ -123,6 +127,7 @@ def rows_write(
                     writer.submit(_batch_bulk_create, project, batch, annotator_id, source, now, before_write)
                 batch = []
 
+            tallies: Counter = Counter()
             for row in rows:
                 batch.append(row)
                 created += 1
@@ -137,6 +142,8 @@ def rows_write(
             writer.wait()
             if copy:
                 writer.execute("SET CONSTRAINTS ALL DEFERRED")
+            with connection.cursor() as cursor:
+                tallies_add(cursor, project_id=project.id, added=tallies)
             queue_order_changed(project_id=project.id)
             transaction.on_commit(
                 lambda: _statistics_refresh(items=created, annotations=annotations), robust=True
@@ -240,8 +247,39 @@ def _item_counters(project: Project, row: Row) -> tuple[int, bool]:
     return count, count >= project.overlap
 
 
+def _item_quality(project: Project, row: Row) -> tuple[dict | None, str, str]:
+    """(final_value, final_source, review_state) of a new item: an imported label is its one vote."""
+    if row.choices is None:
+        return None, FinalSource.NONE, ReviewState.NONE
+    _, complete = _item_counters(project, row)
+    return row.choices, FinalSource.SINGLE, ReviewState.QUEUED if complete else ReviewState.NONE
+
+
+def _rows_tallies(project: Project, rows: list[Row], annotator_id: int | None, now: datetime) -> Counter:
+    """What a batch adds to the dashboards' tallies (final labels, labels per day, progress)."""
+    added: Counter = Counter()
+    day = timezone.localdate(now).isoformat()
+    for row in rows:
+        value, source, _ = _item_quality(project, row)
+        added.update(final_tallies(value, source))
+        if row.choices is not None:
+            added.update(
+                annotation_tallies(
+                    annotator_id=annotator_id,
+                    day=day,
+                    active_ms=0,
+                    proposal_version_id=None,
+                    proposal_accepted=None,
+                )
+            )
+            if _item_counters(project, row)[1]:
+                added["completed_day", day] += 1
+    return added
+
+
 def _item_fields(project: Project, row: Row, now: datetime) -> dict:
     count, complete = _item_counters(project, row)
+    final_value, final_source, review_state = _item_quality(project, row)
     return {
         "project_id": project.id,
         "external_id": row.external_id,
@@ -253,6 +291,9 @@ def _item_fields(project: Project, row: Row, now: datetime) -> dict:
         "proposal": row.proposal,
         "annotation_count": count,
         "is_complete": complete,
+        "final_value": final_value,
+        "final_source": final_source,
+        "review_state": review_state,
         "created_at": now,
     }
 
@@ -306,6 +347,7 @@ def _batch_bulk_create(
 _ITEM_VARYING = (
     "external_id", "text", "image", "width", "height",
     "metadata", "proposal", "annotation_count", "is_complete",
+    "final_value", "final_source", "review_state",
 )  # fmt: skip
 _ANNOTATION_VARYING = ("item_id", "value")
 
@@ -319,10 +361,12 @@ def _item_copy(project: Project, rows: list[Row], now: datetime) -> tuple[str, s
     lines = []
     for row in rows:
         count, complete = _item_counters(project, row)
+        final_value, final_source, review_state = _item_quality(project, row)
         lines.append(
             f"{text(row.external_id)}\t{text(row.text)}\t{text(row.image)}\t{number(row.width)}\t"
             f"{number(row.height)}\t{json_text(row.metadata)}\t{json_text(row.proposal)}\t{count}\t"
-            f"{'t' if complete else 'f'}{copy_rows.tail}"
+            f"{'t' if complete else 'f'}\t{json_text(final_value)}\t{final_source}\t{review_state}"
+            f"{copy_rows.tail}"
         )
     return copy_rows.sql, "".join(lines)
 

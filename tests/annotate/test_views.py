@@ -117,9 +117,11 @@ def test_every_project_page_is_404_to_a_non_member(client, project, name):
 
 
 @pytest.mark.parametrize("name", ["annotate:import", "annotate:export"])
-def test_import_and_export_are_404_to_an_annotator(client, annotator, project, name):
+def test_import_and_export_are_403_to_an_annotator_and_404_to_a_stranger(client, annotator, project, name):
     client.force_login(annotator)
-    assert client.get(reverse(name, args=[project.pk])).status_code == 404
+    assert client.get(reverse(name, args=[project.pk])).status_code == 403
+    other = make_project(items=1)
+    assert client.get(reverse(name, args=[other.pk])).status_code == 404
 
 
 def test_job_pages_of_another_project_are_404(client, manager, project):

@@ -1,7 +1,6 @@
 import pytest
 
 from annotate.items import item_create_bulk
-from annotate.models import Annotation
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
 from training.datasets import (
@@ -108,9 +107,12 @@ def test_final_label_is_the_majority_of_counted_votes_and_ties_are_left_out():
         second.pk: {"choices": ["x"]},
     }
     # A tie (one x, one y on a two-vote item) has no final label.
-    Annotation.objects.filter(item=second, annotator=a).delete()
-    labels = final_labels(project=project)
-    assert second.pk not in labels.item_ids
+    tied = make_project(labels=["x", "y"], items=1, overlap=2, members=[(u, "annotator") for u in (a, b)])
+    for user, choice in ((a, "x"), (b, "y")):
+        lease = assignment_next(project=tied, annotator=user)
+        annotation_submit(project=tied, item_id=lease.item.pk, annotator=user, value={"choices": [choice]})
+    assert final_labels(project=tied).item_ids == []
+    assert tied.items.get().final_source == "tie"
 
 
 def test_multi_label_final_label_keeps_labels_chosen_by_more_than_half():

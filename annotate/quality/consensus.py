@@ -1,13 +1,18 @@
-"""Label quality: the final label of an item from its annotators' votes (consensus).
+"""The final label of an item: its annotators' votes (consensus), a review, or a gold value.
 
 One vote per annotator who holds a counted annotation of the item: their latest annotation
 (a resubmit corrects their own vote; a late, uncounted submit from someone else is kept but
-does not vote).
+does not vote; a rejected annotation is uncounted, so it does not vote either).
+
+Precedence (final_of): a gold item's true value, then the value a review put in force, then
+the voters: none, one ("single"), a majority ("consensus") or a tie.
 """
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from annotate.models import FinalSource
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,31 @@ def voting_values(annotations: Iterable) -> list[dict]:
         if annotation.counted:
             voters.add(annotation.annotator_id)
     return [latest[a] for a in latest if a in voters]
+
+
+def final_of(
+    *,
+    votes: Sequence[dict],
+    multi_label: bool,
+    label_order: Sequence[str] = (),
+    gold_value: dict | None = None,
+    reviewed_value: dict | None = None,
+) -> tuple[dict | None, str]:
+    """(final value, source) of an item; see the precedence in the module's docstring."""
+    if gold_value is not None:
+        return gold_value, FinalSource.GOLD
+    if reviewed_value is not None:
+        return reviewed_value, FinalSource.REVIEW
+    if not votes:
+        return None, FinalSource.NONE
+    if len(votes) == 1:
+        return votes[0], FinalSource.SINGLE
+    result = consensus(votes, multi_label=multi_label, label_order=label_order)
+    if result.tie:
+        return None, FinalSource.TIE
+    return result.value, FinalSource.CONSENSUS
+
+
+def disagree(votes: Sequence[dict]) -> bool:
+    """The voters did not all give the same value."""
+    return len({tuple(sorted(v.get("choices", []))) for v in votes}) > 1

@@ -14,19 +14,12 @@ from django.views.decorators.http import require_http_methods
 
 from annotate import exporting, importing
 from annotate.items import item_image_get
-from annotate.models import ExportJob, ImportJob, Membership, Project
-from annotate.projects import membership_get, membership_list, project_list_with_progress, project_progress
+from annotate.models import ExportJob, ImportJob, Project
+from annotate.projects import membership_list, project_list_with_progress, project_progress
+from annotate.views.access import page_membership
 from training.runs import training_run_list
 from training.versions import model_version_active, model_version_list_with_acceptance
 from training.workers import training_unavailable_reason
-
-
-def _membership_or_404(request: HttpRequest, project_id: int, *, manage: bool = False) -> Membership:
-    """The user's membership of the project; 404 for non-members (and non-managers when `manage`)."""
-    membership = membership_get(user=request.user, project_id=project_id)
-    if membership is None or (manage and not membership.can_manage):
-        raise Http404("No such project.")
-    return membership
 
 
 @login_required
@@ -36,7 +29,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
-    membership = _membership_or_404(request, project_id)
+    membership = page_membership(request, project_id)
     project = membership.project
     reviews = membership.can_review
     context = {
@@ -66,7 +59,7 @@ def render_markdown(text: str) -> str:
 @login_required
 def label(request: HttpRequest, project_id: int) -> HttpResponse:
     """The labeling page: a small client (static/annotate/js/label.js) over the queue API."""
-    membership = _membership_or_404(request, project_id)
+    membership = page_membership(request, project_id)
     project = membership.project
     labels = list(project.labels.all())
     config = {
@@ -143,7 +136,7 @@ def _job_json(job: ImportJob) -> dict:
 def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
     """The manager's import page. The page's script posts the form itself (upload progress) and
     then polls the job; without script, the form posts and the page shows the job."""
-    membership = _membership_or_404(request, project_id, manage=True)
+    membership = page_membership(request, project_id, needs="manage")
     project = membership.project
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -190,7 +183,7 @@ def _form_errors(form: forms.Form) -> str:
 @login_required
 def import_job(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     """An import job's state: JSON for the page's script, else the page (it polls while running)."""
-    membership = _membership_or_404(request, project_id, manage=True)
+    membership = page_membership(request, project_id, needs="manage")
     job = importing.import_job_get(project=membership.project, job_id=job_id)
     if job is None:
         raise Http404("No such import.")
@@ -209,7 +202,7 @@ class ExportForm(forms.Form):
 def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
     """Export form; with a format given, stream the export, or start a background export for big
     projects (or when asked with ?background). Image URLs in it need a logged-in member."""
-    membership = _membership_or_404(request, project_id, manage=True)
+    membership = page_membership(request, project_id, needs="manage")
     project = membership.project
     form = ExportForm(request.GET if "format" in request.GET else None)
     if form.is_bound and form.is_valid():
@@ -233,7 +226,7 @@ def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 def item_image(request: HttpRequest, project_id: int, item_id: int) -> FileResponse:
     """An item's image, to members of its project only (media is never served publicly)."""
-    membership = _membership_or_404(request, project_id)
+    membership = page_membership(request, project_id)
     item = item_image_get(project=membership.project, item_id=item_id)
     if item is None or not item.image:
         raise Http404("No such image.")
@@ -245,7 +238,7 @@ def item_image(request: HttpRequest, project_id: int, item_id: int) -> FileRespo
 
 @login_required
 def export_job(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    membership = _membership_or_404(request, project_id, manage=True)
+    membership = page_membership(request, project_id, needs="manage")
     job = exporting.export_job_get(project=membership.project, job_id=job_id)
     if job is None:
         raise Http404("No such export.")
@@ -255,7 +248,7 @@ def export_job(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
 
 @login_required
 def export_job_download(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
-    membership = _membership_or_404(request, project_id, manage=True)
+    membership = page_membership(request, project_id, needs="manage")
     job = exporting.export_job_get(project=membership.project, job_id=job_id)
     if job is None or job.status != ExportJob.Status.SUCCEEDED or not job.file:
         raise Http404("No such finished export.")

@@ -1,0 +1,84 @@
+"""One item's voters, and what their votes add to the project's agreement tallies.
+
+Agreement is kept as counts (annotate.models.Tally), never recomputed from the annotations:
+
+- kind "coincidence", key [scope, m, a, b]: ordered pairs of ratings (a, b) given by two
+  different voters of the same item, on items with m voters. Krippendorff's alpha reads the
+  coincidence matrix from them (each pair weighs 1 / (m - 1)); Fleiss' kappa reads, for one m,
+  the agreeing pairs and the ratings per category; percent agreement the share of agreeing pairs.
+- kind "pair", key [annotator a, annotator b, scope, value of a, value of b] with a < b: the
+  per-pair confusion counts Cohen's kappa and the pair's percent agreement read.
+
+A scope is "" for the whole value (single-label: the label; multi-label: the set of labels), and
+for multi-label projects also each label's name, with the categories "1" (chosen) and "0".
+When an item's voters change, the change is what the new voters add less what the old ones did.
+"""
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from itertools import combinations, permutations
+
+from django.db import connection
+
+from annotate.models import Annotation
+from annotate.quality.tallies import key
+from annotate.raw_rows import table
+
+Votes = Mapping[int, dict]  # annotator id -> their voting value
+
+
+def categories(value: dict, *, multi_label: bool, label_names: Sequence[str]) -> dict[str, str]:
+    """The category of one rating in each agreement scope."""
+    choices = value.get("choices", [])
+    if not multi_label:
+        return {"": choices[0] if choices else ""}
+    chosen = set(choices)
+    scopes = {"": key(*sorted(chosen))}
+    for name in label_names:
+        scopes[name] = "1" if name in chosen else "0"
+    return scopes
+
+
+def agreement_tallies(votes: Votes, *, multi_label: bool, label_names: Sequence[str]) -> Counter:
+    """What an item with these voters adds to the agreement tallies (nothing under 2 voters)."""
+    added: Counter = Counter()
+    m = len(votes)
+    if m < 2:
+        return added
+    rated = {
+        annotator: categories(value, multi_label=multi_label, label_names=label_names)
+        for annotator, value in votes.items()
+    }
+    for a, b in permutations(sorted(rated), 2):
+        for scope, category in rated[a].items():
+            added["coincidence", key(scope, m, category, rated[b][scope])] += 1
+    for a, b in combinations(sorted(rated), 2):
+        for scope, category in rated[a].items():
+            added["pair", key(a, b, scope, category, rated[b][scope])] += 1
+    return added
+
+
+def votes_from_rows(rows) -> dict[int, dict]:
+    """From (annotator id, value, counted) rows of one item, oldest first: each voter's latest value."""
+    latest: dict[int, dict] = {}
+    voters: set[int] = set()
+    for annotator_id, value, counted in rows:
+        latest[annotator_id] = value
+        if counted:
+            voters.add(annotator_id)
+    return {a: latest[a] for a in latest if a in voters}
+
+
+_VALUE = Annotation._meta.get_field("value")
+
+
+def item_votes(cursor, *, item_id: int) -> dict[int, dict]:
+    """Caller holds the item's lock. The item's voters and their values (one statement)."""
+    cursor.execute(
+        f"SELECT annotator_id, value, counted FROM {table(Annotation)} WHERE item_id = %s ORDER BY id",
+        [item_id],
+    )
+    return votes_from_rows(
+        (annotator_id, _VALUE.from_db_value(value, None, connection), counted)
+        for annotator_id, value, counted in cursor.fetchall()
+    )
