@@ -6,7 +6,8 @@ from django.db import connection, transaction
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from annotate.models import Annotation, Item, Label, Membership, Project
+from annotate.models import Annotation, Item, Label, Membership, PickKind, Project, Review, ReviewState, Tally
+from annotate.quality.rebuild import project_quality_rebuild
 from annotate.queue import queue_order_changed
 from annotate.raw_rows import columns, from_row
 
@@ -23,6 +24,10 @@ PROJECT_FIELDS = (
     "training_min_labels",
     "retrain_every",
     "sampling_strategy",
+    "consensus_method",
+    "consensus_every",
+    "gold_share",
+    "gold_pause_below",
 )
 LABEL_FIELDS = ("name", "colour", "hotkey", "order")
 
@@ -183,11 +188,21 @@ def project_update(*, project: Project, **fields) -> Project:
         # Items complete before may be open again, behind annotators' bookmarks.
         queue_order_changed(project_id=current.pk)
     if current.overlap != old_overlap:
-        Item.objects.filter(project=current).update(
+        ordinary = Item.objects.filter(project=current).exclude(
+            pick_kind=PickKind.GOLD
+        )  # gold stays complete
+        ordinary.update(
             is_complete=ExpressionWrapper(
                 Q(annotation_count__gte=current.overlap), output_field=BooleanField()
             )
         )
+        # Unreviewed items wait for review exactly when complete; then the tallies are recounted
+        # (progress counts completed items). Overlap changes are rare; a recount is exact.
+        ordinary.filter(is_complete=False, review_state=ReviewState.QUEUED, last_review__isnull=True).update(
+            review_state=ReviewState.NONE
+        )
+        models = {"Item": Item, "Annotation": Annotation, "Label": Label, "Tally": Tally, "Review": Review}
+        project_quality_rebuild(project=current, models=models)
     return current
 
 
@@ -251,6 +266,29 @@ def _rename_in_annotations(*, label: Label, new_name: str) -> None:
             batch = []
     if batch:
         Annotation.objects.bulk_update(batch, ["value", "proposal_value"])
+    # The values kept on items and decisions, then the final labels and tallies recounted
+    # (their keys hold label names): a rename is rare, and it must leave nothing behind.
+    item_fields = ["gold_value", "reviewed_value", "suspect_value"]
+    items = Item.objects.filter(project_id=label.project_id).exclude(
+        gold_value__isnull=True, reviewed_value__isnull=True, suspect_value__isnull=True
+    )
+    changed = []
+    for item in items.only("id", *item_fields).iterator(chunk_size=2000):
+        for field in item_fields:
+            setattr(item, field, renamed(getattr(item, field)))
+        changed.append(item)
+    Item.objects.bulk_update(changed, item_fields, batch_size=2000)
+    reviews = list(
+        Review.objects.filter(project_id=label.project_id, value__isnull=False).only("id", "value")
+    )
+    for review in reviews:
+        review.value = renamed(review.value)
+    Review.objects.bulk_update(reviews, ["value"], batch_size=2000)
+    project = Project.objects.get(pk=label.project_id)
+    models = {"Item": Item, "Annotation": Annotation, "Label": Label, "Tally": Tally, "Review": Review}
+    # The label's row still has its old name here: the recount must see the new one.
+    Label.objects.filter(pk=label.pk).update(name=new_name)
+    project_quality_rebuild(project=project, models=models)
 
 
 @transaction.atomic
@@ -258,6 +296,16 @@ def label_delete(*, label: Label) -> None:
     """Delete a label that no annotation uses; refuse with the count otherwise (read from the locked row)."""
     label = Label.objects.select_for_update().get(pk=label.pk)
     in_use = annotations_with_label(label=label).count()
+    gold = [
+        value for value in Item.objects.filter(project_id=label.project_id, pick_kind=PickKind.GOLD)
+        .values_list("gold_value", flat=True)
+        if label.name in (value or {}).get("choices", [])
+    ]  # fmt: skip
+    if gold:
+        raise ValidationError(
+            f"label {label.name!r} is the true value of {len(gold)} gold item{'s' if len(gold) != 1 else ''};"
+            " it cannot be deleted (rename it instead)"
+        )
     if in_use:
         raise ValidationError(
             f"label {label.name!r} is used by {in_use} annotation{'s' if in_use != 1 else ''}; "
@@ -296,6 +344,21 @@ def membership_remove(*, membership: Membership) -> None:
     if membership.role == Membership.Role.MANAGER:
         _ensure_another_manager(membership)
     membership.delete()
+
+
+def membership_pause(*, membership: Membership, reason: str = "") -> Membership:
+    """Pause a member in their project: their queue serves nothing, and says `reason`."""
+    membership.paused = True
+    membership.paused_reason = (reason or "").strip()[:300] or "a lead paused you in this project"
+    membership.save(update_fields=["paused", "paused_reason"])
+    return membership
+
+
+def membership_resume(*, membership: Membership) -> Membership:
+    """Resume a paused member. Below the gold bar, their next gold answer pauses them again."""
+    membership.paused, membership.paused_reason = False, ""
+    membership.save(update_fields=["paused", "paused_reason"])
+    return membership
 
 
 def _ensure_another_manager(membership: Membership) -> None:

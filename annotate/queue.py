@@ -23,6 +23,7 @@ bookmark while a reordering is under way, is not used and not written.
 """
 
 import logging
+import random
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ from annotate.signals import annotations_stored_on_commit
 from annotate.values import annotation_value_validate
 
 logger = logging.getLogger(__name__)
+_random = random.Random()  # the gold draw; tests seed it
 
 
 class QueueError(Exception):
@@ -67,6 +69,10 @@ class LeaseLimitReached(QueueError):
 
 class NotAssigned(QueueError):
     pass
+
+
+class AnnotatorPaused(QueueError):
+    """The member is paused in this project (by a lead, or by the gold bar): nothing is served."""
 
 
 @dataclass(frozen=True)
@@ -257,6 +263,11 @@ def assignment_next(
     statements, whatever the project's size.
     """
     _membership_check(project=project, annotator=annotator, membership=membership)
+    if membership is not None and membership.paused:
+        raise AnnotatorPaused(
+            (membership.paused_reason or "a lead paused you in this project")
+            + "; ask the project's lead to resume you"
+        )
     now = now or _now()
     excluded = {int(i) for i in exclude_item_ids}
     with transaction.atomic():
@@ -277,16 +288,20 @@ def assignment_next(
                 raise LeaseLimitReached(
                     f"you already hold {len(held)} items; submit or skip one before asking for more"
                 )
-            sql, params = item_candidates_sql(
-                project=project,
-                annotator_id=annotator.pk,
-                membership=membership,
-                exclude_item_ids=[a.item_id for a in held],
-            )
-            if connection.features.has_select_for_update_skip_locked:
-                sql += " FOR UPDATE SKIP LOCKED"
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+            row = None
+            if project.gold_share and membership is not None and _gold_draw(project.gold_share):
+                row = _gold_candidate(cursor, project=project, annotator_id=annotator.pk, held=held)
+            if row is None:
+                sql, params = item_candidates_sql(
+                    project=project,
+                    annotator_id=annotator.pk,
+                    membership=membership,
+                    exclude_item_ids=[a.item_id for a in held],
+                )
+                if connection.features.has_select_for_update_skip_locked:
+                    sql += " FOR UPDATE SKIP LOCKED"
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
             if row is None:
                 return None
             item = from_row(Item, row)
@@ -306,6 +321,34 @@ def assignment_next(
             cursor.execute(f"UPDATE {_ITEM} SET lease_count = lease_count + 1 WHERE id = %s", [item.pk])
             item.lease_count += 1
     return Lease(assignment=assignment, item=item, is_new=True)
+
+
+def _gold_draw(share: float) -> bool:
+    """Whether this request serves a gold item: a draw with the project's gold share."""
+    return _random.random() < share
+
+
+def _gold_candidate(cursor, *, project: Project, annotator_id: int, held: list[Assignment]) -> tuple | None:
+    """A gold item the annotator has neither answered nor skipped nor holds (item_gold_idx), or None.
+
+    Gold items are complete, so the queue's own search never sees them, and they are outside
+    overlap: any number of annotators answer each, each once.
+    """
+    where = [
+        "i.project_id = %s",
+        "i.pick_kind = %s",
+        f"NOT EXISTS (SELECT 1 FROM {_ANNOTATION} a WHERE a.item_id = i.id AND a.annotator_id = %s)",
+        f"NOT EXISTS (SELECT 1 FROM {_SKIP} s WHERE s.item_id = i.id AND s.annotator_id = %s)",
+    ]
+    params: list = [project.id, PickKind.GOLD, annotator_id, annotator_id]
+    if held:
+        where.append(f"i.id NOT IN ({', '.join(['%s'] * len(held))})")
+        params += [a.item_id for a in held]
+    cursor.execute(
+        f"SELECT {columns(Item, 'i')} FROM {_ITEM} i WHERE {' AND '.join(where)} ORDER BY i.id LIMIT 1",
+        params,
+    )
+    return cursor.fetchone()
 
 
 def _stale_leases_give_back(

@@ -8,17 +8,20 @@ which proposal_acceptance counts per model version.
 from django.db import connection
 from django.db.models import Count, Q
 
-from annotate.models import Annotation, Item, Project
+from annotate.models import Annotation, Item, PickKind, Project
 from annotate.raw_rows import columns, from_row
 from training.models import ModelVersion, Prediction
 
 
 def proposal_for(*, item: Item) -> dict | None:
-    """The label proposed for `item`: the active version's prediction, else one imported with the data.
+    """The label proposed for `item`: the active version's prediction, else one imported with the
+    data; none for a gold item.
 
     A model's proposal names its version twice: `model_version_id` (the database id an
     annotation stores) and `model_version_number` (the project's vN). An imported one has neither.
     """
+    if item.pick_kind == PickKind.GOLD:
+        return None  # a gold item is served unannounced: a proposal would give its value away
     # On the labeling page's path (next item): SQL, see annotate/raw_rows.py.
     fields = ("value", "score", "model_version_id")
     with connection.cursor() as cursor:

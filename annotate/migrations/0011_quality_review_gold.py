@@ -9,7 +9,7 @@ def fill_final_labels(apps, schema_editor):
     """Every existing project's final labels, agreement and dashboard tallies, from its annotations."""
     from annotate.quality.rebuild import project_quality_rebuild
 
-    models_ = {name: apps.get_model("annotate", name) for name in ("Item", "Annotation", "Label", "Tally")}
+    models_ = {name: apps.get_model("annotate", name) for name in ("Item", "Annotation", "Label", "Tally", "Review")}
     for project in apps.get_model("annotate", "Project").objects.order_by("id"):
         project_quality_rebuild(project=project, models=models_)
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from annotate.quality.consensus import disagree, final_of
 from annotate.quality.finals import final_tallies
-from annotate.quality.tallies import annotation_tallies
+from annotate.quality.tallies import annotation_tallies, key
 from annotate.quality.votes import agreement_tallies, votes_from_rows
 
 _BATCH = 2000
@@ -21,8 +21,8 @@ _BATCH = 2000
 def project_quality_rebuild(*, project, models) -> int:
     """Rewrite the project's items' final columns and its tallies; returns the items written.
 
-    `models` maps "Item", "Annotation", "Label", "Tally" to model classes (the current ones or
-    a migration's historical ones).
+    `models` maps "Item", "Annotation", "Label", "Tally" and "Review" to model classes (the
+    current ones or a migration's historical ones).
     """
     Item, Annotation, Label, Tally = (models[name] for name in ("Item", "Annotation", "Label", "Tally"))
     label_names = list(
@@ -57,6 +57,14 @@ def project_quality_rebuild(*, project, models) -> int:
                 proposal_accepted=accepted,
             )
         )
+    Review = models.get("Review")
+    if Review is not None:
+        # The dashboards count the outcomes of the decisions in force (the items' last ones).
+        items = Item.objects.filter(project_id=project.pk, last_review__isnull=False)
+        in_force = items.values("last_review_id")
+        for outcomes in Review.objects.filter(pk__in=in_force).values_list("outcomes", flat=True):
+            for annotator, outcome in outcomes.items():
+                tallies["review", key(int(annotator), outcome)] += 1
     written = 0
     with transaction.atomic():
         batch = []

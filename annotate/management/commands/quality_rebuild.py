@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.models import Annotation, Item, Label, Project, Tally
+from annotate.models import Annotation, Item, Label, Project, Review, Tally
 from annotate.quality.rebuild import project_quality_rebuild
 
 
@@ -16,6 +16,6 @@ class Command(BaseCommand):
         project = Project.objects.filter(pk=project_id).first()
         if project is None:
             raise CommandError(f"project {project_id} does not exist")
-        models = {"Item": Item, "Annotation": Annotation, "Label": Label, "Tally": Tally}
+        models = {"Item": Item, "Annotation": Annotation, "Label": Label, "Tally": Tally, "Review": Review}
         written = project_quality_rebuild(project=project, models=models)
         self.stdout.write(f"project {project_id}: {written} items rewritten")
