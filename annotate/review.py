@@ -167,7 +167,7 @@ def review_notices(*, project: Project, annotator: AbstractBaseUser) -> list[Rev
             annotation__annotator=annotator,
             seen_at__isnull=True,
         )
-        .select_related("item", "reviewer")
+        .select_related("item", "reviewer", "annotation")
         .order_by("id")
     )
 

@@ -23,8 +23,6 @@ from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
-from annotate.quality import Consensus
-
 # How the text path selects a field: as it is, as text (JSON columns), as isoformat text.
 PLAIN, TEXT, ISO = "plain", "text", "iso"
 
@@ -115,14 +113,23 @@ IMAGE_URL = Kind(
     csv=lambda v: [f"_cell(image_url({v[0]}, {v[1]}) or '')"],
     csv_text=lambda v: [f"_cell(image_url({v[0]}, {v[1]}) or '')"],
 )
-# The item's final label, from the `final` argument: a Consensus (generic path), or its JSON
-# text or CSV cells already written (text path, where items that share their votes share them).
+# (final value, its source): the item's own final label (annotate/quality/ keeps it). JSON
+# {"value", "source"}; CSV two cells.
 FINAL = Kind(
-    select=(),
-    json=lambda v: "_final(final)",
-    json_text=lambda v: "{final}",
-    csv=lambda v: ["_cell(_value_cell(final.value))", "_csv_bool(final.tie)", "final.votes"],
-    csv_text=lambda v: ["final[0]", "final[1]", "final[2]"],
+    select=(TEXT, PLAIN),
+    json=lambda v: f"_final({v[0]}, {v[1]})",
+    json_text=lambda v: f"{{_final_json({v[0]}, {v[1]})}}",
+    csv=lambda v: [f"_cell(_value_cell({v[0]}))", v[1]],
+    csv_text=lambda v: [f"value_cell({v[0]})", v[1]],
+)
+# pick_kind: whether the item is a gold item (its annotations are answers checked against the
+# true value, never labels of their own).
+GOLD = Kind(
+    select=(PLAIN,),
+    json=lambda v: f"_is_gold({v[0]})",
+    json_text=lambda v: f"{{_JSON_FLAGS[_is_gold({v[0]})]}}",
+    csv=lambda v: [f"_csv_bool(_is_gold({v[0]}))"],
+    csv_text=lambda v: [f"_CSV_FLAGS[_is_gold({v[0]})]"],
 )
 
 
@@ -146,7 +153,8 @@ ITEM_COLUMNS = (
     Column("width", OPTIONAL_NUMBER, ("width",), image_only=True),
     Column("height", OPTIONAL_NUMBER, ("height",), image_only=True),
     Column("metadata", OBJECT, ("metadata",), csv=()),
-    Column("final_label", FINAL, csv=("final_label", "final_tie", "final_votes")),
+    Column("final_label", FINAL, ("final_value", "final_source"), csv=("final_label", "final_source")),
+    Column("gold", GOLD, ("pick_kind",)),
 )
 # After the item's columns: JSON's "annotations" list of these records; in CSV, one row per
 # annotation (an item without any gets one row whose annotation cells are empty).
@@ -158,6 +166,7 @@ ANNOTATION_COLUMNS = (
     Column("active_ms", NUMBER, ("active_ms",)),
     Column("late", FLAG, ("late",)),
     Column("counted", FLAG, ("counted",)),
+    Column("rejected", FLAG, ("rejected",)),
     Column("source", STRING, ("source",)),
     Column(
         "proposal",
@@ -167,9 +176,9 @@ ANNOTATION_COLUMNS = (
     ),
     Column("proposal_accepted", FLAG, ("proposal_accepted",)),
 )
-# Read whatever the columns: the keyset and the votes (voting_values).
+# Read whatever the columns: the keyset, and which item an annotation belongs to.
 _ITEM_NEEDS = ("id",)
-_ANNOTATION_NEEDS = ("item_id", "annotator_id", "value", "counted")
+_ANNOTATION_NEEDS = ("item_id",)
 
 
 def item_columns(*, image: bool) -> tuple[Column, ...]:
@@ -215,11 +224,10 @@ ANNOTATION_LAYOUT = _layout(ANNOTATION_COLUMNS, _ANNOTATION_NEEDS)
 
 
 class Renderers(NamedTuple):
-    """Page row -> record, for one format and path. JSON: `item(row, final, annotations)` gives
-    the item's record (the generic path: a dict; the text path: its JSON text, `annotations`
-    being the annotations' JSON texts joined), `annotation(row)` an annotation's. CSV:
-    `item(row, final)` and `annotation(row)` give their cells; `empty` fills an item's row that
-    has no annotation."""
+    """Page row -> record, for one format and path. JSON: `item(row, annotations)` gives the
+    item's record (the generic path: a dict; the text path: its JSON text, `annotations` being
+    the annotations' JSON texts joined), `annotation(row)` an annotation's. CSV: `item(row)` and
+    `annotation(row)` give their cells; `empty` fills an item's row that has no annotation."""
 
     item: Callable
     annotation: Callable
@@ -260,7 +268,7 @@ def renderers(
             item = "{" + ", ".join(f"{c.key!r}: {e}" for c, e in item_parts) + ", 'annotations': annotations}"
             annotation = "{" + ", ".join(f"{c.key!r}: {e}" for c, e in annotation_parts) + "}"
         return Renderers(
-            _compile("item", "r, final, annotations", item, namespace),
+            _compile("item", "r, annotations", item, namespace),
             _compile("annotation", "r", annotation, namespace),
             [],
         )
@@ -273,7 +281,7 @@ def renderers(
     if len(item_cells) + len(annotation_cells) != len(csv_header(image=image_url is not None)):
         raise ValueError("a CSV column's kind writes another number of cells than it has headers")
     return Renderers(
-        _compile("item", "r, final", "[" + ", ".join(item_cells) + "]", namespace),
+        _compile("item", "r", "[" + ", ".join(item_cells) + "]", namespace),
         _compile("annotation", "r", "[" + ", ".join(annotation_cells) + "]", namespace),
         [""] * len(annotation_cells),
     )
@@ -330,12 +338,16 @@ def json_from_jsonb(text: str | None) -> str:
     return dumps(json.loads(text))
 
 
-def final_json(final: Consensus) -> dict:
-    return {"value": final.value, "tie": final.tie, "votes": final.votes}
+def _is_gold(pick_kind: str) -> bool:
+    return pick_kind == "gold"
 
 
-def final_cells(final: Consensus) -> list:
-    return [csv_cell(value_cell(final.value)), _csv_bool(final.tie), final.votes]
+def _final(value: Any, source: str) -> dict:
+    return {"value": value, "source": source}
+
+
+def _final_json(value: str | None, source: str) -> str:
+    return f'{{"value": {json_from_jsonb(value)}, "source": "{source}"}}'
 
 
 def _csv_bool(flag: bool | None) -> str:
@@ -380,5 +392,7 @@ _HELPERS = {
     "_json_or_null": _json_or_null,
     "_proposal": _proposal,
     "_proposal_json": _proposal_json,
-    "_final": final_json,
+    "_final": _final,
+    "_is_gold": _is_gold,
+    "_final_json": _final_json,
 }

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from annotate.exporting import columns, pages, postgres
-from annotate.exporting.columns import csv_cell, dumps, final_cells, final_json, json_from_jsonb, value_cell
+from annotate.exporting.columns import csv_cell, dumps, json_from_jsonb, value_cell
 from annotate.models import Project
 
 FORMATS = ("json", "jsonl", "csv")
@@ -42,7 +42,7 @@ CSV_IMAGE_COLUMNS = tuple(h for h in columns.csv_header(image=True) if h not in 
 def export_jsonl(
     *,
     project: Project,
-    labeled_only: bool = False,
+    scope: pages.ExportScope = pages.ALL_ITEMS,
     progress: pages.Progress | None = None,
     base_url: str = "",
 ) -> Iterator[str]:
@@ -52,14 +52,14 @@ def export_jsonl(
     the start, in the same snapshot). Consume or close the generator: it holds a transaction.
     """
     with pages.read_snapshot():
-        for records in _json_pages(project, labeled_only, progress, base_url):
+        for records in _json_pages(project, scope, progress, base_url):
             yield "".join(record + "\n" for record in records)
 
 
 def export_json(
     *,
     project: Project,
-    labeled_only: bool = False,
+    scope: pages.ExportScope = pages.ALL_ITEMS,
     progress: pages.Progress | None = None,
     base_url: str = "",
 ) -> Iterator[str]:
@@ -67,7 +67,7 @@ def export_json(
     with pages.read_snapshot():
         yield "["
         separator = "\n"
-        for records in _json_pages(project, labeled_only, progress, base_url):
+        for records in _json_pages(project, scope, progress, base_url):
             yield separator + ",\n".join(records)
             separator = ",\n"
         yield "\n]\n" if separator != "\n" else "]\n"
@@ -76,7 +76,7 @@ def export_json(
 def export_csv(
     *,
     project: Project,
-    labeled_only: bool = False,
+    scope: pages.ExportScope = pages.ALL_ITEMS,
     progress: pages.Progress | None = None,
     base_url: str = "",
 ) -> Iterator[str]:
@@ -90,7 +90,7 @@ def export_csv(
     writer.writerow(columns.csv_header(image=project.is_image))
     with pages.read_snapshot():
         yield _drain(buffer)
-        for rows in _csv_pages(project, labeled_only, progress, base_url):
+        for rows in _csv_pages(project, scope, progress, base_url):
             writer.writerows(rows)
             yield _drain(buffer)
 
@@ -115,15 +115,22 @@ def export_stream(
     project: Project,
     format: str,
     labeled_only: bool = False,
+    reviewed_only: bool = False,
+    selection: dict | None = None,
     progress: pages.Progress | None = None,
     base_url: str = "",
 ) -> Iterator[str]:
     """The exporter of `format` (json, jsonl or csv); ValidationError for any other.
 
-    `base_url` ("https://studio.example") makes image URLs absolute; without it they are paths.
+    `labeled_only`, `reviewed_only` and `selection` (the item browser's filters) limit the items
+    (pages.ExportScope). `base_url` ("https://studio.example") makes image URLs absolute;
+    without it they are paths.
     """
     export_format_check(format)
-    return EXPORTERS[format](project=project, labeled_only=labeled_only, progress=progress, base_url=base_url)
+    scope = pages.ExportScope(
+        labeled_only=labeled_only, reviewed_only=reviewed_only, selection=selection or None
+    )
+    return EXPORTERS[format](project=project, scope=scope, progress=progress, base_url=base_url)
 
 
 def export_filename(project: Project, format: str) -> str:
@@ -144,18 +151,15 @@ def image_url_for(project: Project, base_url: str = "") -> Callable[[int, str], 
     return lambda item_id, image: f"{head}{item_id}{tail}" if image else None
 
 
-def _json_pages(project: Project, labeled_only: bool, progress, base_url: str) -> Iterator[list[str]]:
+def _json_pages(project: Project, scope: pages.ExportScope, progress, base_url: str) -> Iterator[list[str]]:
     """Caller holds the read snapshot. Each page's items as their JSON text."""
     image_url = image_url_for(project, base_url)
     layout = columns.item_layout(image=image_url is not None)
     if not postgres.text_rows():
         render = columns.renderers(fmt="json", text=False, image_url=image_url)
-        for entries in pages.item_pages(
-            project=project, labeled_only=labeled_only, progress=progress, layout=layout
-        ):
+        for entries in pages.item_pages(project=project, scope=scope, progress=progress, layout=layout):
             yield [
-                dumps(render.item(item, final, [render.annotation(row) for row in rows]))
-                for item, rows, final in entries
+                dumps(render.item(item, [render.annotation(row) for row in rows])) for item, rows in entries
             ]
         return
     values: dict[str, str] = {}
@@ -165,32 +169,20 @@ def _json_pages(project: Project, labeled_only: bool, progress, base_url: str) -
         image_url=image_url,
         values=lambda text: postgres.cached(values, text, lambda: json_from_jsonb(text)),
     )
-    finals: dict[tuple[str, ...], str] = {}
-    entries_pages = postgres.item_pages_text(
-        project=project, labeled_only=labeled_only, progress=progress, layout=layout
-    )
+    entries_pages = postgres.item_pages_text(project=project, scope=scope, progress=progress, layout=layout)
     item, annotation = render.item, render.annotation
     for entries in entries_pages:
-        yield [
-            item(
-                row,
-                postgres.cached(finals, votes, lambda final=final: dumps(final_json(final))),
-                ", ".join([annotation(a) for a in rows]),
-            )
-            for row, rows, votes, final in entries
-        ]
+        yield [item(row, ", ".join([annotation(a) for a in rows])) for row, rows in entries]
 
 
-def _csv_pages(project: Project, labeled_only: bool, progress, base_url: str) -> Iterator[list[list]]:
+def _csv_pages(project: Project, scope: pages.ExportScope, progress, base_url: str) -> Iterator[list[list]]:
     """Caller holds the read snapshot. Each page's CSV rows (see export_csv)."""
     image_url = image_url_for(project, base_url)
     layout = columns.item_layout(image=image_url is not None)
     if not postgres.text_rows():
         render = columns.renderers(fmt="csv", text=False, image_url=image_url)
-        for entries in pages.item_pages(
-            project=project, labeled_only=labeled_only, progress=progress, layout=layout
-        ):
-            yield [row for item, rows, final in entries for row in _csv_rows(render, item, rows, final)]
+        for entries in pages.item_pages(project=project, scope=scope, progress=progress, layout=layout):
+            yield [row for item, rows in entries for row in _csv_rows(render, item, rows)]
         return
     cells: dict[str | None, str] = {}
     render = columns.renderers(
@@ -201,20 +193,13 @@ def _csv_pages(project: Project, labeled_only: bool, progress, base_url: str) ->
             cells, text, lambda: csv_cell(value_cell(None if text is None else json.loads(text)))
         ),
     )
-    finals: dict[tuple[str, ...], list] = {}
-    entries_pages = postgres.item_pages_text(
-        project=project, labeled_only=labeled_only, progress=progress, layout=layout
-    )
+    entries_pages = postgres.item_pages_text(project=project, scope=scope, progress=progress, layout=layout)
     for entries in entries_pages:
-        out = []
-        for item, rows, votes, final in entries:
-            head_final = postgres.cached(finals, votes, lambda final=final: final_cells(final))
-            out.extend(_csv_rows(render, item, rows, head_final))
-        yield out
+        yield [row for item, rows in entries for row in _csv_rows(render, item, rows)]
 
 
-def _csv_rows(render: columns.Renderers, item: tuple, rows: list, final) -> list[list]:
-    head = render.item(item, final)
+def _csv_rows(render: columns.Renderers, item: tuple, rows: list) -> list[list]:
+    head = render.item(item)
     if not rows:
         return [head + render.empty]
     return [head + render.annotation(row) for row in rows]

@@ -45,6 +45,8 @@ def export_request(
     project: Project,
     format: str,
     labeled_only: bool = False,
+    reviewed_only: bool = False,
+    selection: dict | None = None,
     requested_by: AbstractBaseUser | None = None,
     background: bool = False,
     base_url: str = "",
@@ -60,12 +62,21 @@ def export_request(
             project=project,
             format=format,
             labeled_only=labeled_only,
+            reviewed_only=reviewed_only,
+            selection=selection,
             created_by=requested_by,
             base_url=base_url,
         )
         return ExportAnswer(job=job)
     return ExportAnswer(
-        chunks=export_stream(project=project, format=format, labeled_only=labeled_only, base_url=base_url),
+        chunks=export_stream(
+            project=project,
+            format=format,
+            labeled_only=labeled_only,
+            reviewed_only=reviewed_only,
+            selection=selection,
+            base_url=base_url,
+        ),
         content_type=CONTENT_TYPES[format],
         filename=export_filename(project, format),
     )
@@ -76,6 +87,8 @@ def item_export_start(
     project: Project,
     format: str,
     labeled_only: bool = False,
+    reviewed_only: bool = False,
+    selection: dict | None = None,
     created_by: AbstractBaseUser | None = None,
     base_url: str = "",
 ) -> ExportJob:
@@ -87,6 +100,8 @@ def item_export_start(
             created_by=created_by if created_by is not None and created_by.is_authenticated else None,
             format=format,
             labeled_only=labeled_only,
+            reviewed_only=reviewed_only,
+            selection=selection or {},
             base_url=base_url[: ExportJob._meta.get_field("base_url").max_length],
         )
         tasks.item_export_run.delay_on_commit(job.id)
@@ -133,6 +148,8 @@ def item_export_run_job(*, job_id: int) -> ExportJob:
                 project=job.project,
                 format=job.format,
                 labeled_only=job.labeled_only,
+                reviewed_only=job.reviewed_only,
+                selection=job.selection,
                 progress=progress,
                 base_url=job.base_url,
             )

@@ -16,8 +16,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from annotate.exporting.columns import ANNOTATION_LAYOUT, Layout
-from annotate.models import Annotation, Item, Project
-from annotate.quality import consensus, voting_values
+from annotate.models import Annotation, FinalSource, Item, Project
 
 # Items per keyset page; each page's annotations come in one query.
 PAGE_SIZE = 2000
@@ -25,22 +24,19 @@ PAGE_SIZE = 2000
 Progress = Callable[[int, int], None]
 
 _A_ITEM_ID = ANNOTATION_LAYOUT.index("item_id")
-_A_ANNOTATOR_ID = ANNOTATION_LAYOUT.index("annotator_id")
-_A_VALUE = ANNOTATION_LAYOUT.index("value")
-_A_COUNTED = ANNOTATION_LAYOUT.index("counted")
 
 
-class Vote(NamedTuple):
-    """What voting_values reads of an annotation (on the text path `value` is its jsonb text)."""
+class ExportScope(NamedTuple):
+    """Which items an export holds: all, or only those with an annotation (`labeled_only`), with
+    a reviewer's final label (`reviewed_only`), or in the item browser's `selection` (its filters,
+    annotate.browser.items_filtered)."""
 
-    annotator_id: int
-    value: object
-    counted: bool
+    labeled_only: bool = False
+    reviewed_only: bool = False
+    selection: dict | None = None
 
 
-def votes_of(rows: list[tuple]) -> list:
-    """The voting values of one item's annotation rows (oldest first)."""
-    return voting_values(Vote(row[_A_ANNOTATOR_ID], row[_A_VALUE], row[_A_COUNTED]) for row in rows)
+ALL_ITEMS = ExportScope()
 
 
 @contextmanager
@@ -73,9 +69,15 @@ def read_snapshot() -> Iterator[None]:
         yield
 
 
-def item_queryset(*, project: Project, labeled_only: bool, after_id: int = 0):
+def item_queryset(*, project: Project, scope: ExportScope, after_id: int = 0):
     items = Item.objects.filter(project_id=project.id, id__gt=after_id)
-    if labeled_only:
+    if scope.selection:
+        from annotate.browser import items_filtered  # here: the browser starts exports itself
+
+        items = items & items_filtered(project=project, filters=scope.selection)
+    if scope.reviewed_only:
+        items = items.filter(final_source=FinalSource.REVIEW)
+    if scope.labeled_only:
         # The repeated bound lets PostgreSQL start its semi-join at the page, not at the first
         # annotation (a merge scan from the start makes every page cost the whole table).
         labeled = Annotation.objects.filter(item_id=OuterRef("pk"), item_id__gt=after_id)
@@ -85,8 +87,8 @@ def item_queryset(*, project: Project, labeled_only: bool, after_id: int = 0):
 
 def annotation_queryset(*, project: Project, first_id: int, last_id: int):
     # An id range, not IN (2,000 ids): a short statement the item index answers with one
-    # range scan. Rows of items outside the page (other projects' items in between, or
-    # unlabeled ones under labeled_only) are dropped by the caller.
+    # range scan. Rows of items outside the page (other projects' items in between, or items
+    # outside the scope) are dropped by the caller.
     return Annotation.objects.filter(
         project_id=project.id, item_id__gte=first_id, item_id__lte=last_id
     ).order_by("item_id", "id")
@@ -103,13 +105,13 @@ def group_by_item(page: list[tuple], annotations: list[tuple]) -> dict[int, list
 
 
 def pages(
-    *, project: Project, labeled_only: bool, progress: Progress | None, read: Callable[[int], list]
+    *, project: Project, scope: ExportScope, progress: Progress | None, read: Callable[[int], list]
 ) -> Iterator[list]:
     """Caller holds the read snapshot. `read(after_id)`'s pages until one is empty, with progress.
 
     `read` returns a page's entries, each starting with its item row, whose first column is the id.
     """
-    total = item_queryset(project=project, labeled_only=labeled_only).count() if progress is not None else 0
+    total = item_queryset(project=project, scope=scope).count() if progress is not None else 0
     done = 0
     last_id = 0
     while entries := read(last_id):
@@ -123,25 +125,18 @@ def pages(
 
 
 def item_pages(
-    *, project: Project, labeled_only: bool, progress: Progress | None, layout: Layout
+    *, project: Project, scope: ExportScope, progress: Progress | None, layout: Layout
 ) -> Iterator[list[tuple]]:
     """Caller holds the read snapshot. The project's items a page at a time, in id order, as
-    Django's values in `layout`'s order. Each entry is (item row, its annotation rows oldest
-    first, its Consensus)."""
-    label_order = list(project.labels.values_list("name", flat=True))
+    Django's values in `layout`'s order. Each entry is (item row, its annotation rows oldest first)."""
 
     def read(after_id: int) -> list[tuple]:
-        items = item_queryset(project=project, labeled_only=labeled_only, after_id=after_id)
+        items = item_queryset(project=project, scope=scope, after_id=after_id)
         page = list(items.order_by("id").values_list(*layout.fields)[:PAGE_SIZE])
         if not page:
             return []
         annotations = annotation_queryset(project=project, first_id=page[0][0], last_id=page[-1][0])
         by_item = group_by_item(page, list(annotations.values_list(*ANNOTATION_LAYOUT.fields)))
-        entries = []
-        for item in page:
-            rows = by_item[item[0]]
-            final = consensus(votes_of(rows), multi_label=project.multi_label, label_order=label_order)
-            entries.append((item, rows, final))
-        return entries
+        return [(item, by_item[item[0]]) for item in page]
 
-    return pages(project=project, labeled_only=labeled_only, progress=progress, read=read)
+    return pages(project=project, scope=scope, progress=progress, read=read)

@@ -7,7 +7,6 @@ byte the one the generic path (Django's row converters, then `json.dumps` or `cs
 record) writes, and tests compare the two.
 """
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +17,6 @@ from django.db.models.functions import Cast
 from annotate.exporting import pages
 from annotate.exporting.columns import ANNOTATION_LAYOUT, ISO, PLAIN, TEXT, Layout
 from annotate.models import Project
-from annotate.quality import Consensus, consensus
 
 # On PostgreSQL, read pages as text ready for the output. Tests turn it off to compare the
 # output with the generic path's.
@@ -79,39 +77,22 @@ def _fetchall(queryset) -> list[tuple]:
 
 
 def item_pages_text(
-    *, project: Project, labeled_only: bool, progress: pages.Progress | None, layout: Layout
+    *, project: Project, scope: pages.ExportScope, progress: pages.Progress | None, layout: Layout
 ) -> Iterator[list[tuple]]:
     """Caller holds the read snapshot, on PostgreSQL. As pages.item_pages, with rows as text tuples.
 
     JSON fields come as jsonb's text, None for SQL NULL. Each entry is (item row, its annotation
-    rows oldest first, the voting values' texts, its Consensus): equal texts decode to equal
-    values, so items that share their votes share one Consensus.
+    rows oldest first).
     """
-    label_order = list(project.labels.values_list("name", flat=True))
-    finals: dict[tuple[str, ...], Consensus] = {}
     item_select, annotation_select = _selected(layout), _selected(ANNOTATION_LAYOUT)
 
     def read(after_id: int) -> list[tuple]:
-        items = pages.item_queryset(project=project, labeled_only=labeled_only, after_id=after_id)
+        items = pages.item_queryset(project=project, scope=scope, after_id=after_id)
         page = _fetchall(items.order_by("id").values_list(*item_select)[: pages.PAGE_SIZE])
         if not page:
             return []
         annotations = pages.annotation_queryset(project=project, first_id=page[0][0], last_id=page[-1][0])
         by_item = pages.group_by_item(page, _fetchall(annotations.values_list(*annotation_select)))
-        entries = []
-        for item in page:
-            rows = by_item[item[0]]
-            votes = tuple(pages.votes_of(rows))
-            final = cached(
-                finals,
-                votes,
-                lambda votes=votes: consensus(
-                    [json.loads(text) for text in votes],
-                    multi_label=project.multi_label,
-                    label_order=label_order,
-                ),
-            )
-            entries.append((item, rows, votes, final))
-        return entries
+        return [(item, by_item[item[0]]) for item in page]
 
-    return pages.pages(project=project, labeled_only=labeled_only, progress=progress, read=read)
+    return pages.pages(project=project, scope=scope, progress=progress, read=read)

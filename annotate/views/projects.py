@@ -16,6 +16,7 @@ from annotate import exporting, importing
 from annotate.items import item_image_get
 from annotate.models import ExportJob, ImportJob, Project
 from annotate.projects import membership_list, project_list_with_progress, project_progress
+from annotate.review import review_notices, review_notices_seen
 from annotate.views.access import page_membership
 from training.runs import training_run_list
 from training.versions import model_version_active, model_version_list_with_acceptance
@@ -70,7 +71,17 @@ def label(request: HttpRequest, project_id: int) -> HttpResponse:
     }
     # Sanitised by nh3 in render_markdown, so it may be marked safe.
     instructions = mark_safe(render_markdown(project.instructions)) if project.instructions else ""
-    context = {"project": project, "labels": labels, "config": config, "instructions_html": instructions}
+    # Rejects of this annotator's answers, each shown once, with the reviewer's reason.
+    notices = review_notices(project=project, annotator=request.user)
+    review_notices_seen(reviews=notices)
+    context = {
+        "project": project,
+        "labels": labels,
+        "config": config,
+        "instructions_html": instructions,
+        "notices": notices,
+        "paused_reason": membership.paused_reason if membership.paused else "",
+    }
     return render(request, "annotate/label.html", context)
 
 

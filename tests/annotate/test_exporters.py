@@ -52,6 +52,7 @@ def _expected_annotation(annotation):
         "active_ms": annotation.active_ms,
         "late": annotation.late,
         "counted": annotation.counted,
+        "rejected": annotation.rejected,
         "source": annotation.source,
         "proposal": proposal,
         "proposal_accepted": annotation.proposal_accepted,
@@ -87,6 +88,7 @@ def test_an_annotation_shows_the_proposal_it_was_shown_and_whether_it_was_accept
         "active_ms": 1500,
         "late": False,
         "counted": True,
+        "rejected": False,
         "source": "",
         "proposal": {"value": CAT, "model_version_id": 7},
         "proposal_accepted": True,
@@ -101,11 +103,12 @@ def test_an_annotation_shows_the_proposal_it_was_shown_and_whether_it_was_accept
 
 def test_final_label_is_the_majority_and_a_tie_is_marked_without_a_value(studio):
     t0, t1, t2 = _items(studio)
-    assert t0["final_label"] == {"value": CAT, "tie": False, "votes": 3}
+    assert t0["final_label"] == {"value": CAT, "source": "consensus"}
     # dee's late, uncounted annotation does not vote: 3 voters, one each for cat, dog and bird.
-    assert t1["final_label"] == {"value": None, "tie": True, "votes": 3}
-    assert t2["final_label"] == {"value": None, "tie": False, "votes": 0}
+    assert t1["final_label"] == {"value": None, "source": "tie"}
+    assert t2["final_label"] == {"value": None, "source": "none"}
     assert t2["annotations"] == []
+    assert [t["gold"] for t in (t0, t1, t2)] == [False, False, False]
 
 
 def test_multi_label_final_label_keeps_labels_chosen_by_more_than_half_of_the_voters():
@@ -120,7 +123,7 @@ def test_multi_label_final_label_keeps_labels_chosen_by_more_than_half_of_the_vo
     for user, choices in zip(users, (["a", "b"], ["b", "a"], ["b", "c"]), strict=True):
         label(project, user, choices)
     (item,) = _items(project)
-    assert item["final_label"] == {"value": {"choices": ["a", "b"]}, "tie": False, "votes": 3}
+    assert item["final_label"] == {"value": {"choices": ["a", "b"]}, "source": "consensus"}
     rows = _csv_rows(project)
     assert [row["value"] for row in rows] == ["a;b", "a;b", "b;c"]
     assert {row["final_label"] for row in rows} == {"a;b"}
@@ -132,7 +135,7 @@ def test_a_resubmit_replaces_the_annotators_own_vote_in_the_finallabel():
     annotation = label(project, user, ["cat"])
     annotation_submit(project=project, item_id=annotation.item_id, annotator=user, value={"choices": ["dog"]})
     (item,) = _items(project)
-    assert item["final_label"] == {"value": {"choices": ["dog"]}, "tie": False, "votes": 1}
+    assert item["final_label"] == {"value": {"choices": ["dog"]}, "source": "single"}
     assert [a["value"] for a in item["annotations"]] == [CAT, {"choices": ["dog"]}]
 
 
@@ -166,23 +169,24 @@ def test_csv_has_one_row_per_annotation_and_one_empty_row_per_unlabeled_item(stu
         "external_id": "t0",
         "text": "text number 0",
         "final_label": "cat",
-        "final_tie": "false",
-        "final_votes": "3",
+        "final_source": "consensus",
+        "gold": "false",
         "annotator": "ann",
         "value": "cat",
         "created_at": "2025-03-01T12:00:00+00:00",
         "active_ms": "1500",
         "late": "false",
         "counted": "true",
+        "rejected": "false",
         "source": "",
         "proposal": "cat",
         "proposal_model_version_id": "7",
         "proposal_accepted": "true",
     }
     dee = rows[6]
-    assert (dee["final_label"], dee["final_tie"], dee["late"], dee["counted"], dee["source"]) == (
+    assert (dee["final_label"], dee["final_source"], dee["late"], dee["counted"], dee["source"]) == (
         "",
-        "true",
+        "tie",
         "true",
         "false",
         "import:batch-1",
@@ -190,7 +194,7 @@ def test_csv_has_one_row_per_annotation_and_one_empty_row_per_unlabeled_item(stu
     assert (dee["proposal"], dee["proposal_accepted"]) == ("", "")
     unlabeled = rows[7]
     assert [unlabeled[c] for c in ("annotator", "value", "created_at", "active_ms", "proposal")] == [""] * 5
-    assert (unlabeled["final_votes"], unlabeled["final_tie"]) == ("0", "false")
+    assert (unlabeled["final_label"], unlabeled["final_source"]) == ("", "none")
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
@@ -279,9 +283,9 @@ def test_queries_grow_with_pages_not_with_items_or_annotations(studio, monkeypat
     with CaptureQueriesContext(connection) as captured:
         _items(studio)
     selects = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
-    # Labels once; per page of 2 items, the items and their annotations (joined to the
-    # annotator's username); then the empty page that ends the export.
-    assert len(selects) == 1 + 2 * 2 + 1
+    # Per page of 2 items, the items (with their final labels) and their annotations (joined
+    # to the annotator's username); then the empty page that ends the export.
+    assert len(selects) == 2 * 2 + 1
     assert not any(q.startswith('SELECT "auth_user"') for q in selects)
 
 
@@ -524,3 +528,37 @@ def test_the_command_writes_labeled_items_to_standard_output(studio):
 def test_the_command_refuses_an_unknown_project():
     with pytest.raises(CommandError, match="does not exist"):
         call_command("export_project", "999999", "--format", "json")
+
+
+# Review and gold ----------------------------------------------------------------------------
+
+
+def test_reviewed_only_exports_the_items_a_reviewer_decided_and_marks_rejects_and_gold(studio):
+    from annotate.gold import item_gold_set
+    from annotate.review import review_decide
+
+    reviewer = UserFactory()
+    Membership.objects.create(project=studio, user=reviewer, role="reviewer")
+    t0 = Item.objects.get(project=studio, external_id="t0")
+    cy = Annotation.objects.get(item=t0, annotator__username="cy")
+    review_decide(
+        project=studio, item_id=t0.pk, reviewer=reviewer, decision="reject", supersedes=None,
+        annotation_id=cy.pk, reason="dog? no",
+    )  # fmt: skip
+    t1 = Item.objects.get(project=studio, external_id="t1")
+    review_decide(
+        project=studio, item_id=t1.pk, reviewer=reviewer, decision="correct", supersedes=None, value=CAT
+    )
+    item_gold_set(project=studio, item_id=Item.objects.get(project=studio, external_id="t2").pk, value=CAT)
+    for fmt in ("jsonl", "csv"):
+        text = "".join(exporting.export_stream(project=studio, format=fmt, reviewed_only=True))
+        assert "t1" in text and "t0" not in text and "t2" not in text, fmt
+    t0_record, t1_record, t2_record = _items(studio)
+    assert t1_record["final_label"] == {"value": CAT, "source": "review"}
+    # The reject leaves t0 with ann's and bob's cat: complete no more, but a consensus.
+    assert t0_record["final_label"] == {"value": CAT, "source": "consensus"}
+    assert [a["rejected"] for a in t0_record["annotations"]] == [False, False, True]
+    assert (t2_record["gold"], t2_record["final_label"]) == (True, {"value": CAT, "source": "gold"})
+    rows = _csv_rows(studio)
+    assert {row["final_source"] for row in rows if row["external_id"] == "t2"} == {"gold"}
+    assert {row["gold"] for row in rows if row["external_id"] == "t2"} == {"true"}
