@@ -357,6 +357,9 @@ class ImportInput(serializers.Serializer):
     prediction_column = serializers.CharField(
         required=False, allow_blank=True, help_text="Proposals shown to annotators."
     )
+    gold_column = serializers.CharField(
+        required=False, allow_blank=True, help_text="True values: rows with one become gold items."
+    )
     label_source = serializers.CharField(required=False, allow_blank=True)
 
     def options(self) -> dict:

@@ -9,8 +9,9 @@ positive, negative".
 Fields of the text formats: text (required); id (the external id; when absent "<filename>:<line>",
 or "<filename>:<item number>" in a JSON array); label (imported as a counted annotation by the
 inactive user "source:<label_source>"); prediction (stored as Item.proposal: a label name, a list
-of names, or {"label" | "choices": ..., "score": 0.9}; a CSV cell may hold that JSON too). Other
-columns or fields are kept in Item.metadata.
+of names, or {"label" | "choices": ..., "score": 0.9}; a CSV cell may hold that JSON too); gold
+(the true value of a gold item: a label name or a list; the row's label must then be empty).
+Other columns or fields are kept in Item.metadata.
 
     options.py   formats, and the import options validated once for every caller
     rows.py      the row rules: task type, text, ids, labels, proposals; ImportRejected

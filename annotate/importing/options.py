@@ -16,7 +16,7 @@ TEXT_FORMATS = ("csv", "json", "jsonl", "text")
 FORMATS = (*TEXT_FORMATS, "images", "zip")
 # The formats whose records have named columns or fields, and the options naming them.
 COLUMN_FORMATS = ("csv", "json", "jsonl")
-COLUMN_OPTIONS = ("text_column", "id_column", "label_column", "prediction_column")
+COLUMN_OPTIONS = ("text_column", "id_column", "label_column", "prediction_column", "gold_column")
 OPTION_NAMES = frozenset({*COLUMN_OPTIONS, "label_source"})
 
 _EXTENSION_FORMATS = {

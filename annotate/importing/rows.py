@@ -51,6 +51,7 @@ class Row(NamedTuple):
     metadata: dict = {}  # shared default, never mutated
     choices: dict | None = None
     proposal: dict | None = None
+    gold: dict | None = None  # the true value of a gold item
 
 
 def task_type_require(project: Project, task_type: str, format: str) -> None:
@@ -110,6 +111,7 @@ class RowBuilder:
         id_field: str | None,
         label_field: str | None = None,
         prediction_field: str | None = None,
+        gold_field: str | None = None,
         cells_are_text: bool,
         metadata_field: str | None = None,
     ):
@@ -118,9 +120,17 @@ class RowBuilder:
         self.id_field = id_field
         self.label_field = label_field
         self.prediction_field = prediction_field
+        # A field is one thing: a gold field that is also the text, id, label or prediction (a
+        # label column named "gold", say) is not read as gold values.
+        taken = {text_field, id_field, label_field, prediction_field}
+        self.gold_field = gold_field if gold_field not in taken else None
         self.cells_are_text = cells_are_text
         self.metadata_field = metadata_field
-        self.known = {f for f in (text_field, id_field, label_field, prediction_field, metadata_field) if f}
+        self.known = {
+            f
+            for f in (text_field, id_field, label_field, prediction_field, self.gold_field, metadata_field)
+            if f
+        }
         self.choices = ChoicesValidator(project)
 
     def build(self, *, locator: str, fields: Any, generated_id: str) -> Row:
@@ -167,6 +177,17 @@ class RowBuilder:
         if self.prediction_field is not None:
             proposal = self._proposal(fields.get(self.prediction_field), where=where)
 
+        gold = None
+        if self.gold_field is not None:
+            names = self._names(fields.get(self.gold_field), where=where, field=self.gold_field)
+            if names:
+                gold = self.choices.validate(names, where=where, field=self.gold_field)
+                if choices is not None:
+                    raise ImportRejected(
+                        f"{where}, field {self.gold_field!r}: a gold item's label is its true value;"
+                        f" leave {self.label_field!r} empty on this row"
+                    )
+
         if self.metadata_field is None:
             # An unnamed CSV column (a trailing delimiter) is kept only when it holds something.
             metadata = {
@@ -181,6 +202,7 @@ class RowBuilder:
             metadata=metadata,
             choices=choices,
             proposal=proposal,
+            gold=gold,
         )
 
     def _metadata(self, fields: dict, *, where: str) -> dict:

@@ -46,6 +46,7 @@ def import_csv(
     id_column: str | None = None,
     label_column: str | None = None,
     prediction_column: str | None = None,
+    gold_column: str | None = None,
     label_source: str = "import",
     progress: Progress | None = None,
 ) -> ImportResult:
@@ -68,7 +69,7 @@ def import_csv(
             raise ImportRejected(
                 f"{filename}, line {header_line}: column {twice!r} appears twice in the header"
             )
-        for column in (text_column, id_column, label_column, prediction_column):
+        for column in (text_column, id_column, label_column, prediction_column, gold_column):
             if column is not None and column not in header:
                 raise ImportRejected(
                     f"{filename}, line {header_line}: no column {column!r}; the columns are: "
@@ -99,6 +100,7 @@ def import_csv(
             id_field=id_column,
             label_field=label_column,
             prediction_field=prediction_column,
+            gold_field=gold_column,
             cells_are_text=True,
         ),
         label_source=label_source,
@@ -115,6 +117,7 @@ def import_json(
     id_column: str | None = "id",
     label_column: str | None = "label",
     prediction_column: str | None = "prediction",
+    gold_column: str | None = "gold",
     label_source: str = "import",
     progress: Progress | None = None,
 ) -> ImportResult:
@@ -139,7 +142,7 @@ def import_json(
         file=file,
         filename=filename,
         parse=parse,
-        builder=_json_fields(text_column, id_column, label_column, prediction_column),
+        builder=_json_fields(text_column, id_column, label_column, prediction_column, gold_column),
         label_source=label_source,
         progress=progress,
     )
@@ -154,6 +157,7 @@ def import_jsonl(
     id_column: str | None = "id",
     label_column: str | None = "label",
     prediction_column: str | None = "prediction",
+    gold_column: str | None = "gold",
     label_source: str = "import",
     progress: Progress | None = None,
 ) -> ImportResult:
@@ -182,7 +186,7 @@ def import_jsonl(
         file=file,
         filename=filename,
         parse=parse,
-        builder=_json_fields(text_column, id_column, label_column, prediction_column),
+        builder=_json_fields(text_column, id_column, label_column, prediction_column, gold_column),
         label_source=label_source,
         progress=progress,
     )
@@ -274,9 +278,16 @@ def _text_import(
     )
 
 
-def _json_fields(text: str, id: str | None, label: str | None, prediction: str | None) -> dict:
+def _json_fields(
+    text: str, id: str | None, label: str | None, prediction: str | None, gold: str | None
+) -> dict:
     return dict(
-        text_field=text, id_field=id, label_field=label, prediction_field=prediction, cells_are_text=False
+        text_field=text,
+        id_field=id,
+        label_field=label,
+        prediction_field=prediction,
+        gold_field=gold,
+        cells_are_text=False,
     )
 
 

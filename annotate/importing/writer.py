@@ -22,7 +22,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, 
 from django.utils import timezone
 
 from annotate.importing.rows import IdCheck, ImportRejected, ImportResult, Row
-from annotate.models import Annotation, FinalSource, Item, Project, ReviewState
+from annotate.models import Annotation, FinalSource, Item, PickKind, Project, ReviewState
 from annotate.quality.finals import final_tallies
 from annotate.quality.tallies import annotation_tallies, tallies_add
 from annotate.queue import queue_order_changed
@@ -244,11 +244,14 @@ class BatchWriter:
 def _item_counters(project: Project, row: Row) -> tuple[int, bool]:
     """(annotation_count, is_complete) of a new item: known before insert."""
     count = 1 if row.choices is not None else 0
-    return count, count >= project.overlap
+    return count, count >= project.overlap or row.gold is not None  # gold items are complete
 
 
 def _item_quality(project: Project, row: Row) -> tuple[dict | None, str, str]:
-    """(final_value, final_source, review_state) of a new item: an imported label is its one vote."""
+    """(final_value, final_source, review_state) of a new item: an imported label is its one vote,
+    a gold value its true value."""
+    if row.gold is not None:
+        return row.gold, FinalSource.GOLD, ReviewState.NONE
     if row.choices is None:
         return None, FinalSource.NONE, ReviewState.NONE
     _, complete = _item_counters(project, row)
@@ -294,6 +297,8 @@ def _item_fields(project: Project, row: Row, now: datetime) -> dict:
         "final_value": final_value,
         "final_source": final_source,
         "review_state": review_state,
+        "pick_kind": PickKind.GOLD if row.gold is not None else PickKind.QUEUE,
+        "gold_value": row.gold,
         "created_at": now,
     }
 
@@ -347,7 +352,7 @@ def _batch_bulk_create(
 _ITEM_VARYING = (
     "external_id", "text", "image", "width", "height",
     "metadata", "proposal", "annotation_count", "is_complete",
-    "final_value", "final_source", "review_state",
+    "final_value", "final_source", "review_state", "pick_kind", "gold_value",
 )  # fmt: skip
 _ANNOTATION_VARYING = ("item_id", "value")
 
@@ -365,7 +370,8 @@ def _item_copy(project: Project, rows: list[Row], now: datetime) -> tuple[str, s
         lines.append(
             f"{text(row.external_id)}\t{text(row.text)}\t{text(row.image)}\t{number(row.width)}\t"
             f"{number(row.height)}\t{json_text(row.metadata)}\t{json_text(row.proposal)}\t{count}\t"
-            f"{'t' if complete else 'f'}\t{json_text(final_value)}\t{final_source}\t{review_state}"
+            f"{'t' if complete else 'f'}\t{json_text(final_value)}\t{final_source}\t{review_state}\t"
+            f"{PickKind.GOLD if row.gold is not None else PickKind.QUEUE}\t{json_text(row.gold)}"
             f"{copy_rows.tail}"
         )
     return copy_rows.sql, "".join(lines)

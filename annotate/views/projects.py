@@ -116,6 +116,7 @@ class ImportForm(forms.Form):
     id_column = forms.CharField(required=False, help_text="Optional: external id column / field")
     label_column = forms.CharField(required=False, help_text="Optional: existing labels to import")
     prediction_column = forms.CharField(required=False, help_text="Optional: proposals to show")
+    gold_column = forms.CharField(required=False, help_text="Optional: true values of gold items")
     label_source = forms.CharField(initial="import", help_text="Name the imported labels come from")
 
     def options(self) -> dict:

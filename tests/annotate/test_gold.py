@@ -146,3 +146,46 @@ def test_the_pause_needs_the_whole_interval_below_the_bar():
     assert gold_pause_reason(project=project, answers=10, correct=4) != ""  # upper bound 0.69 < 0.8
     project.gold_pause_below = None
     assert gold_pause_reason(project=project, answers=100, correct=0) == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_import_column_makes_gold_items_and_bad_values_name_the_line_and_field(fmt):
+    import io
+
+    from annotate import importing
+
+    project = make_project(items=0, overlap=2)
+    if fmt == "csv":
+        good = "id,text,truth\na,first,positive\nb,second,\n"
+        bad = "id,text,truth\nc,third,maybe\n"
+    else:
+        good = '{"id": "a", "text": "first", "truth": "positive"}\n{"id": "b", "text": "second"}\n'
+        bad = '{"id": "c", "text": "third", "truth": "maybe"}\n'
+    name = f"gold.{fmt}"
+    importing.item_import(
+        project=project,
+        file=io.BytesIO(good.encode()),
+        filename=name,
+        format=fmt,
+        options={"gold_column": "truth"},
+    )
+    gold, plain = Item.objects.filter(project=project).order_by("external_id")
+    assert (gold.pick_kind, gold.gold_value, gold.final_source, gold.is_complete) == (
+        "gold",
+        POS,
+        "gold",
+        True,
+    )
+    assert (plain.pick_kind, plain.final_source, plain.is_complete) == ("queue", "none", False)
+    assert_kept_right(project)
+    with pytest.raises(importing.ImportRejected) as caught:
+        importing.item_import(
+            project=project,
+            file=io.BytesIO(bad.encode()),
+            filename=name,
+            format=fmt,
+            options={"gold_column": "truth"},
+        )
+    assert "truth" in str(caught.value) and "maybe" in str(caught.value) and ("line" in str(caught.value))
+    assert Item.objects.filter(project=project).count() == 2

@@ -32,6 +32,7 @@ class Command(BaseCommand):
             "--label-column", help='Column or field with existing labels ("a;b" in a multi-label CSV).'
         )
         parser.add_argument("--prediction-column", help="Column or field with a predicted label.")
+        parser.add_argument("--gold-column", help="Column or field with the true value of gold items.")
         parser.add_argument(
             "--source",
             default="import",
