@@ -386,6 +386,9 @@ class ExportInput(serializers.Serializer):
     labeled_only = serializers.BooleanField(
         default=False, help_text="Only items with at least one annotation."
     )
+    reviewed_only = serializers.BooleanField(
+        default=False, help_text="Only items whose final label a reviewer decided (source review)."
+    )
 
 
 class ExportJobOutput(serializers.ModelSerializer):

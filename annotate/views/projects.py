@@ -208,6 +208,7 @@ def import_job(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
 class ExportForm(forms.Form):
     format = forms.ChoiceField(choices=[("json", "JSON"), ("jsonl", "JSON Lines"), ("csv", "CSV")])
     labeled_only = forms.BooleanField(required=False, label="Labeled items only")
+    reviewed_only = forms.BooleanField(required=False, label="Reviewed items only")
 
 
 @login_required
@@ -222,6 +223,7 @@ def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
             project=project,
             format=form.cleaned_data["format"],
             labeled_only=form.cleaned_data["labeled_only"],
+            reviewed_only=form.cleaned_data["reviewed_only"],
             requested_by=request.user,
             background="background" in request.GET,
             base_url=request.build_absolute_uri("/"),

@@ -397,3 +397,31 @@ def test_a_member_who_is_not_a_manager_gets_403_on_every_import_and_export_endpo
 def test_an_annotator_cannot_reach_a_file_with_head_either(project, annotator, name):
     _, url, data, _ = _endpoints(project)[name]
     assert _client(annotator).head(url, data).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_export_api_limits_to_reviewed_items():
+    from annotate.queue import annotation_submit, assignment_next
+    from annotate.review import review_decide
+    from tests.factories import UserFactory, make_project
+
+    annotator, reviewer, manager = UserFactory(), UserFactory(), UserFactory()
+    project = make_project(
+        items=2, overlap=1, members=[(annotator, "annotator"), (reviewer, "reviewer"), (manager, "manager")]
+    )
+    for _ in range(2):
+        lease = assignment_next(project=project, annotator=annotator)
+        annotation_submit(
+            project=project, item_id=lease.item.pk, annotator=annotator, value={"choices": ["positive"]}
+        )
+    first = project.items.order_by("id").first()
+    review_decide(
+        project=project, item_id=first.pk, reviewer=reviewer, decision="correct", supersedes=None,
+        value={"choices": ["negative"]},
+    )  # fmt: skip
+    response = _client(manager).get(_url("export", project), {"format": "jsonl", "reviewed_only": "true"})
+    assert response.status_code == 200
+    records = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert [(r["id"], r["final_label"]) for r in records] == [
+        (first.pk, {"value": {"choices": ["negative"]}, "source": "review"})
+    ]
