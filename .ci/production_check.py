@@ -58,10 +58,15 @@ def check_pins(env: dict) -> None:
         "for pkg in ('config', 'annotate', 'training'):\n"
         "    for m in pkgutil.walk_packages(importlib.import_module(pkg).__path__, pkg + '.'):\n"
         "        importlib.import_module(m.name)\n"
-        "import kombu.transport.redis, zoneinfo, tzdata\n"
+        "import kombu.transport.redis, zoneinfo, tzdata, cleanlab\n"
+        "import psycopg\n"
+        "assert psycopg.pq.__impl__ in ('binary', 'c'), 'psycopg runs on ' + psycopg.pq.__impl__\n"
     )
     run(str(BIN / "python"), "-c", code, env=env)
-    say("pip check clean; every runtime module imports, kombu's Redis transport included")
+    say(
+        "pip check clean; every runtime module imports, kombu's Redis transport and cleanlab included;"
+        " psycopg runs on its C implementation"
+    )
 
 
 def fresh_services(database_url: str) -> None:

