@@ -166,8 +166,8 @@ def rows_for(results: dict) -> list[tuple[str, str, str, bool | None]]:
         rows.append(("  items scored", f"{r['items_scored']:,}", "", None))
         rows.append(
             (
-                "  validation accuracy",
-                f"{r['accuracy']:.4f} ({r['n_train']:,} train / {r['n_validation']:,} val)",
+                "  cross-validated accuracy",
+                f"{r['accuracy']:.4f} ({r['n_train']:,} labels)",
                 "",
                 None,
             )

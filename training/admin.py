@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from annotate.admin import ManagedByLeadAdmin, ManagedProjectFilter
+from training.evaluation import labels_line
 from training.models import ModelVersion, TrainingRun
 from training.runs import training_run_cancel, training_run_request_activation
 
@@ -49,9 +50,9 @@ class ModelVersionAdmin(ManagedByLeadAdmin):
         m = obj.metrics
         low, high = m.get("accuracy_ci", [0, 0])
         return format_html(
-            "accuracy {} (95% CI {}–{}), macro-F1 {}, {} training / {} validation labels",
+            "accuracy {} (95% CI {}–{}), macro-F1 {}, {}",
             f"{m.get('accuracy', 0):.3f}", f"{low:.3f}", f"{high:.3f}", f"{m.get('macro_f1', 0):.3f}",
-            m.get("n_train", 0), m.get("n_validation", 0),
+            labels_line(m),
         )  # fmt: skip
 
     # The SVGs are drawn by training/pictures.py, which escapes every label.

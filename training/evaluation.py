@@ -1,23 +1,26 @@
-"""Validation metrics for a trained model version, as a JSON-safe dict.
+"""Metrics of a trained model version, as JSON-safe dicts, and the folds they are measured on.
 
-Pure NumPy: no Django, no ORM, no scikit-learn at import time. The layout of the dict returned by
-`evaluate()` is what the training run stores and what the pictures in `training/pictures.py` read.
+Pure NumPy: no Django, no ORM, no scikit-learn at import time. A training run scores its
+out-of-fold predictions (`fold_assignments`: every labeled item predicted by a model that did not
+see it) with `evaluate()`, pooled, and `cross_validation_summary()`, per fold. The layout of the
+dict returned by `evaluate()` is what the training run stores and what the pictures in
+`training/pictures.py` read.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-# Two-sided 95% normal quantile, Phi^-1(0.975).
-Z_95 = 1.959963984540054
+from annotate.quality.gold import Z_95
+from annotate.quality.gold import wilson_interval as _wilson
 
 
 def wilson_interval(successes: int, n: int, *, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion `successes / n` (95% by default).
+    """Wilson score interval for a binomial proportion `successes / n` (95% by default): the
+    gold accuracy's (annotate/quality/gold.py), refusing an empty or impossible count.
 
     Unlike the normal ("Wald") interval it stays inside [0, 1] and does not collapse to a single point
     at 0% or 100%, so it stays honest when the validation side holds only a few dozen items.
@@ -26,13 +29,7 @@ def wilson_interval(successes: int, n: int, *, z: float = Z_95) -> tuple[float, 
         raise ValueError("no validation items")
     if not 0 <= successes <= n:
         raise ValueError(f"successes must lie in [0, {n}], got {successes}")
-    p = successes / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = (z / denom) * math.sqrt(p * (1.0 - p) / n + z2 / (4 * n * n))
-    # Clamp float noise at the ends (e.g. 1.0000000000000002 when p == 1).
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return _wilson(successes, n, z=z)
 
 
 def evaluate(
@@ -190,3 +187,83 @@ def _indicator_matrix(y_true: Sequence[Any] | np.ndarray, classes: list[str]) ->
                 raise ValueError(f"unknown class {name!r} in y_true")
             truth[row, index[name]] = True
     return truth
+
+
+# Cross-validation --------------------------------------------------------------------------
+
+CV_FOLDS = 5
+
+
+def fold_assignments(Y: np.ndarray, *, multi_label: bool, folds: int = CV_FOLDS, seed: int = 0) -> np.ndarray:
+    """The fold (0 … k−1) of each labeled row for k-fold cross-validation, seeded.
+
+    Single-label rows are stratified: every fold holds each class in about its overall share. k is
+    `folds`, or the smallest class's count when that is lower, so that every class has an item in
+    every fold and each fold's training side still has every class. Multi-label rows are shuffled
+    into k = min(`folds`, rows) plain folds: stratifying label sets would need a library of its own,
+    and a class missing from a fold's training side is one the backends already handle.
+
+    Raises ValueError when fewer than two folds are possible (a class with a single item).
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    Y = np.asarray(Y)
+    n = len(Y)
+    if multi_label:
+        k = min(int(folds), n)
+        splitter = KFold(n_splits=k, shuffle=True, random_state=seed) if k >= 2 else None
+    else:
+        counts = np.bincount(Y.astype(np.int64))
+        k = min(int(folds), int(counts[counts > 0].min())) if n else 0
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed) if k >= 2 else None
+    if splitter is None:
+        raise ValueError("cross-validation needs at least 2 labeled items of every class")
+    fold_of = np.empty(n, dtype=np.int64)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros((n, 1)), None if multi_label else Y)):
+        fold_of[held_out] = fold
+    return fold_of
+
+
+def cross_validation_summary(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    fold_of: np.ndarray,
+    *,
+    classes: list[str],
+    multi_label: bool,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Accuracy and macro-F1 of each fold's out-of-fold predictions, with their mean and spread.
+
+    `proba` holds, for every row, the probabilities of the fold model that did not see it (as
+    `evaluate` reads them); the spread is the sample standard deviation over the folds, so a
+    difference between two versions smaller than it means little. JSON-safe::
+
+        {"folds": k, "stratified": bool, "n_per_fold": [...],
+         "accuracy": {"mean", "std", "per_fold": [...]}, "macro_f1": {"mean", "std", "per_fold": [...]}}
+    """
+    y_true, proba, fold_of = np.asarray(y_true), np.asarray(proba, dtype=float), np.asarray(fold_of)
+    per_fold: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
+    sizes = []
+    for fold in np.unique(fold_of):
+        held_out = fold_of == fold
+        scored = evaluate(
+            y_true[held_out], proba[held_out], classes=classes, multi_label=multi_label,
+            threshold=threshold, n_train=int((~held_out).sum()),
+        )  # fmt: skip
+        sizes.append(int(held_out.sum()))
+        for name in per_fold:
+            per_fold[name].append(float(scored[name]))
+    summary: dict[str, Any] = {"folds": len(sizes), "stratified": not multi_label, "n_per_fold": sizes}
+    for name, values in per_fold.items():
+        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        summary[name] = {"mean": float(np.mean(values)), "std": spread, "per_fold": values}
+    return summary
+
+
+def labels_line(metrics: dict) -> str:
+    """What a version's metrics were measured on, in words, for the admin and the train command."""
+    cv = metrics.get("cv")
+    if cv:
+        return f"cross-validated on {metrics.get('n_train', 0)} labels ({cv.get('folds', '?')} folds)"
+    return f"{metrics.get('n_train', 0)} training / {metrics.get('n_validation', 0)} validation labels"

@@ -1,10 +1,12 @@
 """Training runs: request one (coalesced, or every N new labels), execute it with a heartbeat,
 fail, cancel, and sweep the runs whose worker was lost.
 
-A run is queued → running → succeeded | failed | cancelled. Most runs train a new version,
-score the pool with it and activate it; an activation run (a rollback from the admin) scores
-the pool with an existing version and activates that one. Either way the active version changes
-only at the very end, once the queue's order and proposals come from it.
+A run is queued → running → succeeded | failed | cancelled. Most runs train a new version
+(k-fold fits, the suspicious labels written for review, then the final fit: model_version_train,
+each a phase on the progress bar), score the pool with it and activate it; an activation run (a
+rollback from the admin) scores the pool with an existing version and activates that one. Either
+way the active version changes only at the very end, once the queue's order and proposals come
+from it.
 """
 
 import logging

@@ -1,7 +1,8 @@
 """Model versions: train one from the project's final labels, store it, activate it, list them.
 
-model_version_train is the whole pipeline as one plain function call (snapshot, inputs, fit,
-evaluate, store, pictures); training runs (training/runs.py) and the `train` command call it.
+model_version_train is the whole pipeline as one plain function call (snapshot, inputs, k-fold
+fits, evaluate, label issues, the final fit, store, pictures); training runs (training/runs.py) and
+the `train` command call it.
 model_inputs, what a backend reads for a set of items, is shared with pool scoring.
 """
 
@@ -24,6 +25,7 @@ from training.artifact_store import (
     artifact_upload,
 )
 from training.datasets import dataset_snapshot_create
+from training.evaluation import CV_FOLDS
 from training.models import DatasetSnapshot, ModelVersion
 from training.proposals import proposal_acceptance
 
@@ -108,16 +110,25 @@ def model_version_train(
     backend_name: str | None = None,
     params: dict | None = None,
     seed: int = 0,
+    folds: int = CV_FOLDS,
     activate: bool = True,
     progress: Progress = _no_progress,
 ) -> ModelVersion:
     """Train, evaluate and store a new version from the project's final labels.
 
+    One shape of run: `folds` fits of the project's backend (stratified k-fold) give every labeled
+    item out-of-fold probabilities, from a model that never saw it; they give the version's metrics
+    (pooled, and per fold in metrics["cv"]) and the suspicious labels, written to the items for the
+    review queue (training/label_errors.py). Then the version's model is fitted once on all labels.
+
     Raises training.datasets.NotEnoughLabels when there is too little to learn from. Nothing is
-    stored unless every step succeeds; the active version changes only at the very end.
+    stored unless every step succeeds; the active version changes only at the very end. The items'
+    review columns depend on the labels and the fold models alone, so they are written as soon as
+    they are known, before the final fit.
     """
     from training.backends import get_backend
-    from training.evaluation import evaluate
+    from training.evaluation import cross_validation_summary, evaluate, fold_assignments
+    from training.label_errors import label_issues_find, label_issues_store
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -132,28 +143,31 @@ def model_version_train(
 
     progress("snapshot", 2)
     snapshot = dataset_snapshot_create(project=project)
-    phase("snapshot", "load", 10)
-    backend = get_backend(backend_name or BACKEND_FOR_TASK[project.task_type])(**(params or {}))
-    value_of = dict(zip(snapshot.item_ids, snapshot.values, strict=True))
-    validation = set(snapshot.validation_ids)
-    train_ids = [i for i in snapshot.item_ids if i not in validation]
-    val_ids = list(snapshot.validation_ids)
-    X_train = model_inputs(project=project, backend=backend, item_ids=train_ids)
-    X_val = model_inputs(project=project, backend=backend, item_ids=val_ids)
-    Y_train = _targets([value_of[i] for i in train_ids], snapshot.classes, snapshot.multi_label)
-    Y_val = _targets([value_of[i] for i in val_ids], snapshot.classes, snapshot.multi_label)
-    phase("load", "fit", 30)
-    fit_info = backend.fit(
-        X_train, Y_train, classes=snapshot.classes, multi_label=snapshot.multi_label, seed=seed
-    )
-    phase("fit", "evaluate", 75)
-    proba = backend.predict_proba(X_val)
-    metrics = evaluate(
-        Y_val, proba, classes=snapshot.classes, multi_label=snapshot.multi_label, n_train=len(train_ids)
-    )
-    metrics["fit"] = fit_info
-    metrics["lent"] = snapshot.lent
-    phase("evaluate", "store", 85)
+    phase("snapshot", "load", 5)
+    backend_class = get_backend(backend_name or BACKEND_FOR_TASK[project.task_type])
+    backend = backend_class(**(params or {}))
+    classes, multi_label = snapshot.classes, snapshot.multi_label
+    X = model_inputs(project=project, backend=backend, item_ids=list(snapshot.item_ids))
+    Y = _targets(snapshot.values, classes, multi_label)
+    fold_of = fold_assignments(Y, multi_label=multi_label, folds=folds, seed=seed)
+    k = int(fold_of.max()) + 1
+    phase("load", "cross-validate", 10)
+    proba = out_of_fold_proba(
+        make_backend=lambda: backend_class(**(params or {})), X=X, Y=Y, fold_of=fold_of,
+        classes=classes, multi_label=multi_label, seed=seed,
+        after_fold=lambda done: progress("cross-validate", 10 + round(45 * done / k)),
+    )  # fmt: skip
+    phase("cross-validate", "evaluate", 55)
+    n = len(snapshot.item_ids)
+    metrics = evaluate(Y, proba, classes=classes, multi_label=multi_label, n_train=n)
+    metrics["cv"] = cross_validation_summary(Y, proba, fold_of, classes=classes, multi_label=multi_label)
+    phase("evaluate", "label issues", 57)
+    issues = label_issues_find(labels=Y, proba=proba, classes=classes, multi_label=multi_label)
+    label_issues_store(project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues)
+    metrics["label_issues"] = issues.summary()
+    phase("label issues", "fit", 60)
+    metrics["fit"] = backend.fit(X, Y, classes=classes, multi_label=multi_label, seed=seed)
+    phase("fit", "store", 90)
     version = _version_store(
         project=project, snapshot=snapshot, backend=backend, metrics=metrics, created_by=created_by,
         timings=timings, activate=activate,
@@ -162,13 +176,39 @@ def model_version_train(
     version.timings = timings
     version.save(update_fields=["timings"])
     logger.info(
-        "trained %s: accuracy=%.3f labels=%s timings=%s",
-        version,
-        metrics["accuracy"],
-        len(train_ids),
-        timings,
-    )
+        "trained %s: cross-validated accuracy=%.3f labels=%s folds=%s flagged=%s timings=%s",
+        version, metrics["accuracy"], n, k, len(issues.flagged), timings,
+    )  # fmt: skip
     return version
+
+
+def out_of_fold_proba(
+    *,
+    make_backend: Callable[[], object],
+    X,
+    Y: np.ndarray,
+    fold_of: np.ndarray,
+    classes: list[str],
+    multi_label: bool,
+    seed: int = 0,
+    after_fold: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Every row's class probabilities from the one fold model that did not see it.
+
+    Fold f's model is a fresh backend from `make_backend`, fitted on the rows outside fold f and
+    asked only for the rows inside it. `after_fold(done)` is called after each fold (the run's
+    progress and cancellation point).
+    """
+    proba = np.zeros((len(Y), len(classes)), dtype=np.float64)
+    for fold in range(int(fold_of.max()) + 1):
+        held_out = np.flatnonzero(fold_of == fold)
+        seen = np.flatnonzero(fold_of != fold)
+        model = make_backend()
+        model.fit(X[seen], Y[seen], classes=classes, multi_label=multi_label, seed=seed)
+        proba[held_out] = model.predict_proba(X[held_out])
+        if after_fold is not None:
+            after_fold(fold + 1)
+    return proba
 
 
 def _version_store(

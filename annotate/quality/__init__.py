@@ -4,8 +4,11 @@
 - votes.py       one item's voters, and what they add to the agreement tallies
 - tallies.py     per-project counters (annotate.models.Tally), added to in the change's transaction
 - finals.py      keeping an item's final label, agreement and dashboard tallies right on a change
+- agreement.py   agreement measures from the tallies
+- gold.py        gold accuracy (the Wilson interval) and the automatic pause; no Django, so that
+                 training/evaluation.py, which imports none, takes its interval from here
+- dawid_skene.py, recompute.py   Dawid–Skene, and recomputing the final labels with it
+- rebuild.py     recounting a project's final labels and tallies from its rows
+
+Import the modules themselves: this package's __init__ imports nothing.
 """
-
-from annotate.quality.consensus import Consensus, consensus, final_of, voting_values
-
-__all__ = ["Consensus", "consensus", "final_of", "voting_values"]

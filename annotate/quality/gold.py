@@ -7,8 +7,10 @@ bar: a few unlucky answers never pause anyone.
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from annotate.models import Project
+if TYPE_CHECKING:
+    from annotate.models import Project
 
 GOLD_MIN_ANSWERS = 10
 Z_95 = 1.959963984540054  # the normal quantile of 0.975
@@ -43,7 +45,7 @@ def gold_accuracy(*, answers: int, correct: int) -> GoldAccuracy:
     )
 
 
-def gold_pause_reason(*, project: Project, answers: int, correct: int) -> str:
+def gold_pause_reason(*, project: "Project", answers: int, correct: int) -> str:
     """Why the project's gold bar pauses an annotator with these answers ("" when it does not)."""
     bar = project.gold_pause_below
     if bar is None or answers < GOLD_MIN_ANSWERS:

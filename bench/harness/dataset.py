@@ -106,7 +106,18 @@ def labels_insert(*, project, labeler, item_ids: list[int], choices: list[str]) 
             ],
             batch_size=5000,
         )
-        Item.objects.filter(id__in=item_ids).update(annotation_count=1, is_complete=True)
+        by_choice: dict[str, list[int]] = {}
+        for item_id, choice in zip(item_ids, choices, strict=True):
+            by_choice.setdefault(choice, []).append(item_id)
+        # The columns a submit keeps (annotate/quality/): one vote is a "single" final label.
+        for choice, ids in by_choice.items():
+            Item.objects.filter(id__in=ids).update(
+                annotation_count=1,
+                is_complete=True,
+                final_value={"choices": [choice]},
+                final_source="single",
+                review_state="queued",
+            )
     return len(item_ids)
 
 

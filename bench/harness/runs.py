@@ -20,7 +20,7 @@ from bench.harness import REPO
 from bench.harness.cpu import run_cpu_meter
 from bench.harness.memory import memory_settle, peak_reset, proc_status, ru_maxrss_mib
 
-TRAIN_PHASES = ("snapshot", "load", "fit", "evaluate", "store")
+TRAIN_PHASES = ("snapshot", "load", "cross-validate", "evaluate", "label issues", "fit", "store")
 # Where prediction_pool_score's time goes (wrappers around what it calls).
 SCORE_PARTS = (
     "featurize texts",

@@ -1,6 +1,6 @@
 from types import SimpleNamespace as A
 
-from annotate.quality import consensus, voting_values
+from annotate.quality.consensus import consensus, voting_values
 
 
 def _v(*labels):

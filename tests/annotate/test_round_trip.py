@@ -12,7 +12,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotate.models import Annotation, Item
-from annotate.quality import final_of, voting_values
+from annotate.quality.consensus import final_of, voting_values
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,9 +8,11 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from tests.factories import make_project
 from tests.training.projects import digits_project, reviews_project
+from training.backends import get_backend
 from training.datasets import NotEnoughLabels
+from training.evaluation import fold_assignments
 from training.models import ModelVersion
-from training.versions import model_inputs, model_version_backend, model_version_train
+from training.versions import model_inputs, model_version_train, out_of_fold_proba
 
 pytestmark = pytest.mark.django_db
 
@@ -26,29 +28,45 @@ def test_a_text_version_is_trained_evaluated_stored_and_made_active():
     project = reviews_project()
     version = model_version_train(project=project)
     assert version.is_active and version.number == 1 and version.backend == "text_logreg"
-    assert version.metrics["n_train"] + version.metrics["n_validation"] == 300
+    # Cross-validated: every one of the 300 labels is predicted once, out of fold; the version's
+    # model is then trained on all of them.
+    assert version.metrics["n_train"] == version.metrics["n_validation"] == 300
+    assert version.metrics["fit"]["n_samples"] == 300
+    cv = version.metrics["cv"]
+    assert cv["folds"] == 5 and sum(cv["n_per_fold"]) == 300 and len(cv["accuracy"]["per_fold"]) == 5
     assert 0.5 < version.metrics["accuracy"] <= 1.0
     assert "<svg" in version.confusion_svg and "<svg" in version.learning_curve_svg
-    assert set(version.timings) == {"snapshot", "load", "fit", "evaluate", "store"}
+    assert set(version.timings) == {
+        "snapshot", "load", "cross-validate", "evaluate", "label issues", "fit", "store",
+    }  # fmt: skip
     files = {p.name for p in (Path(settings.MEDIA_ROOT) / version.artifact_path).iterdir()}
     assert "model.json" in files and not any(name.endswith((".pkl", ".pickle")) for name in files)
 
 
-def test_the_stored_metrics_match_scikit_learns_on_the_same_predictions():
+def test_the_stored_metrics_match_scikit_learns_on_the_same_out_of_fold_predictions():
     project = reviews_project()
     version = model_version_train(project=project)
-    backend = model_version_backend(version)
     snapshot = version.dataset
-    value_of = dict(zip(snapshot.item_ids, snapshot.values, strict=True))
-    val_ids = list(snapshot.validation_ids)
-    X = model_inputs(project=project, backend=backend, item_ids=val_ids)
-    predicted = np.argmax(backend.predict_proba(X), axis=1)
-    truth = np.asarray([snapshot.classes.index(value_of[i]["choices"][0]) for i in val_ids])
+    backend = get_backend(version.backend)(**version.params)
+    X = model_inputs(project=project, backend=backend, item_ids=snapshot.item_ids)
+    truth = np.asarray([snapshot.classes.index(v["choices"][0]) for v in snapshot.values])
+    # The same folds and fits again (seed 0, as the version was trained): logistic regression
+    # is deterministic, so these are the predictions the stored metrics were computed from.
+    fold_of = fold_assignments(truth, multi_label=False, seed=0)
+    proba = out_of_fold_proba(
+        make_backend=lambda: get_backend(version.backend)(**version.params), X=X, Y=truth,
+        fold_of=fold_of, classes=snapshot.classes, multi_label=False,
+    )  # fmt: skip
+    predicted = np.argmax(proba, axis=1)
     assert version.metrics["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
     assert version.metrics["macro_f1"] == pytest.approx(
         f1_score(truth, predicted, average="macro", labels=[0, 1])
     )
     assert version.metrics["confusion_matrix"] == confusion_matrix(truth, predicted, labels=[0, 1]).tolist()
+    per_fold = [accuracy_score(truth[fold_of == f], predicted[fold_of == f]) for f in range(5)]
+    cv = version.metrics["cv"]
+    assert cv["accuracy"]["per_fold"] == pytest.approx(per_fold)
+    assert cv["accuracy"]["std"] == pytest.approx(np.std(per_fold, ddof=1))
 
 
 def test_an_image_version_trains_on_the_digits():

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotate.demo import DIGITS_PROJECT, REVIEWS_PROJECT
 from annotate.models import Project
 from training.datasets import NotEnoughLabels
+from training.evaluation import labels_line
 from training.scoring import prediction_pool_score
 from training.versions import model_version_activate, model_version_train
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{project.name}: v{version.number} ({version.backend}) accuracy {m['accuracy']:.3f} "
                 f"(95% CI {low:.3f}–{high:.3f}), macro-F1 {m['macro_f1']:.3f}, "
-                f"{m['n_train']} training / {m['n_validation']} validation labels; {scored} items scored; "
+                f"{labels_line(m)}; {scored} items scored; "
                 f"seconds: {', '.join(f'{k} {v:.1f}' for k, v in version.timings.items())}"
             )
         if failures:
