@@ -6,36 +6,61 @@ they manage and sees nothing else, and any other staff user sees no LabelLoop mo
 
 Project, label and membership writes go through annotate.projects, because renaming a
 label rewrites annotations, a new overlap re-derives `Item.is_complete`, and a label in use
-or a project's last manager cannot be removed. A refused write is shown as an error message
-and the form is shown again.
+or a project's last manager cannot be removed. An item's gold state goes through annotate.gold,
+because a gold item's true value is its final label (and the tallies count it). A refused write
+is shown as an error message and the form is shown again.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
-from annotate.models import Annotation, Item, Label, Membership, Project
+from annotate.gold import item_gold_clear, item_gold_set
+from annotate.models import (
+    Annotation,
+    FinalSource,
+    Item,
+    Label,
+    Membership,
+    PickKind,
+    Project,
+    Review,
+    Tally,
+)
 from annotate.projects import (
     LABEL_FIELDS,
     PROJECT_FIELDS,
     label_create,
     label_delete,
+    label_list,
     label_update,
     membership_add,
+    membership_pause,
     membership_remove,
+    membership_resume,
     membership_update,
     project_create,
     project_list_managed_by,
     project_update,
 )
+from annotate.quality.finals import final_tallies
+from annotate.quality.gold import gold_accuracy
+from annotate.quality.rebuild import project_quality_rebuild
+from annotate.quality.tallies import tallies_add
 from annotate.queue import queue_order_changed
+from annotate.review import review_history
+from annotate.values import annotation_value_validate
 
 admin.site.site_header = "LabelLoop admin"
+
+# The models a quality recount reads and writes (annotate.quality.rebuild).
+QUALITY_MODELS = {"Item": Item, "Annotation": Annotation, "Label": Label, "Tally": Tally, "Review": Review}
 
 # Request attributes: the managed project ids (read once per request) and the refusals
 # collected while saving (so the response shows the form again instead of "saved").
@@ -156,7 +181,7 @@ class LabelInline(_ProjectInline):
 class MembershipInlineForm(forms.ModelForm):
     class Meta:
         model = Membership
-        fields = ("user", "role")
+        fields = ("user", "role", "paused", "paused_reason")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -168,7 +193,21 @@ class MembershipInlineForm(forms.ModelForm):
 class MembershipInline(_ProjectInline):
     model = Membership
     form = MembershipInlineForm
-    fields = ("user", "role")
+    fields = ("user", "role", "paused", "paused_reason", "gold")
+    # Kept by each submit on a gold item (annotate/queue.py): never typed in.
+    readonly_fields = ("gold",)
+
+    @admin.display(description="gold accuracy")
+    def gold(self, obj: Membership) -> str:
+        if obj.pk is None:
+            return "–"
+        accuracy = gold_accuracy(answers=obj.gold_answers, correct=obj.gold_correct)
+        if accuracy.accuracy is None:
+            return "no gold answers"
+        return (
+            f"{accuracy.accuracy:.0%} ({accuracy.correct} of {accuracy.answers};"
+            f" 95% interval {accuracy.low:.0%}–{accuracy.high:.0%})"
+        )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "user":
@@ -299,19 +338,29 @@ class ProjectAdmin(ManagedByLeadAdmin):
         for form, _ in to_add:
             done, saved = self._apply(
                 request,
-                membership_add,
+                _membership_add_and_pause,
                 project=project,
                 user=form.cleaned_data["user"],
                 role=form.cleaned_data["role"],
+                paused=form.cleaned_data.get("paused", False),
+                reason=form.cleaned_data.get("paused_reason", ""),
             )
             if done:
                 formset.new_objects.append(saved)
         to_change.sort(key=lambda pair: pair[0].cleaned_data["role"] != Membership.Role.MANAGER)
         for form, membership in to_change:
-            role = form.cleaned_data["role"]
-            done, saved = self._apply(request, membership_update, membership=membership, role=role)
+            changed = [name for name in ("role", "paused", "paused_reason") if name in form.changed_data]
+            done, saved = self._apply(
+                request,
+                _membership_change,
+                membership=membership,
+                changed=changed,
+                role=form.cleaned_data["role"],
+                paused=form.cleaned_data.get("paused", False),
+                reason=form.cleaned_data.get("paused_reason", ""),
+            )
             if done:
-                formset.changed_objects.append((saved, ["role"]))
+                formset.changed_objects.append((saved, changed))
         for _form, membership in to_delete:
             done, _ = self._apply(request, membership_remove, membership=membership)
             if done:
@@ -326,6 +375,25 @@ class ProjectAdmin(ManagedByLeadAdmin):
         if _was_refused(request):
             return HttpResponseRedirect(request.path)
         return super().response_change(request, obj)
+
+
+def _membership_add_and_pause(*, project: Project, user, role: str, paused: bool, reason: str) -> Membership:
+    membership = membership_add(project=project, user=user, role=role)
+    return membership_pause(membership=membership, reason=reason) if paused else membership
+
+
+def _membership_change(
+    *, membership: Membership, changed: list[str], role: str, paused: bool, reason: str
+) -> Membership:
+    """The inline row's changes through the services: the role, then the pause (a new reason
+    for a paused member pauses them again with it)."""
+    if "role" in changed:
+        membership = membership_update(membership=membership, role=role)
+    if paused and ("paused" in changed or "paused_reason" in changed):
+        membership = membership_pause(membership=membership, reason=reason)
+    elif not paused and "paused" in changed:
+        membership = membership_resume(membership=membership)
+    return membership
 
 
 # Items ----------------------------------------------------------------------------------
@@ -356,8 +424,58 @@ class AnnotationInline(admin.TabularInline):
         return False
 
 
+class ItemAdminForm(forms.ModelForm):
+    """The item form; a gold item's true value is checked against the project's labels here, so
+    that a bad value is named under its field and nothing is saved."""
+
+    class Meta:
+        model = Item
+        fields = (
+            "project",
+            "external_id",
+            "text",
+            "image",
+            "width",
+            "height",
+            "metadata",
+            "priority",
+            "pick_kind",
+            "gold_value",
+        )
+        help_texts = {
+            "pick_kind": "Gold: the item is served as part of each annotator's gold share, unannounced,"
+            " and their answers are checked against its true value.",
+            "gold_value": 'The true value of a gold item, {"choices": ["a label name", ...]}; it becomes the'
+            " item's final label.",
+        }
+
+    def clean(self):
+        data = super().clean()
+        if "pick_kind" not in self.fields or "pick_kind" not in data:
+            return data
+        project = self.instance.project if self.instance.pk else data.get("project")
+        value = data.get("gold_value")
+        if data["pick_kind"] != PickKind.GOLD:
+            if value is not None and "gold_value" in self.changed_data:
+                self.add_error("gold_value", "only a gold item has a true value: set the pick kind to gold")
+            # Making an item ordinary drops its true value (annotate.gold.item_gold_clear).
+            data["gold_value"] = None
+        elif value is None:
+            self.add_error("gold_value", 'a gold item needs its true value: {"choices": ["a label name"]}')
+        elif project is not None:
+            names = list(label_list(project=project).values_list("name", flat=True))
+            try:
+                data["gold_value"] = annotation_value_validate(
+                    project=project, label_names=names, value=value, field="gold_value"
+                )
+            except ValidationError as error:
+                self.add_error(None, error)
+        return data
+
+
 @admin.register(Item)
 class ItemAdmin(ManagedByLeadAdmin):
+    form = ItemAdminForm
     list_display = (
         "external_id",
         "project",
@@ -365,9 +483,11 @@ class ItemAdmin(ManagedByLeadAdmin):
         "annotation_count",
         "lease_count",
         "is_complete",
+        "final_source",
+        "pick_kind",
         "priority",
     )
-    list_filter = (("project", ManagedProjectFilter), "is_complete")
+    list_filter = (("project", ManagedProjectFilter), "is_complete", "pick_kind", "final_source")
     list_select_related = ("project",)
     search_fields = ("external_id", "text")
     fields = (
@@ -379,14 +499,33 @@ class ItemAdmin(ManagedByLeadAdmin):
         "height",
         "metadata",
         "priority",
+        "pick_kind",
+        "gold_value",
         "annotation_count",
         "lease_count",
         "is_complete",
+        "final_value",
+        "final_source",
+        "disagreement",
+        "review_state",
+        "reviews",
         "created_at",
     )
-    # The queue keeps these in the same transaction as each lease and submit.
-    readonly_fields = ("annotation_count", "lease_count", "is_complete", "created_at")
+    # The queue keeps these in the same transaction as each lease and submit; the final label
+    # and the review state move with annotations, reviews and gold changes (annotate/quality/).
+    readonly_fields = (
+        "annotation_count",
+        "lease_count",
+        "is_complete",
+        "final_value",
+        "final_source",
+        "disagreement",
+        "review_state",
+        "reviews",
+        "created_at",
+    )
     inlines = (AnnotationInline,)
+    actions = ["mark_gold", "clear_gold"]
 
     def get_readonly_fields(self, request, obj=None):
         # Moving an item would leave its annotations and leases in the old project.
@@ -403,20 +542,118 @@ class ItemAdmin(ManagedByLeadAdmin):
     def short_text(self, obj: Item) -> str:
         return obj.text if len(obj.text) <= 60 else obj.text[:59] + "…"
 
+    @admin.display(description="reviews")
+    def reviews(self, obj: Item) -> str:
+        """The item's review decisions, newest first (append-only: read, never edited here)."""
+        rows = list(review_history(item=obj)) if obj.pk else []
+        if not rows:
+            return "none"
+        return format_html(
+            "<table><thead><tr><th>when</th><th>reviewer</th><th>decision</th><th>answer of</th>"
+            "<th>value</th><th>reason</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        review.created_at.strftime("%Y-%m-%d %H:%M"),
+                        review.reviewer.username,
+                        review.get_decision_display(),
+                        review.annotation.annotator.username if review.annotation else "–",
+                        ", ".join((review.value or {}).get("choices", [])) or "–",
+                        review.reason or "–",
+                    )
+                    for review in rows
+                ),
+            ),
+        )
+
     @transaction.atomic
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.save()
-        elif form.changed_data:
-            # Write only what the form changed: saving every field would put back the queue
-            # counters as they were read, undoing a lease or submit made in between.
-            obj.save(update_fields=form.changed_data)
-        if not change or "priority" in form.changed_data:
-            # The item may now stand ahead of annotators' bookmarks.
-            queue_order_changed(project_id=obj.project_id)
+        gold_fields = {"pick_kind", "gold_value"}
+        wants_gold, gold_value = obj.pick_kind == PickKind.GOLD, obj.gold_value
+        was_gold = change and form.initial.get("pick_kind") == PickKind.GOLD
+        try:
+            with transaction.atomic():
+                if not change:
+                    # Gold through the service below, never a raw write that skips the final label.
+                    obj.pick_kind, obj.gold_value = PickKind.QUEUE, None
+                    obj.save()
+                    # A new item counts among the items without a label, as an imported one does.
+                    with connection.cursor() as cursor:
+                        tallies_add(
+                            cursor, project_id=obj.project_id, added=final_tallies(None, FinalSource.NONE)
+                        )
+                else:
+                    # Write only what the form changed: saving every field would put back the queue
+                    # counters as they were read, undoing a lease or submit made in between.
+                    plain = [name for name in form.changed_data if name not in gold_fields]
+                    if plain:
+                        obj.save(update_fields=plain)
+                if not change or "priority" in form.changed_data:
+                    # The item may now stand ahead of annotators' bookmarks.
+                    queue_order_changed(project_id=obj.project_id)
+                if wants_gold and (not change or gold_fields & set(form.changed_data)):
+                    _adopt(obj, item_gold_set(project=obj.project, item_id=obj.pk, value=gold_value))
+                elif was_gold and not wants_gold:
+                    _adopt(obj, item_gold_clear(project=obj.project, item_id=obj.pk))
+        except ValidationError as error:
+            _refuse(request, error)
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, Item.objects.filter(pk=obj.pk))
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset):
+        # The deleted items' votes, final labels and completions leave the tallies: recount the
+        # projects they were in (deleting items is rare; a recount is exact).
+        projects = list(Project.objects.filter(pk__in=queryset.values("project_id")))
+        super().delete_queryset(request, queryset)
+        for project in projects:
+            project_quality_rebuild(project=project, models=QUALITY_MODELS)
 
     def save_formset(self, request, form, formset, change):
         if formset.model is Annotation:
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
             return
         super().save_formset(request, form, formset, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if _was_refused(request):
+            return HttpResponseRedirect(reverse("admin:annotate_item_changelist"))
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if _was_refused(request):
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+    @admin.action(description="Mark as gold, with their final label as true value")
+    def mark_gold(self, request, queryset):
+        done, without = 0, []
+        for item in queryset.select_related("project").exclude(pick_kind=PickKind.GOLD):
+            if item.final_value is None:
+                without.append(item.external_id)
+                continue
+            try:
+                item_gold_set(project=item.project, item_id=item.pk, value=item.final_value)
+            except ValidationError as error:
+                _refuse(request, error)
+            else:
+                done += 1
+        self.message_user(request, f"{done} item{'s' if done != 1 else ''} marked as gold.")
+        if without:
+            self.message_user(
+                request,
+                f"{len(without)} without a final label left as they were (mark them on their page with"
+                f" a true value): {', '.join(without[:20])}{' …' if len(without) > 20 else ''}",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Make ordinary again (not gold)")
+    def clear_gold(self, request, queryset):
+        done = 0
+        for item in queryset.select_related("project").filter(pick_kind=PickKind.GOLD):
+            item_gold_clear(project=item.project, item_id=item.pk)
+            done += 1
+        self.message_user(request, f"{done} gold item{'s' if done != 1 else ''} made ordinary again.")

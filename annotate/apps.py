@@ -6,3 +6,12 @@ from django.apps import AppConfig
 class AnnotateConfig(AppConfig):
     name = "annotate"
     verbose_name = "Annotation"
+
+    def ready(self) -> None:
+        # Dawid–Skene every N annotations: the same signal training's retrain-every-N listens to.
+        from annotate.quality.recompute import project_consensus_auto_request_receiver
+        from annotate.signals import annotations_stored
+
+        annotations_stored.connect(
+            project_consensus_auto_request_receiver, dispatch_uid="project_consensus_auto_request"
+        )

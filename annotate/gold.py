@@ -9,8 +9,8 @@ is complete, so the queue's own search never serves it, and its answers never vo
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from annotate.models import Item, Label, PickKind, Project, ReviewState
-from annotate.quality.finals import item_change, item_change_write
+from annotate.models import Annotation, Item, Label, PickKind, Project, ReviewState
+from annotate.quality.finals import completed_day, item_change, item_change_write
 from annotate.quality.votes import item_votes
 from annotate.queue import queue_order_changed
 from annotate.raw_rows import columns, from_row, table
@@ -32,6 +32,14 @@ def _label_names(project: Project) -> list[str]:
     return list(Label.objects.filter(project=project).order_by("order", "id").values_list("name", flat=True))
 
 
+def _progress_change(change, *, item: Item, sign: int) -> None:
+    """Count a complete item in, or out of, the progress tallies (the day it was completed)."""
+    counted_at = Annotation.objects.filter(item_id=item.pk, counted=True).values_list("created_at", flat=True)
+    day = completed_day(counted_at)
+    if day is not None:
+        change.tallies["completed_day", day] += sign
+
+
 def item_gold_set(*, project: Project, item_id: int, value: object) -> Item:
     """Make the item gold with `value` as its true value (or change the value of a gold item)."""
     label_names = _label_names(project)
@@ -49,6 +57,8 @@ def item_gold_set(*, project: Project, item_id: int, value: object) -> Item:
             votes_after=votes,
             gold_value=clean,
         )
+        if item.is_complete and item.pick_kind != PickKind.GOLD:
+            _progress_change(change, item=item, sign=-1)  # a gold item is not progress
         gold_value = Item._meta.get_field("gold_value").get_db_prep_save(clean, connection)
         item_change_write(
             cursor,
@@ -79,6 +89,8 @@ def item_gold_clear(*, project: Project, item_id: int) -> Item:
             gold_value=None,
         )
         complete = item.annotation_count >= project.overlap
+        if complete:
+            _progress_change(change, item=item, sign=+1)
         item_change_write(
             cursor,
             project_id=project.id,

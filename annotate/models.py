@@ -8,6 +8,7 @@ queue.py keep them right in the same transaction as the change.
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -102,6 +103,15 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.consensus_method == "dawid_skene" and self.multi_label:
+            raise ValidationError(
+                {
+                    "consensus_method": "Dawid–Skene applies to single-label projects only (a multi-label"
+                    " item has no one true class); this project is multi-label"
+                }
+            )
 
     @property
     def is_image(self) -> bool:

@@ -8,6 +8,7 @@ from django.db.models.expressions import RawSQL
 
 from annotate.models import Annotation, Item, Label, Membership, PickKind, Project, Review, ReviewState, Tally
 from annotate.quality.rebuild import project_quality_rebuild
+from annotate.quality.recompute import project_consensus_request
 from annotate.queue import queue_order_changed
 from annotate.raw_rows import columns, from_row
 
@@ -175,6 +176,7 @@ def project_update(*, project: Project, **fields) -> Project:
         raise ValidationError({sorted(unknown)[0]: "not a project field"})
     current = Project.objects.select_for_update().get(pk=project.pk)
     old_overlap = current.overlap
+    old_consensus = current.consensus_method
     changes_type = "task_type" in fields and fields["task_type"] != current.task_type
     if changes_type and current.items.exists():
         raise ValidationError({"task_type": "cannot change the task type of a project with items"})
@@ -203,6 +205,11 @@ def project_update(*, project: Project, **fields) -> Project:
         )
         models = {"Item": Item, "Annotation": Annotation, "Label": Label, "Tally": Tally, "Review": Review}
         project_quality_rebuild(project=current, models=models)
+    if current.consensus_method != old_consensus or (
+        current.overlap != old_overlap and current.consensus_method != "majority"
+    ):
+        # The final labels follow the method now (in the background, once this commits).
+        project_consensus_request(project=current)
     return current
 
 
@@ -289,6 +296,8 @@ def _rename_in_annotations(*, label: Label, new_name: str) -> None:
     # The label's row still has its old name here: the recount must see the new one.
     Label.objects.filter(pk=label.pk).update(name=new_name)
     project_quality_rebuild(project=project, models=models)
+    if project.consensus_method != "majority":
+        project_consensus_request(project=project)  # the recount is the majority's
 
 
 @transaction.atomic
@@ -358,6 +367,28 @@ def membership_resume(*, membership: Membership) -> Membership:
     """Resume a paused member. Below the gold bar, their next gold answer pauses them again."""
     membership.paused, membership.paused_reason = False, ""
     membership.save(update_fields=["paused", "paused_reason"])
+    return membership
+
+
+def membership_change(
+    *, membership: Membership, role: str | None = None, paused: bool | None = None, paused_reason: str = ""
+) -> Membership:
+    """A new role and/or the pause, all or nothing: a refused demotion leaves the pause as it was.
+
+    A refusal that names no field (the project's last manager) is reported under `role`, the
+    field that asked for it."""
+    try:
+        with transaction.atomic():
+            if role is not None and role != membership.role:
+                membership = membership_update(membership=membership, role=role)
+            if paused is True:
+                membership = membership_pause(membership=membership, reason=paused_reason)
+            elif paused is False and membership.paused:
+                membership = membership_resume(membership=membership)
+    except ValidationError as error:
+        if hasattr(error, "error_dict"):
+            raise
+        raise ValidationError({"role": error.messages}) from error
     return membership
 
 

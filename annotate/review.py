@@ -29,7 +29,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotate.models import Annotation, Item, Label, PickKind, Project, Review, ReviewState
-from annotate.quality.finals import item_change, item_change_write
+from annotate.quality.finals import completed_day, item_change, item_change_write
 from annotate.quality.tallies import key
 from annotate.quality.votes import votes_from_rows
 from annotate.queue import QueueError, queue_order_changed
@@ -329,12 +329,18 @@ def review_decide(
         complete = counts["annotation_count"] >= project.overlap
         if decision == Review.Decision.REJECT:
             state = ReviewState.QUEUED if complete else ReviewState.NONE
-            if not complete and item.is_complete:
-                change.tallies["completed_day", timezone.localdate(now).isoformat()] -= 1
         else:
             state = ReviewState.DONE
-            if complete and not item.is_complete:
-                change.tallies["completed_day", timezone.localdate(now).isoformat()] += 1
+        if complete != item.is_complete:
+            # Progress counts an item on the day it was completed: take it back from that day, or
+            # count it on the day of the annotation that completes it again.
+            if not complete:
+                counted_at = [a.created_at for a in annotations if a.counted or a.pk == chosen.pk]
+            else:
+                counted_at = [a.created_at for a in annotations if a.counted]
+            day = completed_day(counted_at)
+            if day is not None:
+                change.tallies["completed_day", day] += 1 if complete else -1
         reviewed = Item._meta.get_field("reviewed_value").get_db_prep_save(reviewed_value, connection)
         item_change_write(
             cursor,

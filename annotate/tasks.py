@@ -54,3 +54,18 @@ def export_jobs_sweep() -> None:
     failed = exporting.export_jobs_sweep()
     if failed:
         logger.warning("export jobs failed by the sweeper (worker lost): %s", failed)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=1800, time_limit=1860)
+def project_consensus_recompute(project_id: int) -> None:
+    """Recompute project `project_id`'s final labels by its consensus method
+    (quality.recompute.project_consensus_recompute); idempotent, so a redelivery only repeats it."""
+    from annotate.models import Project
+    from annotate.quality import recompute
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        # Deleted while the task waited in the queue.
+        logger.warning("consensus recompute: project gone: project=%s", project_id)
+        return
+    recompute.project_consensus_recompute(project=project)

@@ -2,7 +2,10 @@
 
 from django.urls import path
 
+from annotate.views import members as member_views
 from annotate.views import projects as views
+from annotate.views import review as review_views
+from annotate.views import settings as settings_views
 
 app_name = "annotate"
 
@@ -10,6 +13,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/", views.project_detail, name="project"),
     path("projects/<int:project_id>/label/", views.label, name="label"),
+    path("projects/<int:project_id>/review/", review_views.review, name="review"),
     path("projects/<int:project_id>/items/<int:item_id>/image", views.item_image, name="item-image"),
     path("projects/<int:project_id>/import/", views.project_import, name="import"),
     path("projects/<int:project_id>/imports/<int:job_id>/", views.import_job, name="import-job"),
@@ -20,4 +24,14 @@ urlpatterns = [
         views.export_job_download,
         name="export-download",
     ),
+    path("projects/<int:project_id>/members/", member_views.members, name="members"),
+    path("projects/<int:project_id>/members/<int:membership_id>/", member_views.member_change, name="member"),
+    path("projects/<int:project_id>/settings/", settings_views.project_settings, name="settings"),
+    path(
+        "projects/<int:project_id>/settings/recompute/",
+        settings_views.consensus_recompute,
+        name="consensus-recompute",
+    ),
+    path("projects/<int:project_id>/gold/", settings_views.gold_mark, name="gold-mark"),
+    path("projects/<int:project_id>/gold/<int:item_id>/clear/", settings_views.gold_clear, name="gold-clear"),
 ]

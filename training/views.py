@@ -7,17 +7,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate.models import Project
-from annotate.projects import membership_get
+from annotate.views.access import page_membership
 from training.models import TrainingRun
 from training.runs import training_run_cancel, training_run_list, training_run_request
 from training.versions import model_version_active, model_version_list_with_acceptance
 
 
 def _manager_or_404(request: HttpRequest, project_id: int):
-    membership = membership_get(user=request.user, project_id=project_id)
-    if membership is None or not membership.can_manage:
-        raise Http404("No such project.")
-    return membership.project
+    """The project, for its managers; 404 to non-members, 403 to its other members."""
+    return page_membership(request, project_id, needs="manage").project
 
 
 def _run_partial(

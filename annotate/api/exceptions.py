@@ -12,7 +12,9 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from annotate.api.serializers import review_data
 from annotate.queue import QueueError
+from annotate.review import ItemNotInProject, OwnAnnotation, ReviewConflict
 
 
 def validation_error_data(exc: DjangoValidationError) -> dict:
@@ -32,6 +34,15 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         set_rollback()
         return Response(validation_error_data(exc), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, (OwnAnnotation, ItemNotInProject, ReviewConflict)):
+        # Review: a reviewer's own annotation is 403, another project's item 404, and a conflict's
+        # 409 carries the winning decision so the page can show it and reload the item.
+        set_rollback()
+        body = {"detail": str(exc)}
+        if isinstance(exc, ReviewConflict):
+            body["winner"] = review_data(exc.winner)
+        code = {OwnAnnotation: 403, ItemNotInProject: 404}.get(type(exc), status.HTTP_409_CONFLICT)
+        return Response(body, status=code)
     if isinstance(exc, QueueError):
         set_rollback()
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)

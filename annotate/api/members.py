@@ -1,4 +1,4 @@
-"""A project's members and their roles."""
+"""A project's members: their roles, the pause, and each one's gold accuracy."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -8,7 +8,12 @@ from annotate.api import serializers as s
 from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ProjectApi, found, paginated
 from annotate.api.pagination import KeysetPagination
 from annotate.api.permissions import CanManage, CanReview
-from annotate.projects import membership_add, membership_list, membership_remove, membership_update
+from annotate.projects import (
+    membership_add,
+    membership_change,
+    membership_list,
+    membership_remove,
+)
 
 
 class MemberListApi(ProjectApi):
@@ -19,7 +24,7 @@ class MemberListApi(ProjectApi):
         tags=["members"], responses={200: s.MemberOutput(many=True), 403: FORBIDDEN, 404: NOT_FOUND}
     )
     def get(self, request, project_id):
-        """Members with their role and annotation count (reviewers and managers)."""
+        """Members with their role, annotation count, pause and gold accuracy (reviewers and managers)."""
         return paginated(self, membership_list(project=self.project), s.MemberOutput)
 
     @extend_schema(
@@ -28,7 +33,7 @@ class MemberListApi(ProjectApi):
         responses={201: s.MemberOutput, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def post(self, request, project_id):
-        """Add a user by username (managers); a user who is already a member gets the new role."""
+        """Add an existing user by username (managers); a user who is already a member gets the new role."""
         data = s.MemberAddInput(data=request.data)
         data.is_valid(raise_exception=True)
         membership = membership_add(project=self.project, **data.validated_data)
@@ -48,10 +53,12 @@ class MemberDetailApi(ProjectApi):
         responses={200: s.MemberOutput, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def patch(self, request, project_id, membership_id):
-        """Change a member's role (managers); a project keeps at least one manager."""
+        """Change a member's role, or pause / resume them (managers): {"role"}, {"paused": true,
+        "paused_reason"}, {"paused": false}. A project keeps at least one manager; a paused
+        member's queue serves nothing and tells them the reason."""
         data = s.MemberUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = membership_update(membership=self._membership(membership_id), **data.validated_data)
+        membership = membership_change(membership=self._membership(membership_id), **data.validated_data)
         return Response(s.MemberOutput(membership).data)
 
     @extend_schema(

@@ -53,7 +53,7 @@ class ProjectDetailApi(ProjectApi):
     )
     def patch(self, request, project_id):
         """Change a project's settings (managers)."""
-        data = s.ProjectUpdateInput(data=request.data, partial=True)
+        data = s.ProjectUpdateInput(data=request.data, partial=True, context={"project": self.project})
         data.is_valid(raise_exception=True)
         return self._render(project_update(project=self.project, **data.validated_data))
 

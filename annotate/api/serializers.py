@@ -5,6 +5,7 @@ Inputs never save: a view passes their `validated_data` to one service.
 
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate import exporting, importing
@@ -17,8 +18,11 @@ from annotate.models import (
     Label,
     Membership,
     Project,
+    Review,
     Skip,
 )
+from annotate.quality.gold import gold_accuracy
+from annotate.quality.recompute import SINGLE_LABEL_ONLY
 
 MAX_ITEMS_PER_REQUEST = 10_000
 MAX_EXCLUDED_ITEMS = 100
@@ -80,7 +84,13 @@ class ProjectDetailOutput(ProjectOutput):
     labels = LabelOutput(many=True, read_only=True)
 
     class Meta(ProjectOutput.Meta):
-        fields = [*ProjectOutput.Meta.fields, "labels"]
+        fields = [
+            *ProjectOutput.Meta.fields,
+            "labels",
+            "consensus_method",
+            "consensus_every",
+            "consensus_computed_at",
+        ]
 
 
 class ProjectUpdateInput(serializers.Serializer):
@@ -90,6 +100,34 @@ class ProjectUpdateInput(serializers.Serializer):
     multi_label = serializers.BooleanField(required=False)
     overlap = serializers.IntegerField(min_value=1, max_value=32767, required=False)
     lease_seconds = serializers.IntegerField(min_value=10, required=False)
+    consensus_method = serializers.ChoiceField(
+        choices=Project._meta.get_field("consensus_method").choices,
+        required=False,
+        help_text="majority (kept with every annotation) or dawid_skene (single-label projects only;"
+        " recomputed in the background)",
+    )
+    consensus_every = serializers.IntegerField(
+        min_value=0,
+        max_value=2**31 - 1,
+        required=False,
+        help_text="Dawid–Skene: recompute after this many new annotations (0: on demand only).",
+    )
+
+    def validate(self, attrs):
+        # Dawid–Skene needs one true class per item. A PATCH may name only one of the two
+        # fields: the project being changed (context["project"], when the view passes it) says the other.
+        project = self.context.get("project")
+        multi_label = attrs.get("multi_label", getattr(project, "multi_label", False))
+        method = attrs.get("consensus_method", getattr(project, "consensus_method", "majority"))
+        if multi_label and method == "dawid_skene":
+            if "consensus_method" in attrs:
+                raise serializers.ValidationError({"consensus_method": SINGLE_LABEL_ONLY})
+            message = (
+                "this project uses Dawid–Skene, which applies to single-label projects only;"
+                " set consensus_method to majority first"
+            )
+            raise serializers.ValidationError({"multi_label": message})
+        return attrs
 
 
 class ProjectCreateInput(ProjectUpdateInput):
@@ -103,26 +141,92 @@ class ProjectCreateInput(ProjectUpdateInput):
 
 
 # Members ---------------------------------------------------------------------------------
+# Members (roles, the pause, gold accuracy: annotate/api/members.py) and gold items
+# (annotate/api/gold.py), down to "End of members and gold items".
+
+
+class GoldAccuracyOutput(serializers.Serializer):
+    answers = serializers.IntegerField(help_text="Answers given on gold items.")
+    correct = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True, help_text="correct / answers; null without answers.")
+    low = serializers.FloatField(allow_null=True, help_text="The Wilson score interval (95%): lower end.")
+    high = serializers.FloatField(allow_null=True, help_text="The Wilson score interval (95%): upper end.")
 
 
 class MemberOutput(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
     annotation_count = serializers.IntegerField(read_only=True)
+    gold = serializers.SerializerMethodField()
 
     class Meta:
         model = Membership
-        fields = ["id", "username", "role", "annotation_count", "created_at"]
+        fields = [
+            "id",
+            "username",
+            "role",
+            "annotation_count",
+            "paused",
+            "paused_reason",
+            "gold",
+            "created_at",
+        ]
+
+    @extend_schema_field(GoldAccuracyOutput)
+    def get_gold(self, membership: Membership) -> dict:
+        accuracy = gold_accuracy(answers=membership.gold_answers, correct=membership.gold_correct)
+        return GoldAccuracyOutput(accuracy).data
 
 
 class MemberAddInput(serializers.Serializer):
     username = serializers.SlugRelatedField(
-        slug_field="username", queryset=get_user_model().objects.all(), source="user"
+        slug_field="username",
+        queryset=get_user_model().objects.all(),
+        source="user",
+        error_messages={"does_not_exist": "no user is named {value}: add an existing user"},
     )
     role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
 
 
 class MemberUpdateInput(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    role = serializers.ChoiceField(choices=Membership.Role.choices, required=False)
+    paused = serializers.BooleanField(
+        required=False, help_text="true pauses the member (their queue serves nothing), false resumes them."
+    )
+    paused_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=300,
+        help_text='Shown to the paused member; only with "paused": true.',
+    )
+
+    def validate(self, data: dict) -> dict:
+        if not data:
+            raise serializers.ValidationError("give role, paused or both")
+        if "paused_reason" in data and data.get("paused") is not True:
+            raise serializers.ValidationError({"paused_reason": 'a reason goes with "paused": true only'})
+        return data
+
+
+class GoldInput(serializers.Serializer):
+    value = serializers.JSONField(help_text='The true value, {"choices": ["<label name>", ...]}.')
+
+
+class GoldItemOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Item
+        fields = [
+            "id",
+            "external_id",
+            "pick_kind",
+            "gold_value",
+            "final_value",
+            "final_source",
+            "is_complete",
+        ]
+        read_only_fields = fields
+
+
+# End of members and gold items.
 
 
 # Items -----------------------------------------------------------------------------------
@@ -407,3 +511,134 @@ class ExportJobOutput(serializers.ModelSerializer):
         if job.status != ExportJob.Status.SUCCEEDED or not job.file:
             return None
         return reverse("api:export-download", kwargs={"project_id": job.project_id, "job_id": job.pk})
+
+
+# Review (annotate/review.py): the reviewer's queue and decisions --------------------------
+
+
+class ReviewNextInput(NextInput):
+    """Items the review page already shows (the current and the prefetched one, and those the
+    reviewer passed) and does not want back."""
+
+
+class ReviewDecisionInput(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    supersedes = serializers.IntegerField(
+        allow_null=True,
+        min_value=1,
+        help_text="The id of the decision in force when the item was shown (`in_force.id`), null when"
+        " there was none. If another decision has come since, the answer is 409 with the winner.",
+    )
+    annotation = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="The annotation accepted or rejected (accept and reject only).",
+    )
+    value = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text='A correction\'s value, {"choices": ["<label name>", ...]}: it becomes the final label.',
+    )
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text="Why (a reject needs one: the annotator is shown it).",
+    )
+
+
+class ReviewOutput(serializers.ModelSerializer):
+    item = serializers.IntegerField(source="item_id", read_only=True)
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True)
+    annotation = serializers.IntegerField(source="annotation_id", read_only=True, allow_null=True)
+    annotator = serializers.SerializerMethodField(help_text="Who gave the accepted or rejected annotation.")
+    supersedes = serializers.IntegerField(source="supersedes_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Review
+        fields = [
+            "id",
+            "item",
+            "decision",
+            "reviewer",
+            "annotation",
+            "annotator",
+            "value",
+            "reason",
+            "supersedes",
+            "created_at",
+        ]
+
+    def get_annotator(self, review: Review) -> str | None:
+        annotation = review.annotation
+        return None if annotation is None else annotation.annotator.username
+
+
+class ReviewConflictOutput(serializers.Serializer):
+    detail = serializers.CharField()
+    winner = ReviewOutput(
+        allow_null=True,
+        required=False,
+        help_text="With a conflict: the decision in force; reload the item and decide again.",
+    )
+
+
+def review_data(review: Review | None) -> dict | None:
+    """ReviewOutput's body (None for no decision); the 409 of a conflict carries the winner's."""
+    return None if review is None else ReviewOutput(review).data
+
+
+class ReviewAnnotationOutput(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username", read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "annotator", "value", "active_ms", "created_at", "late", "counted", "rejected"]
+
+
+class ReviewItemOutput(QueueItemOutput):
+    class Meta:
+        model = Item
+        fields = [
+            "id",
+            "external_id",
+            "text",
+            "image_url",
+            "width",
+            "height",
+            "metadata",
+            "annotation_count",
+            "is_complete",
+            "final_value",
+            "final_source",
+            "disagreement",
+            "review_state",
+            "suspicion",
+            "suspect_value",
+        ]
+        extra_kwargs = {
+            "suspicion": {"help_text": "How much the model doubts the final label (higher: more); null"},
+            "suspect_value": {
+                "help_text": "The model's alternative to the final label, for a suspicious one."
+            },
+        }
+
+
+class ReviewLeaseOutput(serializers.Serializer):
+    expires_at = serializers.DateTimeField()
+
+
+class ReviewItemViewOutput(serializers.Serializer):
+    lease = ReviewLeaseOutput(allow_null=True, help_text="Your lease of the item (null when only viewed).")
+    item = ReviewItemOutput()
+    annotations = ReviewAnnotationOutput(many=True, help_text="Every answer, oldest first.")
+    in_force = ReviewOutput(
+        allow_null=True, help_text="The decision in force: send its id back as `supersedes` (null: none)."
+    )
+    history = ReviewOutput(many=True, help_text="Every decision on the item, newest first.")
+    yours = serializers.BooleanField(help_text="You annotated this item, so another reviewer must decide it.")
+    waiting = serializers.IntegerField(help_text="How many items of the project wait for review.")

@@ -2,7 +2,19 @@
 
 from django.urls import path
 
-from annotate.api import auth, exports, imports, items, labels, members, projects, queue
+from annotate.api import (
+    auth,
+    consensus,
+    exports,
+    gold,
+    imports,
+    items,
+    labels,
+    members,
+    projects,
+    queue,
+    review,
+)
 
 app_name = "api"
 
@@ -18,11 +30,21 @@ urlpatterns = [
     path(f"{project}members/<int:membership_id>/", members.MemberDetailApi.as_view(), name="member-detail"),
     path(f"{project}items/", items.ItemListApi.as_view(), name="item-list"),
     path(f"{project}items/<int:item_id>/", items.ItemDetailApi.as_view(), name="item-detail"),
+    path(f"{project}items/<int:item_id>/gold/", gold.ItemGoldApi.as_view(), name="item-gold"),
     path(f"{project}next/", queue.NextApi.as_view(), name="next"),
     path(f"{project}annotations/", queue.AnnotationListApi.as_view(), name="annotation-list"),
     path(f"{project}submit-and-next/", queue.SubmitAndNextApi.as_view(), name="submit-and-next"),
     path(f"{project}skip/", queue.SkipApi.as_view(), name="skip"),
     path(f"{project}release/", queue.ReleaseApi.as_view(), name="release"),
+    path(f"{project}review/next/", review.ReviewNextApi.as_view(), name="review-next"),
+    path(f"{project}review/release/", review.ReviewReleaseApi.as_view(), name="review-release"),
+    path(f"{project}review/items/<int:item_id>/", review.ReviewItemApi.as_view(), name="review-item"),
+    path(
+        f"{project}review/items/<int:item_id>/decision/",
+        review.ReviewDecisionApi.as_view(),
+        name="review-decision",
+    ),
+    path(f"{project}consensus/recompute/", consensus.RecomputeApi.as_view(), name="consensus-recompute"),
     path(f"{project}imports/", imports.ImportListApi.as_view(), name="import-list"),
     path(f"{project}imports/<int:job_id>/", imports.ImportDetailApi.as_view(), name="import-detail"),
     path(f"{project}export/", exports.ExportApi.as_view(), name="export"),

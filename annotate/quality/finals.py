@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection
+from django.utils import timezone
 
 from annotate.models import FinalSource, Item, PickKind
 from annotate.quality.consensus import disagree, final_of
@@ -68,6 +69,13 @@ def item_change(
         disagreement=disagree(list(votes_after.values())),
         tallies=added,
     )
+
+
+def completed_day(counted_at) -> str | None:
+    """The day an item was completed, as the progress tallies count it ("completed_day"): the day
+    of its latest counted annotation, the one that completed it. None without one."""
+    moments = [moment for moment in counted_at if moment is not None]
+    return timezone.localdate(max(moments)).isoformat() if moments else None
 
 
 _FINAL_VALUE = Item._meta.get_field("final_value")

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate.quality.consensus import disagree, final_of
-from annotate.quality.finals import final_tallies
+from annotate.quality.finals import completed_day, final_tallies
 from annotate.quality.tallies import annotation_tallies, key
 from annotate.quality.votes import agreement_tallies, votes_from_rows
 
@@ -83,9 +83,9 @@ def project_quality_rebuild(*, project, models) -> int:
             tallies.update(final_tallies(item.final_value, item.final_source))
             tallies.update(agreement_tallies(votes, multi_label=multi_label, label_names=label_names))
             if gold is None and item.is_complete:
-                counted_at = [created_at for _, _, counted, created_at in rows if counted]
-                if counted_at:
-                    tallies["completed_day", timezone.localdate(max(counted_at)).isoformat()] += 1
+                day = completed_day(created_at for _, _, counted, created_at in rows if counted)
+                if day is not None:
+                    tallies["completed_day", day] += 1
                 if item.review_state == "none" and item.last_review_id is None:
                     item.review_state = "queued"
             batch.append(item)

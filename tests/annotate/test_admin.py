@@ -2,7 +2,10 @@ import pytest
 from django.db.models.fields.files import FieldFile
 from django.urls import reverse
 
-from annotate.models import Annotation, Item, Label, Membership, Project
+from annotate.gold import item_gold_set
+from annotate.models import Annotation, Item, Label, Membership, Project, Review
+from annotate.queue import annotation_submit, assignment_next
+from tests.annotate.test_review import assert_kept_right
 from tests.factories import AnnotationFactory, ItemFactory, UserFactory, make_project
 
 pytestmark = pytest.mark.django_db
@@ -394,6 +397,9 @@ def test_creating_a_project_in_the_admin_makes_the_creator_a_manager(lead_client
         "training_min_labels": 10,
         "retrain_every": 0,
         "sampling_strategy": "margin",
+        "consensus_method": "majority",
+        "consensus_every": 0,
+        "gold_share": 0,
         "labels-TOTAL_FORMS": 1,
         "labels-INITIAL_FORMS": 0,
         "labels-0-name": "spam",
@@ -447,3 +453,252 @@ def test_item_page_shows_its_annotations_read_only(lead_client, project_a):
     assert not inline.has_add_permission
     assert not inline.has_change_permission
     assert not inline.has_delete_permission
+
+
+# Gold items, the pause and reviews ------------------------------------------------------
+
+POS = {"choices": ["positive"]}
+
+
+def _label(project: Project, user, value: dict) -> Item:
+    lease = assignment_next(project=project, annotator=user)
+    annotation_submit(project=project, item_id=lease.item.pk, annotator=user, value=value)
+    return Item.objects.get(pk=lease.item.pk)
+
+
+def _member_index(data: dict, membership: Membership) -> int:
+    [index] = [
+        i for i in range(data["memberships-TOTAL_FORMS"]) if data[f"memberships-{i}-id"] == membership.pk
+    ]
+    return index
+
+
+def test_membership_inline_shows_gold_accuracy_read_only(lead_client, lead, project_a):
+    annotator = UserFactory(username="goldie")
+    membership = Membership.objects.create(project=project_a, user=annotator)
+    Membership.objects.filter(pk=membership.pk).update(gold_answers=10, gold_correct=7)
+
+    response = lead_client.get(_url("project_change", project_a.pk))
+
+    inline = next(i for i in response.context["inline_admin_formsets"] if i.formset.model is Membership)
+    assert response.status_code == 200
+    assert "70% (7 of 10; 95% interval 40%–89%)" in response.text
+    assert {"gold_answers", "gold_correct", "gold"}.isdisjoint(inline.formset.forms[0].fields)
+
+
+def test_pausing_and_resuming_a_member_in_the_admin_goes_through_the_services(lead_client, project_a):
+    annotator = UserFactory(username="pausable")
+    membership = Membership.objects.create(project=project_a, user=annotator)
+    change_url = _url("project_change", project_a.pk)
+    data = _form_data(lead_client.get(change_url))
+    index = _member_index(data, membership)
+    data[f"memberships-{index}-paused"] = "on"
+
+    paused = lead_client.post(change_url, data)
+
+    membership.refresh_from_db()
+    assert paused.status_code == 302
+    # membership_pause gives a reason when the lead left it empty: the annotator is always told why.
+    assert (membership.paused, membership.paused_reason) == (True, "a lead paused you in this project")
+    data = _form_data(lead_client.get(change_url))
+    data.pop(f"memberships-{index}-paused")
+    assert lead_client.post(change_url, data).status_code == 302
+    membership.refresh_from_db()
+    assert (membership.paused, membership.paused_reason) == (False, "")
+
+
+def test_a_refused_demotion_in_the_admin_leaves_the_pause_as_it_was(lead_client, lead, project_a):
+    Membership.objects.filter(project=project_a, role=Membership.Role.MANAGER).exclude(user=lead).update(
+        role=Membership.Role.ANNOTATOR
+    )
+    change_url = _url("project_change", project_a.pk)
+    data = _form_data(lead_client.get(change_url))
+    mine = Membership.objects.get(project=project_a, user=lead)
+    index = _member_index(data, mine)
+    data.update({f"memberships-{index}-role": "annotator", f"memberships-{index}-paused": "on"})
+
+    response = lead_client.post(change_url, data, follow=True)
+
+    mine.refresh_from_db()
+    assert "A project needs at least one manager" in response.text
+    assert (mine.role, mine.paused) == (Membership.Role.MANAGER, False)
+
+
+def test_item_form_makes_an_item_gold_through_the_service(lead_client, project_a):
+    item = project_a.items.first()
+    change_url = _url("item_change", item.pk)
+    data = _form_data(lead_client.get(change_url))
+    data.update({"pick_kind": "gold", "gold_value": '{"choices": ["positive"]}'})
+
+    response = lead_client.post(change_url, data)
+
+    item.refresh_from_db()
+    assert response.status_code == 302
+    assert (item.pick_kind, item.gold_value, item.final_value, item.final_source, item.is_complete) == (
+        "gold",
+        POS,
+        POS,
+        "gold",
+        True,
+    )
+    assert_kept_right(project_a)
+
+
+def test_item_form_refuses_a_gold_value_with_an_unknown_label_and_changes_nothing(lead_client, project_a):
+    item = project_a.items.first()
+    change_url = _url("item_change", item.pk)
+    data = _form_data(lead_client.get(change_url))
+    data.update({"pick_kind": "gold", "gold_value": '{"choices": ["maybe"]}', "priority": 7})
+
+    response = lead_client.post(change_url, data)
+
+    item.refresh_from_db()
+    assert response.status_code == 200
+    assert "unknown label &#x27;maybe&#x27;" in str(response.context["adminform"].form.errors["gold_value"])
+    assert (item.pick_kind, item.gold_value, item.final_source, item.priority) == ("queue", None, "none", 0.0)
+
+
+@pytest.mark.parametrize(
+    "pick_kind,gold_value,message",
+    [("gold", "null", "needs its true value"), ("queue", '{"choices": ["positive"]}', "only a gold item")],
+)
+def test_item_form_refuses_gold_without_a_value_and_a_value_without_gold(
+    lead_client, project_a, pick_kind, gold_value, message
+):
+    item = project_a.items.first()
+    change_url = _url("item_change", item.pk)
+    data = _form_data(lead_client.get(change_url))
+    data.update({"pick_kind": pick_kind, "gold_value": gold_value})
+
+    response = lead_client.post(change_url, data)
+
+    item.refresh_from_db()
+    assert response.status_code == 200
+    assert message in str(response.context["adminform"].form.errors["gold_value"])
+    assert (item.pick_kind, item.gold_value) == ("queue", None)
+
+
+def test_item_form_makes_a_gold_item_ordinary_again(lead_client, project_a):
+    item = project_a.items.first()
+    item_gold_set(project=project_a, item_id=item.pk, value=POS)
+    change_url = _url("item_change", item.pk)
+    data = _form_data(lead_client.get(change_url))
+    data["pick_kind"] = "queue"
+
+    response = lead_client.post(change_url, data)
+
+    item.refresh_from_db()
+    assert response.status_code == 302
+    assert (item.pick_kind, item.gold_value, item.final_source, item.is_complete) == (
+        "queue",
+        None,
+        "none",
+        False,
+    )
+    assert_kept_right(project_a)
+
+
+def test_adding_a_gold_item_in_the_admin_makes_it_gold_through_the_service(lead_client, project_a):
+    data = {
+        "project": project_a.pk,
+        "external_id": "new-gold",
+        "text": "a sentence",
+        "metadata": "{}",
+        "priority": 0,
+        "pick_kind": "gold",
+        "gold_value": '{"choices": ["negative"]}',
+        "annotations-TOTAL_FORMS": 0,
+        "annotations-INITIAL_FORMS": 0,
+    }
+
+    response = lead_client.post(_url("item_add"), data)
+
+    item = Item.objects.get(project=project_a, external_id="new-gold")
+    assert response.status_code == 302
+    assert (item.pick_kind, item.final_value, item.final_source) == (
+        "gold",
+        {"choices": ["negative"]},
+        "gold",
+    )
+    assert_kept_right(project_a)
+
+
+def test_gold_actions_mark_items_with_their_final_label_and_clear_them(lead_client, lead, project_b):
+    # Overlap 2 and one answer each: items with a final label ("single") that are not complete.
+    project = make_project(name="Gold Project", items=3, overlap=2, members=[(lead, Membership.Role.MANAGER)])
+    annotator = UserFactory(username="labeler")
+    Membership.objects.create(project=project, user=annotator)
+    labeled = _label(project, annotator, POS)
+    unlabeled = project.items.exclude(pk=labeled.pk).first()
+    b_item = project_b.items.get()
+    changelist = _url("item_changelist")
+    selection = [labeled.pk, unlabeled.pk, b_item.pk]
+
+    marked = lead_client.post(changelist, {"action": "mark_gold", "_selected_action": selection}, follow=True)
+
+    labeled.refresh_from_db()
+    assert (labeled.pick_kind, labeled.gold_value, labeled.final_source) == ("gold", POS, "gold")
+    assert "1 item marked as gold." in marked.text
+    assert "1 without a final label left as they were" in marked.text
+    assert Item.objects.get(pk=unlabeled.pk).pick_kind == "queue"
+    assert Item.objects.get(pk=b_item.pk).pick_kind == "queue"  # another project's item: out of reach
+    assert_kept_right(project)
+
+    cleared = lead_client.post(
+        changelist, {"action": "clear_gold", "_selected_action": selection}, follow=True
+    )
+
+    labeled.refresh_from_db()
+    assert "1 gold item made ordinary again." in cleared.text
+    assert (labeled.pick_kind, labeled.final_value, labeled.final_source) == ("queue", POS, "single")
+    assert_kept_right(project)
+
+
+def test_marking_a_complete_item_gold_keeps_the_completed_day_tally_right(lead_client, project_a):
+    annotator = UserFactory(username="completer")
+    Membership.objects.create(project=project_a, user=annotator)
+    labeled = _label(project_a, annotator, POS)  # overlap 1: complete
+
+    lead_client.post(_url("item_changelist"), {"action": "mark_gold", "_selected_action": [labeled.pk]})
+
+    assert Item.objects.get(pk=labeled.pk).final_source == "gold"
+    assert_kept_right(project_a)
+
+
+def test_deleting_items_in_the_admin_recounts_the_tallies(lead_client, project_a):
+    annotator = UserFactory(username="deleted-work")
+    Membership.objects.create(project=project_a, user=annotator)
+    labeled = _label(project_a, annotator, POS)
+
+    response = lead_client.post(
+        _url("item_changelist"),
+        {"action": "delete_selected", "_selected_action": [labeled.pk], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert not Item.objects.filter(pk=labeled.pk).exists()
+    assert_kept_right(project_a)
+
+
+def test_item_page_lists_its_reviews_read_only(lead_client, lead, project_a):
+    item = project_a.items.first()
+    annotation = AnnotationFactory(item=item, annotator=UserFactory(username="answerer"), value=POS)
+    Review.objects.create(
+        project=project_a,
+        item=item,
+        reviewer=lead,
+        decision=Review.Decision.REJECT,
+        annotation=annotation,
+        reason="<b>sloppy</b>",
+        created_at=annotation.created_at,
+    )
+
+    response = lead_client.get(_url("item_change", item.pk))
+
+    form_fields = response.context["adminform"].form.fields
+    assert response.status_code == 200
+    assert "Reject" in response.text
+    assert "answerer" in response.text
+    assert "&lt;b&gt;sloppy&lt;/b&gt;" in response.text  # escaped, not markup
+    assert {"reviews", "final_value", "final_source"}.isdisjoint(form_fields)
+    assert {"pick_kind", "gold_value"} <= set(form_fields)

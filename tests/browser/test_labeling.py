@@ -185,3 +185,38 @@ def test_leaving_the_labeling_page_gives_the_held_items_back(page, live_server):
     while Assignment.objects.filter(project=project, status="open").exists():
         assert time.monotonic() < deadline, "the leases were not given back"
         time.sleep(0.1)
+
+
+_SLOW_SUBMIT = """
+const realFetch = window.fetch;
+window.fetch = (url, options) => String(url).includes("/submit-and-next/")
+  ? new Promise((resolve) => setTimeout(resolve, 500)).then(() => realFetch(url, options))
+  : realFetch(url, options);
+"""
+
+
+def test_an_annotator_quicker_than_the_network_never_gets_a_labeled_item_back(page, live_server):
+    annotator = UserFactory(username="quick")
+    project, _ = _digits_project(annotator, n=6)
+    items = list(Item.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    page.add_init_script(_SLOW_SUBMIT)
+    log_in(page, live_server, "quick", PASSWORD)
+    _open_labeling(page, live_server, project)
+    page.wait_for_load_state("networkidle")  # the next item is prefetched
+    assert _shown_item_id(page) == items[0]
+    # The second item is labeled while the first's submit is still on its way. Each request's
+    # exclude list is read when it is sent, and the page moves only to items already shown, so
+    # the first submit's answer cannot be the second item (still leased to this annotator).
+    page.keyboard.press("1")
+    page.keyboard.press("2")
+    _wait_for_saved(page, 2)
+    page.wait_for_function(
+        f"Number(document.querySelector('[data-canvas]').dataset.itemId) === {items[2]}", timeout=10_000
+    )
+    time.sleep(0.5)
+    assert _shown_item_id(page) == items[2]
+    assert (
+        list(Annotation.objects.filter(project=project).order_by("id").values_list("item_id", flat=True))
+        == items[:2]
+    )
+    assert not page.console_errors, page.console_errors

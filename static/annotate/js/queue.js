@@ -31,6 +31,7 @@ export class LabelQueue {
     if (!response.ok) {
       const error = new Error(data.detail || JSON.stringify(data) || `HTTP ${response.status}`);
       error.status = response.status;
+      error.data = data;
       throw error;
     }
     return data;

@@ -1,0 +1,36 @@
+"""The reviewer's page: a small client (static/annotate/js/review.js) over the review API."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.utils.safestring import mark_safe
+
+from annotate.projects import label_list
+from annotate.review import review_queue_count
+from annotate.views.access import page_membership
+from annotate.views.projects import render_markdown
+
+
+@login_required
+def review(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Reviewers and managers (annotators 403, everyone else 404). The page leases items itself."""
+    membership = page_membership(request, project_id, needs="review")
+    project = membership.project
+    labels = list(label_list(project=project))
+    config = {
+        "project_id": project.pk,
+        "multi_label": project.multi_label,
+        "labels": [{"name": lb.name, "hotkey": lb.hotkey, "colour": lb.colour} for lb in labels],
+        "csrf_token": get_token(request),
+    }
+    # Sanitised by nh3 in render_markdown, so it may be marked safe.
+    instructions = mark_safe(render_markdown(project.instructions)) if project.instructions else ""
+    context = {
+        "project": project,
+        "labels": labels,
+        "config": config,
+        "instructions_html": instructions,
+        "waiting": review_queue_count(project=project),
+    }
+    return render(request, "annotate/review.html", context)

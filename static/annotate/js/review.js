@@ -1,0 +1,475 @@
+// The review page: every answer side by side; 1..9 accept that answer, C then a label's key
+// corrects, R rejects the selected answer with a reason, N or → passes. Like the labeling page it
+// keeps the next item (already leased) in memory and shows it at once; the decision is sent after.
+
+import { bindHotkeys } from "./hotkeys.js";
+import { mountCanvas, preloadImage } from "./canvas.js";
+import { LabelQueue } from "./queue.js";
+
+// The API takes up to 100 excluded ids: the current item, the prefetched one, those decided
+// but not yet sent, and those passed (the oldest passes are dropped first).
+const MAX_EXCLUDED = 100;
+
+const SOURCES = {
+  none: "no label yet",
+  single: "one annotator",
+  consensus: "consensus",
+  tie: "a tie",
+  review: "a review",
+  gold: "gold",
+};
+
+// LabelQueue's current/prefetched pipeline and ordered sends, over /review/: a decision instead
+// of a submit, a pass instead of a skip, and a failed decision puts its item back on screen.
+class ReviewQueue extends LabelQueue {
+  constructor(options) {
+    super(options);
+    this.base = `/api/projects/${options.projectId}/review`;
+    this.passed = [];
+    this.sending = new Set();
+    this.onDecided = options.onDecided;
+    this.onRefused = options.onRefused;
+    this.onWaiting = options.onWaiting;
+  }
+
+  // Items decided but not yet sent are still leased to this reviewer: without them here the
+  // server would hand one back as "the item you hold".
+  excluded() {
+    const ids = [...super.excluded(), ...this.sending];
+    const room = Math.max(0, MAX_EXCLUDED - ids.length);
+    return room ? [...ids, ...this.passed.slice(-room)] : ids.slice(0, MAX_EXCLUDED);
+  }
+
+  // As LabelQueue's, but the prefetch goes through receive(): a reviewer quicker than the
+  // first prefetch is waiting for it.
+  async start() {
+    await this.enqueue(async () => {
+      const first = await this.post("next", { exclude: [] });
+      if (!first) return this.finish();
+      this.current = first;
+      this.onShow(first);
+      this.receive(await this.post("next", { exclude: this.excluded() }));
+    });
+  }
+
+  async get(path) {
+    const response = await fetch(`${this.base}/${path}/`, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return response.json();
+  }
+
+  decide(body) {
+    const done = this.current;
+    if (!done) return;
+    this.sending.add(done.item.id);
+    this.advance();
+    this.enqueue(async () => {
+      let review;
+      try {
+        review = await this.post(`items/${done.item.id}/decision`, body);
+      } catch (error) {
+        await this.reopen(done, error);
+        return;
+      } finally {
+        this.sending.delete(done.item.id);
+      }
+      this.onDecided(review, done);
+      this.lastShown = done;
+      this.receive(await this.post("next", { exclude: this.excluded() }));
+    });
+  }
+
+  // A refused decision (another reviewer came first, or the item cannot be decided now): show
+  // the item again as it is now, with the decision in force, in front of what replaced it.
+  async reopen(done, error) {
+    let fresh = done;
+    try {
+      fresh = { ...(await this.get(`items/${done.item.id}`)), lease: done.lease };
+    } catch {
+      // Shown as it was; the message says what went wrong.
+    }
+    if (this.current && !this.prefetched) this.prefetched = this.current;
+    this.waitingForNext = false;
+    this.empty = false;
+    this.current = fresh;
+    this.onShow(fresh);
+    this.onRefused(error, fresh);
+  }
+
+  pass() {
+    const done = this.current;
+    if (!done) return;
+    this.passed.push(done.item.id);
+    this.lastShown = done;
+    if (this.passed.length > MAX_EXCLUDED) this.passed.shift();
+    this.advance();
+    this.enqueue(async () => this.receive(await this.post("next", { exclude: this.excluded() })));
+  }
+
+  receive(next) {
+    if (next) this.onWaiting(next.waiting);
+    else this.refreshWaiting();
+    super.receive(next);
+  }
+
+  // A 204 carries no count: ask the item view of something shown (rarely: the queue ran dry).
+  async refreshWaiting() {
+    const known = this.current || this.lastShown;
+    if (!known) return;
+    try {
+      this.onWaiting((await this.get(`items/${known.item.id}`)).waiting);
+    } catch {
+      // The count stays as it was.
+    }
+  }
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function seconds(ms) {
+  return `${(ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
+}
+
+function when(iso) {
+  return new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+}
+
+export function mountReview(root) {
+  const config = JSON.parse(document.getElementById("review-config").textContent);
+  const canvas = mountCanvas(root.querySelector("[data-canvas]"));
+  const colours = new Map(config.labels.map((l) => [l.name, l.colour]));
+  const byHotkey = new Map(config.labels.filter((l) => l.hotkey).map((l) => [l.hotkey.toLowerCase(), l.name]));
+  const $ = (selector) => root.querySelector(selector);
+  const answersEl = $("[data-answers]");
+  const status = $("[data-status]");
+  const conflictEl = $("[data-conflict]");
+  const rejectForm = $("[data-reject]");
+  const reasonInput = $("[data-reason]");
+  const correctPanel = $("[data-correct-panel]");
+  const confirmButton = $("[data-correct-confirm]");
+  const labelButtons = new Map([...root.querySelectorAll("[data-label]")].map((b) => [b.dataset.label, b]));
+  let shown = null;
+  let selected = 0;
+  let mode = "answers"; // or "correct", "reject"
+  let correction = new Set();
+  let decidedHere = 0;
+
+  const say = (text, kind = "muted") => {
+    status.textContent = text;
+    status.className = kind;
+  };
+
+  const chips = (value) => {
+    const box = el("span", "chips");
+    const choices = (value && value.choices) || [];
+    if (!choices.length) box.append(el("span", "muted", "(none)"));
+    for (const name of choices) {
+      const chip = el("span", "chip", name);
+      chip.style.setProperty("--label-colour", colours.get(name) || "#999");
+      box.append(chip);
+    }
+    return box;
+  };
+
+  const renderAnswers = () => {
+    answersEl.replaceChildren();
+    shown.annotations.forEach((answer, i) => {
+      const row = el("li", "answer");
+      row.dataset.answer = String(i);
+      row.dataset.annotationId = String(answer.id);
+      row.setAttribute("aria-selected", i === selected ? "true" : "false");
+      if (answer.rejected) row.classList.add("rejected");
+      const head = el("div", "answer-head");
+      head.append(el("kbd", "", i < 9 ? String(i + 1) : "·"), el("strong", "answer-who", answer.annotator));
+      head.append(el("span", "muted", `${seconds(answer.active_ms)} · ${when(answer.created_at)}`));
+      const flags = [];
+      if (answer.rejected) flags.push("rejected");
+      else if (!answer.counted) flags.push("not counted");
+      if (answer.late) flags.push("late");
+      for (const flag of flags) head.append(el("span", `flag flag-${flag.replace(" ", "-")}`, flag));
+      const body = el("div", "answer-body");
+      body.append(chips(answer.value));
+      const buttons = el("span", "answer-buttons");
+      const accept = el("button", "", answer.rejected ? "Accept (undo reject)" : "Accept");
+      accept.type = "button";
+      accept.dataset.accept = String(i);
+      buttons.append(accept);
+      if (!answer.rejected) {
+        const reject = el("button", "", "Reject…");
+        reject.type = "button";
+        reject.dataset.rejectAnswer = String(i);
+        buttons.append(reject);
+      }
+      body.append(buttons);
+      row.append(head, body);
+      answersEl.append(row);
+    });
+    if (!shown.annotations.length) answersEl.append(el("li", "muted", "No answers."));
+  };
+
+  const renderHistory = () => {
+    const list = $("[data-history]");
+    list.replaceChildren();
+    $("[data-history-count]").textContent = String(shown.history.length);
+    $("[data-history-box]").open = shown.history.length > 0;
+    for (const review of shown.history) {
+      const row = el("li", review.id === shown.in_force?.id ? "in-force" : "");
+      row.append(el("strong", "", review.decision), ` by ${review.reviewer}, ${when(review.created_at)}: `);
+      if (review.decision === "correct") row.append("corrected to ", chips(review.value));
+      else if (review.annotator) row.append(`${review.annotator}'s answer `);
+      if (review.decision === "accept") row.append(chips(review.value));
+      if (review.reason) row.append(el("em", "", ` “${review.reason}”`));
+      list.append(row);
+    }
+  };
+
+  const renderFinal = () => {
+    const item = shown.item;
+    const final = $("[data-final]");
+    final.replaceChildren();
+    if (item.final_value) final.append("Final label: ", chips(item.final_value), ` from ${SOURCES[item.final_source]}`);
+    else final.append(`No final label: ${SOURCES[item.final_source]}`);
+    if (item.disagreement) final.append(" ", el("span", "flag flag-disagree", "annotators disagree"));
+    const suspicion = $("[data-suspicion]");
+    suspicion.replaceChildren();
+    suspicion.hidden = item.suspicion == null;
+    if (item.suspicion != null) {
+      suspicion.append(`The model doubts this label (suspicion ${item.suspicion.toFixed(2)}). Its alternative: `);
+      suspicion.append(item.suspect_value ? chips(item.suspect_value) : "none given");
+    }
+    $("[data-yours]").hidden = !shown.yours;
+  };
+
+  const renderCorrection = () => {
+    correctPanel.classList.toggle("active", mode === "correct");
+    for (const [name, button] of labelButtons) {
+      button.setAttribute("aria-pressed", mode === "correct" && correction.has(name) ? "true" : "false");
+    }
+    if (confirmButton) confirmButton.hidden = mode !== "correct";
+  };
+
+  const setMode = (next) => {
+    mode = next;
+    rejectForm.hidden = mode !== "reject";
+    if (mode !== "reject" && document.activeElement === reasonInput) reasonInput.blur();
+    renderCorrection();
+  };
+
+  // No item on screen: the queue is empty, or the next one is still on its way.
+  const blank = (message, state) => {
+    shown = null;
+    canvas.clear(message);
+    answersEl.replaceChildren();
+    $("[data-final]").replaceChildren();
+    $("[data-suspicion]").hidden = true;
+    $("[data-yours]").hidden = true;
+    $("[data-history]").replaceChildren();
+    $("[data-history-count]").textContent = "0";
+    setMode("answers");
+    root.dataset.state = state;
+  };
+
+  const show = (lease) => {
+    shown = lease;
+    selected = 0;
+    canvas.show(lease.item);
+    renderFinal();
+    renderAnswers();
+    renderHistory();
+    setMode("answers");
+    $("[data-waiting]").textContent = String(lease.waiting);
+    root.dataset.state = "ready";
+    preloadImage(queue.prefetched && queue.prefetched.item);
+  };
+
+  const queue = new ReviewQueue({
+    projectId: config.project_id,
+    csrfToken: config.csrf_token,
+    onShow: show,
+    onEmpty() {
+      const passed = queue.passed.length;
+      blank(
+        passed
+          ? `Nothing else waits for you to review. You passed ${passed}; reload the page to see them again.`
+          : "Nothing waits for review in this project.",
+        "empty",
+      );
+    },
+    onError(error) {
+      say(`Not saved: ${error.message}`, "error");
+    },
+    onDecided(review, done) {
+      decidedHere += 1;
+      $("[data-count]").textContent = String(decidedHere);
+      root.dataset.decided = String(decidedHere);
+      say(`Saved: ${review.decision} on ${done.item.external_id}.`);
+    },
+    onRefused(error, item) {
+      const winner = item.in_force;
+      conflictEl.hidden = false;
+      conflictEl.textContent =
+        error.status === 409 && winner
+          ? `${winner.reviewer} decided this item first (${winner.decision}). It is shown again as it is now:` +
+            " decide again if you still disagree."
+          : `Not saved: ${error.message}`;
+      root.dataset.refused = String(Number(root.dataset.refused || 0) + 1);
+    },
+    onWaiting(n) {
+      $("[data-waiting]").textContent = String(n);
+    },
+  });
+
+  const decide = (body) => {
+    if (!shown) return;
+    if (shown.yours) {
+      say("You annotated this item: another reviewer must decide it.", "error");
+      return;
+    }
+    conflictEl.hidden = true;
+    queue.decide({ supersedes: shown.in_force ? shown.in_force.id : null, ...body });
+    if (!queue.current && !queue.empty) blank("Loading the next item…", "loading");
+  };
+
+  const accept = (i) => {
+    if (!shown) return;
+    const answer = shown.annotations[i];
+    if (!answer) {
+      say(`There is no answer ${i + 1}.`, "error");
+      return;
+    }
+    decide({ decision: "accept", annotation: answer.id });
+  };
+
+  const select = (i) => {
+    if (!shown || !shown.annotations.length) return;
+    selected = Math.max(0, Math.min(i, shown.annotations.length - 1));
+    for (const row of answersEl.querySelectorAll("[data-answer]")) {
+      row.setAttribute("aria-selected", row.dataset.answer === String(selected) ? "true" : "false");
+    }
+  };
+
+  const startReject = (i = selected) => {
+    if (!shown) return;
+    const answer = shown.annotations[i];
+    if (!answer) return;
+    if (answer.rejected) {
+      say(`${answer.annotator}'s answer is rejected already; accept it to take the reject back.`, "error");
+      return;
+    }
+    select(i);
+    $("[data-reject-who]").textContent = answer.annotator;
+    reasonInput.value = "";
+    setMode("reject");
+    reasonInput.focus();
+  };
+
+  const confirmReject = () => {
+    const reason = reasonInput.value.trim();
+    if (!reason) {
+      say("Type the reason first: the annotator is shown it.", "error");
+      return;
+    }
+    const answer = shown.annotations[selected];
+    setMode("answers");
+    decide({ decision: "reject", annotation: answer.id, reason });
+  };
+
+  const startCorrect = () => {
+    if (!shown) return;
+    correction = new Set(config.multi_label && shown.item.final_value ? shown.item.final_value.choices : []);
+    setMode("correct");
+    say(config.multi_label ? "Correct: toggle labels by key, Enter confirms." : "Correct to: press a label's key.");
+  };
+
+  const confirmCorrect = () => {
+    const value = { choices: config.labels.map((l) => l.name).filter((name) => correction.has(name)) };
+    setMode("answers");
+    decide({ decision: "correct", value });
+  };
+
+  const chooseLabel = (name) => {
+    if (!shown) return;
+    if (mode !== "correct") {
+      correction = new Set();
+      setMode("correct");
+    }
+    if (config.multi_label) {
+      correction.has(name) ? correction.delete(name) : correction.add(name);
+      renderCorrection();
+    } else {
+      correction = new Set([name]);
+      confirmCorrect();
+    }
+  };
+
+  const next = () => {
+    if (!shown) return;
+    setMode("answers");
+    conflictEl.hidden = true;
+    queue.pass();
+    if (!queue.current && !queue.empty) blank("Loading the next item…", "loading");
+  };
+
+  // One dispatcher. Correct mode is modal: a label's key is that label (digits included), so
+  // projects whose labels use the keys 1–9 (the default) still work; elsewhere digits pick answers.
+  const press = (key) => {
+    if (mode === "correct") {
+      if (byHotkey.has(key)) return chooseLabel(byHotkey.get(key));
+      if (key === "Escape") return setMode("answers");
+      if (key === "Enter" && config.multi_label) return confirmCorrect();
+      return say("Correcting: press a label's key, or Esc to stop.");
+    }
+    if (/^[1-9]$/.test(key)) return accept(Number(key) - 1);
+    const actions = {
+      c: startCorrect,
+      r: () => startReject(),
+      n: next,
+      ArrowRight: next,
+      ArrowDown: () => select(selected + 1),
+      ArrowUp: () => select(selected - 1),
+      j: () => select(selected + 1),
+      k: () => select(selected - 1),
+      Escape: () => setMode("answers"),
+    };
+    if (actions[key]) actions[key]();
+  };
+  const keys = new Set([..."123456789crnjk", "ArrowRight", "ArrowDown", "ArrowUp", "Escape", "Enter"]);
+  for (const key of byHotkey.keys()) keys.add(key);
+  bindHotkeys(document, new Map([...keys].map((key) => [key, () => press(key)])));
+
+  rejectForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    confirmReject();
+  });
+  reasonInput.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      setMode("answers");
+    }
+  });
+  answersEl.addEventListener("click", (event) => {
+    const acceptButton = event.target.closest("[data-accept]");
+    if (acceptButton) return accept(Number(acceptButton.dataset.accept));
+    const rejectButton = event.target.closest("[data-reject-answer]");
+    if (rejectButton) return startReject(Number(rejectButton.dataset.rejectAnswer));
+    const row = event.target.closest("[data-answer]");
+    if (row) select(Number(row.dataset.answer));
+  });
+  $("[data-labels]").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-label]");
+    if (button) chooseLabel(button.dataset.label);
+  });
+  if (confirmButton) confirmButton.addEventListener("click", confirmCorrect);
+  $("[data-next]").addEventListener("click", next);
+  window.addEventListener("pagehide", () => queue.release());
+
+  queue.start();
+}
