@@ -90,6 +90,14 @@ def _max_leases() -> int:
     return settings.LABELLOOP_MAX_LEASES_PER_ANNOTATOR
 
 
+# Constants the partial indexes' conditions name, written into the SQL rather than passed as
+# parameters: with server-side binding PostgreSQL moves a statement to a generic plan after a
+# few runs, and a generic plan cannot prove `status = $1` implies a partial index's
+# `status = 'open'`. Measured at 80,000 assignments: the expiry UPDATE took 18.5 ms, the held
+# leases 7.1 ms (1.5 ms with the index), growing with the table.
+_OPEN = f"'{Assignment.Status.OPEN}'"
+
+
 def _expire_leases(*, project_id: int, now: datetime) -> int:
     """Caller holds a transaction. Close the project's expired leases and give their slots back.
 
@@ -100,12 +108,11 @@ def _expire_leases(*, project_id: int, now: datetime) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Assignment._meta.db_table} SET status = %s, closed_at = %s"
-            " WHERE project_id = %s AND status = %s AND expires_at <= %s RETURNING item_id",
+            f" WHERE project_id = %s AND status = {_OPEN} AND expires_at <= %s RETURNING item_id",
             [
                 Assignment.Status.EXPIRED,
                 connection.ops.adapt_datetimefield_value(now),
                 project_id,
-                Assignment.Status.OPEN,
                 connection.ops.adapt_datetimefield_value(now),
             ],
         )
@@ -276,8 +283,8 @@ def assignment_next(
             cursor.execute(
                 f"SELECT {columns(Assignment, 'a')}, {columns(Item, 'i')} FROM {_ASSIGNMENT} a"
                 f" JOIN {_ITEM} i ON i.id = a.item_id"
-                " WHERE a.project_id = %s AND a.annotator_id = %s AND a.status = %s ORDER BY a.id",
-                [project.id, annotator.pk, Assignment.Status.OPEN],
+                f" WHERE a.project_id = %s AND a.annotator_id = %s AND a.status = {_OPEN} ORDER BY a.id",
+                [project.id, annotator.pk],
             )
             held = [_assignment_with_item(row) for row in cursor.fetchall()]
             held = _stale_leases_give_back(cursor, project=project, held=held, keep=excluded, now=now)
@@ -336,11 +343,11 @@ def _gold_candidate(cursor, *, project: Project, annotator_id: int, held: list[A
     """
     where = [
         "i.project_id = %s",
-        "i.pick_kind = %s",
+        f"i.pick_kind = '{PickKind.GOLD}'",
         f"NOT EXISTS (SELECT 1 FROM {_ANNOTATION} a WHERE a.item_id = i.id AND a.annotator_id = %s)",
         f"NOT EXISTS (SELECT 1 FROM {_SKIP} s WHERE s.item_id = i.id AND s.annotator_id = %s)",
     ]
-    params: list = [project.id, PickKind.GOLD, annotator_id, annotator_id]
+    params: list = [project.id, annotator_id, annotator_id]
     if held:
         where.append(f"i.id NOT IN ({', '.join(['%s'] * len(held))})")
         params += [a.item_id for a in held]

@@ -92,11 +92,11 @@ def review_next(
     excluded = [int(i) for i in exclude_item_ids]
     where = [
         "i.project_id = %s",
-        "i.review_state = %s",
+        f"i.review_state = '{ReviewState.QUEUED}'",  # a constant: see _OPEN in annotate/queue.py
         "(i.review_leased_by_id IS NULL OR i.review_leased_by_id = %s OR i.review_lease_expires_at <= %s)",
         f"NOT EXISTS (SELECT 1 FROM {_ANNOTATION} a WHERE a.item_id = i.id AND a.annotator_id = %s)",
     ]
-    params: list = [project.id, ReviewState.QUEUED, reviewer.pk, db_now, reviewer.pk]
+    params: list = [project.id, reviewer.pk, db_now, reviewer.pk]
     if excluded:
         where.append(f"i.id NOT IN ({', '.join(['%s'] * len(excluded))})")
         params += excluded

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from annotate.views import dashboards as dashboard_views
 from annotate.views import members as member_views
 from annotate.views import projects as views
 from annotate.views import review as review_views
@@ -24,6 +25,7 @@ urlpatterns = [
         views.export_job_download,
         name="export-download",
     ),
+    path("projects/<int:project_id>/dashboards/", dashboard_views.dashboards, name="dashboards"),
     path("projects/<int:project_id>/members/", member_views.members, name="members"),
     path("projects/<int:project_id>/members/<int:membership_id>/", member_views.member_change, name="member"),
     path("projects/<int:project_id>/settings/", settings_views.project_settings, name="settings"),

@@ -2,13 +2,13 @@
 
 The labeling page (web layer) reads proposals through proposal_for; annotate stores the proposal
 an annotation was shown as plain data (Annotation.proposal_value, proposal_model_version_id),
-which proposal_acceptance counts per model version.
+and counts it per model version in the project's tallies, which proposal_acceptance reads.
 """
 
 from django.db import connection
-from django.db.models import Count, Q
 
-from annotate.models import Annotation, Item, PickKind, Project
+from annotate.dashboards import proposal_acceptance_list
+from annotate.models import Item, PickKind, Project
 from annotate.raw_rows import columns, from_row
 from training.models import ModelVersion, Prediction
 
@@ -44,17 +44,12 @@ def proposal_for(*, item: Item) -> dict | None:
 
 
 def proposal_acceptance(*, project: Project) -> dict[int, dict]:
-    """Per model version id: proposals shown, accepted as they were, and the rate."""
-    rows = (
-        Annotation.objects.filter(project=project, proposal_model_version_id__isnull=False)
-        .values("proposal_model_version_id")
-        .annotate(shown=Count("id"), accepted=Count("id", filter=Q(proposal_accepted=True)))
-    )
+    """Per model version id: proposals shown, accepted as they were, and the rate.
+
+    Read from the project's "proposal" tallies, which every submit adds to in its own transaction
+    (annotate/quality/tallies.py): one small query, not a count over the annotations.
+    """
     return {
-        r["proposal_model_version_id"]: {
-            "shown": r["shown"],
-            "accepted": r["accepted"],
-            "rate": r["accepted"] / r["shown"] if r["shown"] else None,
-        }  # fmt: skip
-        for r in rows
+        v.model_version_id: {"shown": v.shown, "accepted": v.accepted, "rate": v.rate}
+        for v in proposal_acceptance_list(project_id=project.pk)
     }

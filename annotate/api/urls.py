@@ -5,6 +5,7 @@ from django.urls import path
 from annotate.api import (
     auth,
     consensus,
+    dashboards,
     exports,
     gold,
     imports,
@@ -55,4 +56,6 @@ urlpatterns = [
         exports.ExportDownloadApi.as_view(),
         name="export-download",
     ),
+    path(f"{project}dashboards/", dashboards.DashboardsApi.as_view(), name="dashboards"),
+    *(path(f"{project}dashboards/{c}/", v.as_view(), name=f"dashboard-{c}") for c, v in dashboards.VIEWS),
 ]
