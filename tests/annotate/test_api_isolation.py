@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Skip
+from annotate.models import Annotation, Assignment, Item, Label, Membership, Project, Review, Skip
 from annotate.projects import project_update
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
@@ -101,6 +101,16 @@ ENDPOINTS = {
         lambda w: {"item": w.item.pk, "value": POS},
     ),
     "skip": ("post", lambda w, p: _url("skip", p), lambda w: {"item": w.item.pk}),
+    "dashboards": ("get", lambda w, p: _url("dashboards", p), None),
+    "dashboard gold": ("get", lambda w, p: _url("dashboard-gold", p), None),
+    "gold mark": ("put", lambda w, p: _url("item-gold", p, item_id=w.item.pk), {"value": POS}),
+    "review next": ("post", lambda w, p: _url("review-next", p), {}),
+    "review decision": (
+        "post",
+        lambda w, p: _url("review-decision", p, item_id=w.item.pk),
+        {"decision": "correct", "supersedes": None, "value": POS},
+    ),
+    "consensus recompute": ("post", lambda w, p: _url("consensus-recompute", p), {}),
 }
 
 MANAGER_ONLY = [
@@ -114,6 +124,10 @@ MANAGER_ONLY = [
     "member update",
     "member remove",
     "item add",
+    "dashboards",
+    "dashboard gold",
+    "gold mark",
+    "consensus recompute",
 ]
 
 
@@ -143,6 +157,10 @@ def _snapshot():
         list(Annotation.objects.values_list("id", "value")),
         list(Assignment.objects.values_list("id", "status")),
         list(Skip.objects.values_list("id")),
+        list(
+            Item.objects.values_list("id", "final_value", "pick_kind", "review_state", "review_leased_by_id")
+        ),
+        list(Review.objects.values_list("id")),
     )
 
 
