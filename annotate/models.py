@@ -296,6 +296,9 @@ class Item(models.Model):
             ),
             # The gold share of the queue.
             models.Index(fields=["project", "id"], condition=Q(pick_kind="gold"), name="item_gold_idx"),
+            # The item browser's keyset pages in time order (annotate/browser.py), either way:
+            # a page starts at its cursor's (created_at, id) and reads one page of index rows.
+            models.Index(fields=["project", "created_at", "id"], name="item_browser_created_idx"),
         ]
 
     def __str__(self) -> str:

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from annotate.views import browser as browser_views
 from annotate.views import dashboards as dashboard_views
 from annotate.views import members as member_views
 from annotate.views import projects as views
@@ -16,6 +17,10 @@ urlpatterns = [
     path("projects/<int:project_id>/label/", views.label, name="label"),
     path("projects/<int:project_id>/review/", review_views.review, name="review"),
     path("projects/<int:project_id>/items/<int:item_id>/image", views.item_image, name="item-image"),
+    path("projects/<int:project_id>/items/", browser_views.browser_page, name="browser"),
+    path("projects/<int:project_id>/items/actions/", browser_views.browser_action, name="browser-action"),
+    path("projects/<int:project_id>/items/count/", browser_views.browser_count, name="browser-count"),
+    path("projects/<int:project_id>/items/<int:item_id>/", browser_views.browser_item, name="browser-item"),
     path("projects/<int:project_id>/import/", views.project_import, name="import"),
     path("projects/<int:project_id>/imports/<int:job_id>/", views.import_job, name="import-job"),
     path("projects/<int:project_id>/export/", views.project_export, name="export"),

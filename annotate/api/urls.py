@@ -4,6 +4,7 @@ from django.urls import path
 
 from annotate.api import (
     auth,
+    browser,
     consensus,
     dashboards,
     exports,
@@ -31,6 +32,9 @@ urlpatterns = [
     path(f"{project}members/<int:membership_id>/", members.MemberDetailApi.as_view(), name="member-detail"),
     path(f"{project}items/", items.ItemListApi.as_view(), name="item-list"),
     path(f"{project}items/<int:item_id>/", items.ItemDetailApi.as_view(), name="item-detail"),
+    path(f"{project}browser/", browser.BrowserListApi.as_view(), name="browser"),
+    path(f"{project}browser/actions/", browser.BrowserActionApi.as_view(), name="browser-actions"),
+    path(f"{project}browser/<int:item_id>/", browser.BrowserItemApi.as_view(), name="browser-item"),
     path(f"{project}items/<int:item_id>/gold/", gold.ItemGoldApi.as_view(), name="item-gold"),
     path(f"{project}next/", queue.NextApi.as_view(), name="next"),
     path(f"{project}annotations/", queue.AnnotationListApi.as_view(), name="annotation-list"),

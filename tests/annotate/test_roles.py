@@ -40,6 +40,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "annotate:review": {"GET": REVIEW},
     "annotate:browser": {"GET": MANAGE},
     "annotate:browser-item": {"GET": MANAGE},
+    "annotate:browser-count": {"GET": MANAGE},
     "annotate:browser-action": {"POST": MANAGE},
     "annotate:dashboards": {"GET": MANAGE},
     "annotate:import": {"GET": MANAGE, "POST": MANAGE},
