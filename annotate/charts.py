@@ -24,16 +24,10 @@ from annotate.dashboards import (
     Seconds,
     format_figure,
 )
+from annotate.svg import ACCENT, FONT, GRID, INK, MUTED, blue, clamp
 
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
-INK = "#1f2937"
-MUTED = "#6b7280"
-GRID = "#e5e7eb"
-ACCENT = "#2563eb"
 EMPTY = "#f3f4f6"
 NEGATIVE = "#fde2e1"
-# ColorBrewer "Blues", light to dark: a sequential scale that also reads in greyscale.
-BLUES = ["#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b"]
 # Review outcomes: blue, orange, red (Okabe–Ito-like, distinguishable with colour blindness).
 OUTCOME_COLOURS = {"accepted": "#0072b2", "corrected": "#e69f00", "rejected": "#d55e00"}
 
@@ -131,7 +125,7 @@ def labels_per_day_svg(data: LabelsPerDay) -> str:
         for c, day in enumerate(days):
             n = a.per_day[offset + c]
             tip = f"{a.username}, {day}: {n:,} labels"
-            fill = _blue(n / peak) if n else EMPTY
+            fill = blue(n / peak) if n else EMPTY
             out.append(
                 f'<rect x="{x0 + c * cell_w:.2f}" y="{y}" width="{cell_w:.2f}" height="{ROW_H - 2}" '
                 f'fill="{fill}" stroke="#ffffff" stroke-width="0.5"><title>{escape(tip)}</title></rect>'
@@ -205,7 +199,7 @@ def agreement_svg(data: Agreement) -> str:
     k = len(people)
     label_w = NAME_W - 20
     top = 64
-    cell = _clamp(math.floor((WIDTH - PAD * 2 - label_w) / max(k, 1)), 26, 64)
+    cell = clamp(math.floor((WIDTH - PAD * 2 - label_w) / max(k, 1)), 26, 64)
     col_h = 96
     height = top + cell * max(k, 1) + col_h + (18 if len(data.annotators) > k else 0) + 8
     out = [_svg_open(height, f"{title}: {sub}")]
@@ -226,7 +220,7 @@ def agreement_svg(data: Agreement) -> str:
             elif value < 0:
                 fill = NEGATIVE
             else:
-                fill = _blue(value)
+                fill = blue(value)
             tip = f"{people[i].username} and {people[j].username}: kappa {format_figure(value)}"
             out.append(
                 f'<rect x="{x0 + j * cell}" y="{top + i * cell}" width="{cell}" height="{cell}" '
@@ -523,16 +517,6 @@ def _text(
     return f"<text {attrs}>{escape(text)}{title}</text>"
 
 
-def _blue(share: float) -> str:
-    share = _clamp(share, 0.0, 1.0)
-    pos = share * (len(BLUES) - 1)
-    i = min(int(pos), len(BLUES) - 2)
-    t = pos - i
-    a, b = BLUES[i], BLUES[i + 1]
-    rgb = [round(int(a[c : c + 2], 16) * (1 - t) + int(b[c : c + 2], 16) * t) for c in (1, 3, 5)]
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
 def _nice_ticks(upper: float) -> list[int]:
     """Whole-number ticks from 0 to at least `upper`, with a 1-2-2.5-5 step (three to six intervals)."""
     raw = upper / 5
@@ -592,7 +576,3 @@ def _text_width(text: str, size: float) -> int:
         0.62 if ch.isupper() or ch in "mwMW@%" else 0.3 if ch in "iljtf.,:;'|!I " else 0.55 for ch in text
     )
     return math.ceil(em * size)
-
-
-def _clamp(value, low, high):
-    return max(low, min(high, value))

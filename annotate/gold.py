@@ -9,27 +9,20 @@ is complete, so the queue's own search never serves it, and its answers never vo
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from annotate.models import Annotation, Item, Label, PickKind, Project, ReviewState
+from annotate.items import item_locked
+from annotate.models import Annotation, Item, PickKind, Project, ReviewState
+from annotate.projects import label_names as label_names_of
 from annotate.quality.finals import completed_day, item_change, item_change_write
 from annotate.quality.votes import item_votes
 from annotate.queue import queue_order_changed
-from annotate.raw_rows import columns, from_row, table
 from annotate.values import annotation_value_validate
 
 
 def _locked(cursor, *, project: Project, item_id: int) -> Item:
-    sql = f"SELECT {columns(Item, 'i')} FROM {table(Item)} i WHERE i.id = %s AND i.project_id = %s"
-    if connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    cursor.execute(sql, [int(item_id), project.id])
-    row = cursor.fetchone()
-    if row is None:
+    item = item_locked(cursor, project=project, item_id=item_id)
+    if item is None:
         raise ValidationError({"item": f"item {item_id} is not an item of this project"})
-    return from_row(Item, row)
-
-
-def _label_names(project: Project) -> list[str]:
-    return list(Label.objects.filter(project=project).order_by("order", "id").values_list("name", flat=True))
+    return item
 
 
 def _progress_change(change, *, item: Item, sign: int) -> None:
@@ -42,7 +35,7 @@ def _progress_change(change, *, item: Item, sign: int) -> None:
 
 def item_gold_set(*, project: Project, item_id: int, value: object) -> Item:
     """Make the item gold with `value` as its true value (or change the value of a gold item)."""
-    label_names = _label_names(project)
+    label_names = label_names_of(project=project)
     clean = annotation_value_validate(
         project=project, label_names=label_names, value=value, field="gold_value"
     )
@@ -74,7 +67,7 @@ def item_gold_set(*, project: Project, item_id: int, value: object) -> Item:
 
 def item_gold_clear(*, project: Project, item_id: int) -> Item:
     """Make a gold item an ordinary one again: its final label is its voters' once more."""
-    label_names = _label_names(project)
+    label_names = label_names_of(project=project)
     with transaction.atomic(), connection.cursor() as cursor:
         item = _locked(cursor, project=project, item_id=item_id)
         if item.pick_kind != PickKind.GOLD:

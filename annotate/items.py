@@ -3,10 +3,12 @@
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 
 from annotate.importing import ImportResult, import_records
 from annotate.models import Annotation, Item, Project, Skip
+from annotate.raw_rows import columns, from_row, table
 
 
 def item_image_get(*, project: Project, item_id: int) -> Item | None:
@@ -61,3 +63,14 @@ def item_create_bulk(*, project: Project, rows: Iterable[dict], source: str = "i
     if not rows:
         return ImportResult(items_created=0, annotations_created=0, proposals=0)
     return import_records(project=project, records=rows, source=source)
+
+
+def item_locked(cursor, *, project: Project, item_id: int) -> Item | None:
+    """Caller holds a transaction. The project's item `item_id` with its row locked (FOR UPDATE
+    on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers already), or None."""
+    sql = f"SELECT {columns(Item, 'i')} FROM {table(Item)} i WHERE i.id = %s AND i.project_id = %s"
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    cursor.execute(sql, [int(item_id), project.id])
+    row = cursor.fetchone()
+    return None if row is None else from_row(Item, row)

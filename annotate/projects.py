@@ -108,6 +108,11 @@ def label_list(*, project: Project) -> QuerySet[Label]:
     return Label.objects.filter(project=project).order_by("order", "id")
 
 
+def label_names(*, project: Project) -> list[str]:
+    """The project's label names, in their order (what values are validated against)."""
+    return list(label_list(project=project).values_list("name", flat=True))
+
+
 def membership_list(*, project: Project) -> QuerySet[Membership]:
     """Members of the project with their annotation counts."""
     return (

@@ -28,7 +28,9 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from annotate.models import Annotation, Item, Label, PickKind, Project, Review, ReviewState
+from annotate.items import item_locked
+from annotate.models import Annotation, Item, PickKind, Project, Review, ReviewState
+from annotate.projects import label_names as label_names_of
 from annotate.quality.finals import completed_day, item_change, item_change_write
 from annotate.quality.tallies import key
 from annotate.quality.votes import votes_from_rows
@@ -70,10 +72,6 @@ class ReviewLease:
 
 def _now() -> datetime:
     return timezone.now()
-
-
-def _label_names(project: Project) -> list[str]:
-    return list(Label.objects.filter(project=project).order_by("order", "id").values_list("name", flat=True))
 
 
 # The queue -------------------------------------------------------------------------------
@@ -200,14 +198,10 @@ def _decision_input_check(
 
 
 def _item_locked(cursor, *, project: Project, item_id: int) -> Item:
-    sql = f"SELECT {columns(Item, 'i')} FROM {_ITEM} i WHERE i.id = %s AND i.project_id = %s"
-    if connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    cursor.execute(sql, [int(item_id), project.id])
-    row = cursor.fetchone()
-    if row is None:
+    item = item_locked(cursor, project=project, item_id=item_id)
+    if item is None:
         raise ItemNotInProject(f"item {item_id} is not an item of this project")
-    return from_row(Item, row)
+    return item
 
 
 def _outcomes(
@@ -243,7 +237,7 @@ def review_decide(
     OwnAnnotation for a reviewer who annotated the item.
     """
     now = now or _now()
-    label_names = _label_names(project)
+    label_names = label_names_of(project=project)
     correction = _decision_input_check(
         project=project,
         label_names=label_names,

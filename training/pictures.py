@@ -11,24 +11,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
-INK = "#1f2937"
-MUTED = "#6b7280"
-GRID = "#e5e7eb"
-ACCENT = "#2563eb"
-
-# ColorBrewer "Blues", light to dark: a sequential scale that also reads in greyscale.
-BLUES = [
-    "#f7fbff",
-    "#deebf7",
-    "#c6dbef",
-    "#9ecae1",
-    "#6baed6",
-    "#4292c6",
-    "#2171b5",
-    "#08519c",
-    "#08306b",
-]
+from annotate.svg import ACCENT, FONT, GRID, INK, MUTED, blue, clamp
 
 MAX_LABEL_CHARS = 22
 
@@ -50,8 +33,8 @@ def confusion_matrix_svg(
     if any(v < 0 for row in counts for v in row):
         raise ValueError("matrix counts must not be negative")
 
-    cell = _clamp(round(480 / k), 28, 72)
-    count_size = _clamp(round(cell * 0.36), 10, 15)
+    cell = clamp(round(480 / k), 28, 72)
+    count_size = clamp(round(cell * 0.36), 10, 15)
     label_size = 12 if k <= 12 else 11
     labels = [_shorten(str(c)) for c in classes]
     label_px = max(_text_width(lab, label_size) for lab in labels)
@@ -106,7 +89,7 @@ def confusion_matrix_svg(
             )
             out.append(
                 f'<rect class="cell" data-row="{i}" data-col="{j}" x="{x}" y="{y}" width="{cell}" '
-                f'height="{cell}" fill="{_blue(share)}" stroke="#ffffff" stroke-width="1">'
+                f'height="{cell}" fill="{blue(share)}" stroke="#ffffff" stroke-width="1">'
                 f"<title>{escape(tip)}</title></rect>"
             )
     out.append("</g>")
@@ -184,7 +167,7 @@ def confusion_matrix_svg(
         share = 1 - (s + 0.5) / steps
         out.append(
             f'<rect x="{legend_x}" y="{grid_y + s * step_h:.2f}" width="14" height="{step_h + 0.3:.2f}" '
-            f'fill="{_blue(share)}"/>'
+            f'fill="{blue(share)}"/>'
         )
     out.append("</g>")
     out.append(
@@ -342,7 +325,7 @@ def _learning_point(point: Mapping[str, Any]) -> dict[str, Any]:
     if lo is None or hi is None:
         lo = hi = None
     else:
-        lo, hi = _clamp(float(lo), 0.0, 1.0), _clamp(float(hi), 0.0, 1.0)
+        lo, hi = clamp(float(lo), 0.0, 1.0), clamp(float(hi), 0.0, 1.0)
     version = point.get("version")
     if version is None or version == "":
         label = ""
@@ -383,16 +366,6 @@ def _text(
     return f"<text {attrs}>{escape(text)}{title}</text>"
 
 
-def _blue(share: float) -> str:
-    share = _clamp(share, 0.0, 1.0)
-    pos = share * (len(BLUES) - 1)
-    i = min(int(pos), len(BLUES) - 2)
-    t = pos - i
-    a, b = BLUES[i], BLUES[i + 1]
-    rgb = [round(int(a[c : c + 2], 16) * (1 - t) + int(b[c : c + 2], 16) * t) for c in (1, 3, 5)]
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
 def _nice_ticks(upper: float) -> list[int]:
     """Whole-number ticks from 0 up to `upper`, with a 1-2-2.5-5 step giving three to six intervals."""
     raw = upper / 5
@@ -420,7 +393,3 @@ def _text_width(text: str, size: float, *, bold: bool = False) -> int:
         0.62 if ch.isupper() or ch in "mwMW@%" else 0.3 if ch in "iljtf.,:;'|!I " else 0.55 for ch in text
     )
     return math.ceil(em * size * (1.06 if bold else 1.0))
-
-
-def _clamp(value, low, high):
-    return max(low, min(high, value))
