@@ -30,8 +30,7 @@ times (unmeasured), then requested --requests times (timed); then the count the 
 its rows (`/projects/{id}/items/count/?<filters>`, a session), timed the same way. Each time is
 from sending the request to the response's last byte. A case with fewer than 50 pages reports
 page 50 as "–" with its number of pages. The HTML page (`/projects/{id}/items/`) is timed for three
-cases. --proposed-prediction-index measures with an index this benchmark makes for the run (and
-drops): training_prediction (model_version_id, score, item_id), which the confidence sort walks.
+cases.
 """
 
 import argparse
@@ -418,9 +417,6 @@ def explain(project_id: int, params: dict, cursor: str = "") -> str:
 # Orchestration -------------------------------------------------------------------------
 
 
-PROPOSED_INDEX = "bench_proposed_prediction_score_idx"
-
-
 def run(args: argparse.Namespace, var_dir: Path) -> dict:
     env = environment_apply(
         studio_environment(
@@ -447,7 +443,6 @@ def run(args: argparse.Namespace, var_dir: Path) -> dict:
     )
     django_setup()
     from django.contrib.auth import get_user_model
-    from django.db import connection
 
     from annotate.models import Annotation, Project
 
@@ -475,15 +470,6 @@ def run(args: argparse.Namespace, var_dir: Path) -> dict:
         )
     meta["facts"] = facts
     meta["items_in_project"] = Project.objects.get(pk=project_id).items.count()
-    meta["proposed_prediction_index"] = args.proposed_prediction_index
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP INDEX IF EXISTS {PROPOSED_INDEX}")
-        if args.proposed_prediction_index:
-            # Not in the studio's migrations: training.Prediction's index this report proposes.
-            cursor.execute(
-                f"CREATE INDEX {PROPOSED_INDEX} ON training_prediction (model_version_id, score, item_id)"
-            )
-            cursor.execute("ANALYZE training_prediction")
     all_cases = cases(terms=facts["search_terms"], annotator_id=annotators[0].pk)
     if args.explain:
         for name, params in all_cases:
@@ -520,8 +506,6 @@ def run(args: argparse.Namespace, var_dir: Path) -> dict:
         server.stop()
         from django.db import connections
 
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP INDEX IF EXISTS {PROPOSED_INDEX}")
         connections.close_all()
         meta["loadavg_end"] = loadavg()
         meta["cpu_speed_ms_end"] = cpu_speed_ms()
@@ -546,10 +530,9 @@ def report(found: dict) -> tuple[str, bool]:
         rows.append(_row(f"HTML page {result['name']} · page 1", result["page_1"]))
     meta = found["meta"]
     facts = meta["facts"]
-    index = "with" if meta["proposed_prediction_index"] else "without"
     lines = [
         f"Item browser: {meta['items_in_project']:,} items, {facts.get('annotations', 0):,} annotations, "
-        f"PostgreSQL; {index} the proposed training_prediction (model_version_id, score, item_id) index",
+        "PostgreSQL; the migrations' indexes (no trigram index for the search)",
         f"machine: {meta['nproc']} cores, {meta['cpu_model']}; CPU speed {meta['cpu_speed_ms_start']} → "
         f"{meta['cpu_speed_ms_end']} ms; load {meta['loadavg_start']} → {meta['loadavg_end']}; "
         f"{others_note(meta['cpu_cores'])}; jitter p50/p99 {meta['machine_jitter']['p50_ms']}/"
@@ -582,12 +565,6 @@ def main() -> int:
     )
     parser.add_argument("--lead-cache-url", default="postgres://postgres@127.0.0.1:5432/labelloop_dashbench")
     parser.add_argument("--explain", action="store_true", help="print each case's page-1 plan")
-    parser.add_argument(
-        "--proposed-prediction-index",
-        action="store_true",
-        help="measure with the index on training_prediction (model_version_id, score, item_id) that"
-        " the confidence sort would walk (made for the run, dropped after)",
-    )
     parser.add_argument("--json", type=Path, help="write every figure and detail as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary var folder")
     args = parser.parse_args()
