@@ -501,3 +501,21 @@ def test_every_chart_is_well_formed_xml_with_a_fixed_size(empty):
         assert not root.findall(".//{http://www.w3.org/2000/svg}script")
     if not empty:
         assert "&lt;script&gt;" in drawn[3] and "v3 &lt;b&gt;" in drawn[4]
+
+
+@pytest.mark.django_db
+def test_the_dashboards_say_how_the_final_labels_are_found_and_when_dawid_skene_last_ran(client):
+    from django.utils import timezone
+
+    from annotate.models import Project
+    from tests.factories import UserFactory, make_project
+
+    lead = UserFactory()
+    project = make_project(items=1, members=[(lead, "manager")])
+    client.force_login(lead)
+    url = f"/projects/{project.pk}/dashboards/"
+    assert "Final labels: the majority vote" in client.get(url).text
+    Project.objects.filter(pk=project.pk).update(consensus_method="dawid_skene")
+    assert "not computed yet" in client.get(url).text
+    Project.objects.filter(pk=project.pk).update(consensus_computed_at=timezone.now())
+    assert "Dawid–Skene, last computed" in client.get(url).text

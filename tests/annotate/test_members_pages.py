@@ -349,7 +349,7 @@ def test_settings_page_shows_every_setting_to_a_lead(lead_client, team):
     assert "annotate/settings.html" in [t.name for t in response.templates]
     for name in _settings_data(team[0]):
         assert f'name="{name}"' in response.text, name
-    assert "Final labels are the majority vote" in response.text
+    assert "Final labels: the majority vote" in response.text
 
 
 def test_saving_settings_goes_through_project_update(lead_client, team):
