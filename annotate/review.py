@@ -129,11 +129,13 @@ def review_next(
     return ReviewLease(item=item, expires_at=expires, is_new=True)
 
 
-def review_release(*, project: Project, reviewer: AbstractBaseUser) -> int:
-    """Give back every review lease `reviewer` holds in `project` (leaving the page)."""
-    return Item.objects.filter(project=project, review_leased_by_id=reviewer.pk).update(
-        review_leased_by_id=None, review_lease_expires_at=None
-    )
+def review_release(*, project: Project, reviewer: AbstractBaseUser, item_id: int | None = None) -> int:
+    """Give back the review leases `reviewer` holds in `project`: every one (leaving the page), or
+    that of `item_id` alone (an item they pass, so another reviewer may take it)."""
+    held = Item.objects.filter(project=project, review_leased_by_id=reviewer.pk)
+    if item_id is not None:
+        held = held.filter(pk=item_id)
+    return held.update(review_leased_by_id=None, review_lease_expires_at=None)
 
 
 def review_queue_count(*, project: Project) -> int:

@@ -134,9 +134,16 @@ class ReviewReleaseApi(_ReviewApi):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
-        tags=["review"], request=None, responses={200: s.ReleaseOutput, 403: FORBIDDEN, 404: NOT_FOUND}
+        tags=["review"],
+        request=s.ReviewReleaseInput,
+        responses={200: s.ReleaseOutput, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def post(self, request, project_id):
-        """Give back every review item you hold in this project (leaving the review page)."""
-        released = review.review_release(project=self.project, reviewer=request.user)
+        """Give back the review items you hold in this project: all of them (leaving the review
+        page), or the one named by `item` (an item you pass)."""
+        data = s.ReviewReleaseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        released = review.review_release(
+            project=self.project, reviewer=request.user, item_id=data.validated_data.get("item")
+        )
         return Response(s.ReleaseOutput({"released": released}).data)

@@ -516,6 +516,15 @@ class ExportJobOutput(serializers.ModelSerializer):
 # Review (annotate/review.py): the reviewer's queue and decisions --------------------------
 
 
+class ReviewReleaseInput(serializers.Serializer):
+    item = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="Only this item's lease (an item you pass).",
+    )
+
+
 class ReviewNextInput(NextInput):
     """Items the review page already shows (the current and the prefetched one, and those the
     reviewer passed) and does not want back."""

@@ -337,3 +337,18 @@ def test_two_reviewers_deciding_at_once_one_wins_the_other_gets_the_winner(repea
     assert Review.objects.filter(item=item).count() == 1
     item.refresh_from_db()
     assert item.last_review_id == winner
+
+
+@pytest.mark.django_db
+def test_a_passed_item_is_given_back_alone_and_another_reviewer_gets_it(team):
+    from annotate.review import review_release
+
+    project, a, b, reviewer, other = team
+    first, second, _ = _two_votes(project, a, b)
+    assert review_next(project=project, reviewer=reviewer).item.pk == first.pk
+    assert review_next(project=project, reviewer=reviewer, exclude_item_ids=[first.pk]).item.pk == second.pk
+    assert review_release(project=project, reviewer=reviewer, item_id=first.pk) == 1
+    # The other lease stays; the passed item is free for the next reviewer.
+    assert Item.objects.get(pk=second.pk).review_leased_by_id == reviewer.pk
+    assert review_next(project=project, reviewer=other).item.pk == first.pk
+    assert review_release(project=project, reviewer=reviewer) == 1

@@ -134,6 +134,21 @@ def test_release_gives_back_every_review_lease(team):
     assert not Item.objects.filter(project=project, review_leased_by_id__isnull=False).exists()
 
 
+def test_release_of_one_item_gives_back_that_lease_alone_and_a_bad_item_is_a_400(team):
+    project, _, _, reviewer, _, (first, second, _) = team
+    client = _client(reviewer)
+    client.post(_url("review-next", project), {}, format="json")
+    client.post(_url("review-next", project), {"exclude": [first.pk]}, format="json")
+    response = client.post(_url("review-release", project), {"item": first.pk}, format="json")
+    assert response.status_code == 200 and response.json() == {"released": 1}
+    assert list(
+        Item.objects.filter(project=project, review_leased_by_id__isnull=False).values_list("id", flat=True)
+    ) == [second.pk]
+    bad = client.post(_url("review-release", project), {"item": "first"}, format="json")
+    assert bad.status_code == 400 and "item" in bad.json()
+    assert Item.objects.get(pk=second.pk).review_leased_by_id == reviewer.pk
+
+
 # Decisions -------------------------------------------------------------------------------
 
 

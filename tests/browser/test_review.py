@@ -146,6 +146,8 @@ def test_reviewer_accepts_corrects_and_rejects_by_keyboard_and_the_annotator_is_
     _wait_for(page, "decided", 3)
     assert "You passed 1" in page.inner_text("[data-item-text]")
     assert page.inner_text("[data-count]") == "3"
+    # A passed item is given back at once, for another reviewer; the page keeps it excluded.
+    assert Item.objects.get(pk=fourth.pk).review_leased_by_id is None
     screenshot(page, "review-done")
     assert page.evaluate("window.__noReload") is True
     assert not page.console_errors, page.console_errors

@@ -106,7 +106,11 @@ class ReviewQueue extends LabelQueue {
     this.lastShown = done;
     if (this.passed.length > MAX_EXCLUDED) this.passed.shift();
     this.advance();
-    this.enqueue(async () => this.receive(await this.post("next", { exclude: this.excluded() })));
+    this.enqueue(async () => {
+      // Given back, so that another reviewer may take it; this page keeps it excluded.
+      await this.post("release", { item: done.item.id });
+      this.receive(await this.post("next", { exclude: this.excluded() }));
+    });
   }
 
   receive(next) {
