@@ -9,7 +9,7 @@ the voters: none, one ("single"), a majority ("consensus") or a tie.
 """
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from annotate.models import FinalSource
@@ -43,17 +43,6 @@ def consensus(values: Sequence[dict], *, multi_label: bool, label_order: Sequenc
     if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
         return Consensus(value=None, tie=True, votes=votes)
     return Consensus(value={"choices": [ranked[0][0]]}, tie=False, votes=votes)
-
-
-def voting_values(annotations: Iterable) -> list[dict]:
-    """From one item's annotations (oldest first), each voting annotator's latest value."""
-    latest: dict[int, dict] = {}
-    voters: set[int] = set()
-    for annotation in annotations:
-        latest[annotation.annotator_id] = annotation.value
-        if annotation.counted:
-            voters.add(annotation.annotator_id)
-    return [latest[a] for a in latest if a in voters]
 
 
 def final_of(

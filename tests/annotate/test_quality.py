@@ -1,6 +1,7 @@
 from types import SimpleNamespace as A
 
-from annotate.quality.consensus import consensus, voting_values
+from annotate.quality.consensus import consensus
+from annotate.quality.votes import votes_from_rows
 
 
 def _v(*labels):
@@ -37,4 +38,5 @@ def test_each_voter_votes_once_with_their_latest_value_and_uncounted_late_submit
         A(annotator_id=1, value=_v("dog"), counted=False),  # 1 corrects their own vote
         A(annotator_id=3, value=_v("cat"), counted=False),  # late, not counted: no vote
     ]
-    assert voting_values(annotations) == [_v("dog"), _v("dog")]
+    rows = [(a.annotator_id, a.value, a.counted) for a in annotations]
+    assert list(votes_from_rows(rows).values()) == [_v("dog"), _v("dog")]

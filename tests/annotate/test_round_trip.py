@@ -12,7 +12,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotate.models import Annotation, Item
-from annotate.quality.consensus import final_of, voting_values
+from annotate.quality.consensus import final_of
+from annotate.quality.votes import votes_from_rows
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -101,7 +102,11 @@ def _expected(project_id: int):
         by_item.setdefault(a.item_id, []).append(a)
     # Recomputed here from the votes, independently of the final labels the items keep.
     finals = {
-        item_id: final_of(votes=voting_values(rows), multi_label=False, label_order=LABELS)
+        item_id: final_of(
+            votes=list(votes_from_rows((a.annotator_id, a.value, a.counted) for a in rows).values()),
+            multi_label=False,
+            label_order=LABELS,
+        )
         for item_id, rows in by_item.items()
     }
     return annotations, finals
