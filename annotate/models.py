@@ -21,6 +21,8 @@ class Project(models.Model):
     class TaskType(models.TextChoices):
         TEXT_CLASSIFICATION = "text_classification", "Text classification"
         IMAGE_CLASSIFICATION = "image_classification", "Image classification"
+        IMAGE_BOXES = "image_boxes", "Bounding boxes on images"
+        TEXT_SPANS = "text_spans", "Text spans (entities)"
 
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True, help_text="Markdown, shown beside every item.")
@@ -32,6 +34,12 @@ class Project(models.Model):
     lease_seconds = models.PositiveIntegerField(
         default=600, help_text="How long an annotator holds an item before it returns to the queue."
     )
+    # Text spans (annotate/values.py, annotate/tokens.py).
+    spans_snap_to_tokens = models.BooleanField(
+        default=True,
+        help_text="Text spans: a selection widens to whole tokens (off: character precision).",
+    )
+    spans_may_overlap = models.BooleanField(default=False, help_text="Text spans may overlap one another.")
     # Training settings (training reads them; annotate never imports training).
     training_min_labels = models.PositiveIntegerField(
         default=10, help_text="Train only once this many items have a final label."
@@ -105,6 +113,17 @@ class Project(models.Model):
         return self.name
 
     def clean(self) -> None:
+        if not self.is_classification and self.multi_label:
+            raise ValidationError(
+                {
+                    "multi_label": "multi-label applies to classification;"
+                    " boxes and spans hold any number already"
+                }
+            )
+        if not self.is_classification and self.consensus_method == "dawid_skene":
+            raise ValidationError(
+                {"consensus_method": "Dawid–Skene applies to classification projects only; use majority"}
+            )
         if self.consensus_method == "dawid_skene" and self.multi_label:
             raise ValidationError(
                 {
@@ -115,7 +134,11 @@ class Project(models.Model):
 
     @property
     def is_image(self) -> bool:
-        return self.task_type == self.TaskType.IMAGE_CLASSIFICATION
+        return self.task_type in (self.TaskType.IMAGE_CLASSIFICATION, self.TaskType.IMAGE_BOXES)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task_type in (self.TaskType.TEXT_CLASSIFICATION, self.TaskType.IMAGE_CLASSIFICATION)
 
 
 class Label(models.Model):
@@ -441,6 +464,32 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} of item {self.item_id} by {self.reviewer_id}"
+
+
+class ItemNote(models.Model):
+    """An annotator's comment on an item, or a flag for the project's leads. Append-only; a lead
+    resolves a flag by setting `resolved_at`."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="notes", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField(blank=True)
+    flagged = models.BooleanField(default=False, help_text="Flagged for the project's leads.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(flagged=True, resolved_at__isnull=True),
+                name="note_open_flag_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'flag' if self.flagged else 'note'} on item {self.item_id} by {self.author_id}"
 
 
 class Tally(models.Model):

@@ -453,6 +453,11 @@ def annotation_submit(
     with transaction.atomic():
         assignment = _latest_assignment_locked(project=project, item_id=item_id, annotator=annotator)
         item = assignment.item
+        if project.task_type == Project.TaskType.TEXT_SPANS:
+            # Offsets are checked against the item's text, which only now is read.
+            clean_value = annotation_value_validate(
+                project=project, label_names=label_names, value=clean_value, text=item.text
+            )
         open_lease = assignment.status == Assignment.Status.OPEN
         late = not open_lease or assignment.expires_at <= now
         if assignment.status == Assignment.Status.SUBMITTED:

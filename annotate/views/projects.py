@@ -65,7 +65,10 @@ def label(request: HttpRequest, project_id: int) -> HttpResponse:
     labels = list(project.labels.all())
     config = {
         "project_id": project.pk,
+        "task_type": project.task_type,
         "multi_label": project.multi_label,
+        "spans_snap_to_tokens": project.spans_snap_to_tokens,
+        "spans_may_overlap": project.spans_may_overlap,
         "labels": [{"name": lb.name, "hotkey": lb.hotkey, "colour": lb.colour} for lb in labels],
         "csrf_token": get_token(request),
     }

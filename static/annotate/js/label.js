@@ -1,10 +1,41 @@
-// The labeling page: label buttons with hotkeys, Enter submits, S skips, active time per item.
+// The labeling page's shell: the queue, submit and skip, label hotkeys, active time per item.
+// What the item looks like and how its value is edited is the editor's, one per task type:
+//
+//   editors/choices.js  text and image classification
+//   editors/boxes.js    bounding boxes on images (image_boxes)
+//   editors/spans.js    text spans (text_spans)
+//
+// An editor is made by create…Editor({ root, config, notify }) and has:
+//   show(item)            paint the item; item.proposal, if any, pre-fills the value
+//   clear(message)        no item: show the message
+//   value()               the value to submit; throws an Error whose message says what is missing
+//   chooseLabel(name)     a label's button or hotkey; returns "submit" when that completes the item
+//   undo()                Ctrl+Z: take back the last edit inside this item; false if there was none
+//   acceptProposal()      returns "submit" if the proposal, as shown, may be submitted
+//   preload(item)         warm up the next item (its image)
+//   proposalText(p)       how the proposal is announced ("Proposed: …")
+//   keymap                Map of the editor's own keys (hotkeys.js names) to actions
+//   help                  [[keys, what they do], …] for the "?" list
+// `notify(message, kind)` writes to the page's status line (kind "error" or "muted").
 
 import { bindHotkeys } from "./hotkeys.js";
-import { mountCanvas, preloadImage } from "./canvas.js";
+import { createChoicesEditor } from "./editors/choices.js";
 import { LabelQueue } from "./queue.js";
 
 const MAX_ACTIVE_MS = 10 * 60 * 1000;
+
+const EDITORS = {
+  text_classification: createChoicesEditor,
+  image_classification: createChoicesEditor,
+};
+
+// Editors for the other task types load only on their pages.
+async function editorFactory(taskType) {
+  if (EDITORS[taskType]) return EDITORS[taskType];
+  if (taskType === "image_boxes") return (await import("./editors/boxes.js")).createBoxesEditor;
+  if (taskType === "text_spans") return (await import("./editors/spans.js")).createSpansEditor;
+  throw new Error(`no editor for task type ${taskType}`);
+}
 
 // Time on an item while the tab is visible, capped: a tab left open overnight is not work.
 class ActiveTimer {
@@ -32,67 +63,63 @@ class ActiveTimer {
   }
 }
 
-export function mountLabeling(root) {
+export async function mountLabeling(root) {
   const config = JSON.parse(document.getElementById("labeling-config").textContent);
-  const canvas = mountCanvas(root.querySelector("[data-canvas]"));
-  const buttons = new Map();
   const status = root.querySelector("[data-status]");
   const proposalEl = root.querySelector("[data-proposal]");
   const counter = root.querySelector("[data-count]");
   const timer = new ActiveTimer();
-  let selected = new Set();
+  const notify = (message, kind = "muted") => {
+    status.textContent = message;
+    status.className = kind;
+  };
+  const editor = (await editorFactory(config.task_type))({ root, config, notify });
   let shown = null;
   let labeledHere = 0;
-
-  for (const button of root.querySelectorAll("[data-label]")) buttons.set(button.dataset.label, button);
-
-  const render = () => {
-    for (const [name, button] of buttons) button.setAttribute("aria-pressed", selected.has(name) ? "true" : "false");
-  };
 
   const queue = new LabelQueue({
     projectId: config.project_id,
     csrfToken: config.csrf_token,
     onShow(lease) {
       shown = lease;
-      canvas.show(lease.item);
+      root.querySelector("[data-canvas]").dataset.itemId = lease.item.id;
+      editor.show(lease.item);
       const proposal = lease.item.proposal;
-      selected = new Set(proposal ? proposal.value.choices : []);
       if (proposal) {
         const score = proposal.score == null ? "" : ` (${Math.round(proposal.score * 100)}% confident)`;
-        proposalEl.textContent = `Proposed: ${proposal.value.choices.join(", ") || "none"}${score}. Enter accepts.`;
+        proposalEl.textContent = `${editor.proposalText(proposal)}${score}. Enter accepts.`;
         proposalEl.hidden = false;
       } else {
         proposalEl.hidden = true;
       }
-      render();
       timer.restart();
       root.dataset.state = "ready";
-      preloadImage(queue.prefetched && queue.prefetched.item);
+      editor.preload(queue.prefetched && queue.prefetched.item);
     },
     onEmpty() {
       shown = null;
-      canvas.clear("Nothing left to label in this project. Thank you!");
+      delete root.querySelector("[data-canvas]").dataset.itemId;
+      editor.clear("Nothing left to label in this project. Thank you!");
       root.dataset.state = "empty";
     },
     onError(error) {
-      status.textContent = `Not saved: ${error.message}`;
-      status.className = "error";
+      notify(`Not saved: ${error.message}`, "error");
     },
     onSaved() {
-      status.textContent = "Saved.";
-      status.className = "muted";
+      notify("Saved.");
       root.dataset.saved = String(Number(root.dataset.saved || 0) + 1);
     },
   });
 
   const submit = () => {
     if (!shown) return;
-    if (!config.multi_label && selected.size !== 1) {
-      status.textContent = "Choose a label first.";
+    let value;
+    try {
+      value = editor.value();
+    } catch (error) {
+      notify(error.message, "error");
       return;
     }
-    const value = { choices: config.labels.map((l) => l.name).filter((name) => selected.has(name)) };
     const proposal = shown.item.proposal
       ? { value: shown.item.proposal.value, model_version_id: shown.item.proposal.model_version_id ?? null }
       : null;
@@ -102,19 +129,15 @@ export function mountLabeling(root) {
   };
 
   const choose = (name) => {
-    if (!shown) return;
-    if (config.multi_label) {
-      selected.has(name) ? selected.delete(name) : selected.add(name);
-      render();
-    } else {
-      selected = new Set([name]);
-      render();
-      submit();
-    }
+    if (shown && editor.chooseLabel(name) === "submit") submit();
   };
 
   const skip = () => {
     if (shown) queue.skip();
+  };
+
+  const undo = () => {
+    if (shown && !editor.undo()) notify("Nothing to undo in this item.");
   };
 
   root.querySelector("[data-labels]").addEventListener("click", (event) => {
@@ -127,8 +150,10 @@ export function mountLabeling(root) {
   const keymap = new Map([
     ["Enter", submit],
     ["s", skip],
+    ["Ctrl+z", undo],
   ]);
   for (const label of config.labels) if (label.hotkey) keymap.set(label.hotkey.toLowerCase(), () => choose(label.name));
+  for (const [key, action] of editor.keymap) keymap.set(key, action);
   bindHotkeys(document, keymap);
   window.addEventListener("pagehide", () => queue.release());
 
