@@ -6,7 +6,8 @@
 //   editors/spans.js    text spans (text_spans)
 //
 // An editor is made by create…Editor({ root, config, notify }) and has:
-//   show(item)            paint the item; item.proposal, if any, pre-fills the value
+//   show(item)            paint the item; pre-fill the value with item.answer (the annotator's own
+//                         earlier answer, when they go back to an item) or else item.proposal.value
 //   clear(message)        no item: show the message
 //   value()               the value to submit; throws an Error whose message says what is missing
 //   chooseLabel(name)     a label's button or hotkey; returns "submit" when that completes the item

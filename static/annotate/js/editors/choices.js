@@ -17,7 +17,8 @@ export function createChoicesEditor({ root, config }) {
   return {
     show(item) {
       canvas.show(item);
-      selected = new Set(item.proposal ? item.proposal.value.choices : []);
+      const start = item.answer || (item.proposal && item.proposal.value);
+      selected = new Set(start ? start.choices : []);
       history = [];
       render();
     },
