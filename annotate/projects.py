@@ -29,6 +29,8 @@ PROJECT_FIELDS = (
     "consensus_every",
     "gold_share",
     "gold_pause_below",
+    "spans_snap_to_tokens",
+    "spans_may_overlap",
 )
 LABEL_FIELDS = ("name", "colour", "hotkey", "order")
 

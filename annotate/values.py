@@ -73,6 +73,24 @@ def annotation_value_validate(
     return {"choices": sorted(choices, key=known.__getitem__)}
 
 
+def value_text(value: dict | None) -> str:
+    """A value in a few words, for pages and messages: "cat, dog", "3 boxes: PER ×2, ORG", "–"."""
+    if not value:
+        return "–"
+    if "choices" in value:
+        return ", ".join(value["choices"]) or "–"
+    for key, one in (("boxes", "box"), ("spans", "span")):
+        if key in value:
+            entries = value[key]
+            counts: dict[str, int] = {}
+            for entry in entries:
+                counts[entry["label"]] = counts.get(entry["label"], 0) + 1
+            names = ", ".join(f"{label} ×{n}" if n > 1 else label for label, n in counts.items())
+            noun = one if len(entries) == 1 else key.replace("boxs", "boxes")
+            return f"{len(entries)} {noun}" + (f": {names}" if names else "")
+    return "–"
+
+
 def _unknown_label(name: object, label_names: Sequence[str]) -> str:
     return f"unknown label {name!r}; this project's labels are: " + ", ".join(label_names)
 

@@ -90,6 +90,8 @@ class ProjectDetailOutput(ProjectOutput):
             "consensus_method",
             "consensus_every",
             "consensus_computed_at",
+            "spans_snap_to_tokens",
+            "spans_may_overlap",
         ]
 
 
@@ -112,6 +114,10 @@ class ProjectUpdateInput(serializers.Serializer):
         required=False,
         help_text="Dawid–Skene: recompute after this many new annotations (0: on demand only).",
     )
+    spans_snap_to_tokens = serializers.BooleanField(
+        required=False, help_text="Text spans: selections widen to whole tokens (false: character precision)."
+    )
+    spans_may_overlap = serializers.BooleanField(required=False, help_text="Text spans may overlap.")
 
     def validate(self, attrs):
         # Dawid–Skene needs one true class per item. A PATCH may name only one of the two

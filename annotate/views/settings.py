@@ -20,13 +20,17 @@ from annotate.items import item_list
 from annotate.models import Membership, PickKind, Project
 from annotate.projects import label_list, project_update
 from annotate.quality.recompute import DAWID_SKENE, SINGLE_LABEL_ONLY, project_consensus_request
+from annotate.values import value_text
 from annotate.views.access import page_membership
 
 GROUPS = (
     ("Labeling", ("name", "instructions", "overlap", "lease_seconds")),
     ("Training", ("training_min_labels", "retrain_every", "sampling_strategy")),
     ("Label quality", ("consensus_method", "consensus_every", "gold_share", "gold_pause_below")),
+    ("Text spans", ("spans_snap_to_tokens", "spans_may_overlap")),
 )
+# Settings that apply to one task type only; the page shows them on that type's projects.
+TYPE_GROUPS = {"Text spans": Project.TaskType.TEXT_SPANS}
 SETTINGS_FIELDS = tuple(name for _, names in GROUPS for name in names)
 GOLD_LIST_LIMIT = 100
 
@@ -59,6 +63,11 @@ class ProjectSettingsForm(forms.ModelForm):
                 field.widget.attrs["max"] = high
         for name in ("gold_share", "gold_pause_below"):
             self.fields[name].widget.attrs["step"] = "0.01"
+        # Another type's settings are not on the page: an absent checkbox must not read as "off".
+        for title, kind in TYPE_GROUPS.items():
+            if self.instance.task_type != kind:
+                for name in dict(GROUPS)[title]:
+                    del self.fields[name]
 
     def clean(self):
         data = super().clean()
@@ -76,7 +85,18 @@ class GoldMarkForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.project = project
         choices = [(label.name, label.name) for label in label_list(project=project)]
-        if project.multi_label:
+        if not project.is_classification:
+            example = (
+                '{"boxes": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.25, "label": "…"}]}'
+                if project.task_type == Project.TaskType.IMAGE_BOXES
+                else '{"spans": [{"start": 0, "end": 5, "label": "…"}]}'
+            )
+            self.fields["labels"] = forms.JSONField(
+                label="True value (JSON)",
+                help_text=f"For example {example}",
+                widget=forms.Textarea(attrs={"rows": 3}),
+            )
+        elif project.multi_label:
             self.fields["labels"] = forms.MultipleChoiceField(
                 choices=choices, label="True value", widget=forms.CheckboxSelectMultiple
             )
@@ -93,6 +113,8 @@ class GoldMarkForm(forms.Form):
 
     def value(self) -> dict:
         labels = self.cleaned_data["labels"]
+        if not self.project.is_classification:
+            return labels  # the whole value, checked by annotate.gold.item_gold_set
         return {"choices": list(labels) if isinstance(labels, list) else [labels]}
 
 
@@ -122,7 +144,11 @@ def _page(
         "project": project,
         "membership": membership,
         "form": form,
-        "groups": [(title, [form[name] for name in names]) for title, names in GROUPS],
+        "groups": [
+            (title, [form[name] for name in names])
+            for title, names in GROUPS
+            if TYPE_GROUPS.get(title, project.task_type) == project.task_type
+        ],
         "gold_form": gold_form or GoldMarkForm(project=project),
         "gold_items": gold.only("id", "external_id", "text", "image", "gold_value")[:GOLD_LIST_LIMIT],
         "gold_count": gold.count(),
@@ -182,8 +208,10 @@ def gold_mark(request: HttpRequest, project_id: int) -> HttpResponse:
         except ValidationError as error:
             _form_errors(form, error, rename={"gold_value": "labels"})
         else:
-            choices = ", ".join(item.gold_value["choices"])
-            messages.success(request, f"Item {item.external_id} is gold, with the true value {choices}.")
+            messages.success(
+                request,
+                f"Item {item.external_id} is gold, with the true value {value_text(item.gold_value)}.",
+            )
             return redirect("annotate:settings", project_id=project_id)
     return _page(request, membership, gold_form=form, status=400)
 
