@@ -471,6 +471,11 @@ class ImportInput(serializers.Serializer):
         required=False, allow_blank=True, help_text="True values: rows with one become gold items."
     )
     label_source = serializers.CharField(required=False, allow_blank=True)
+    import_as = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text='COCO, YOLO, CoNLL, spaCy: "labels" (the default) or "predictions" (proposals).',
+    )
 
     def options(self) -> dict:
         """The import options given (blank ones are dropped by the service)."""

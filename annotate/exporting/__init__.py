@@ -1,9 +1,12 @@
-"""Exporting a project's items with their annotations and final labels: JSON, JSON Lines, CSV.
+"""Exporting a project's items with their annotations and final labels: JSON, JSON Lines, CSV;
+and the final labels in the formats people exchange: COCO, YOLO (boxes), CoNLL, spaCy (spans).
 
     columns.py   the columns of an export, described once, and the record renderers made from them
     pages.py     the read snapshot and the keyset pages (the generic path)
     postgres.py  the fast path on PostgreSQL: pages read as text ready to be written
     formats.py   the formats, streamed a page at a time, and the image URLs they carry
+    boxes.py     COCO JSON and YOLO (a zip) of bounding-box projects' final labels
+    spans.py     CoNLL (BIO) and spaCy JSONL of text-span projects' final labels
     jobs.py      export_request (stream or background job), export jobs and their sweeper
 
 Image projects' records carry `image_url`, the studio's URL of the image (annotate:item-image):
@@ -19,6 +22,7 @@ from annotate.exporting.formats import (
     FORMATS,
     export_csv,
     export_filename,
+    export_formats_for,
     export_json,
     export_jsonl,
     export_stream,
@@ -32,6 +36,7 @@ from annotate.exporting.jobs import (
     item_export_run_job,
     item_export_start,
 )
+from annotate.exporting.spans import conll_tag_label
 
 __all__ = [
     "CONTENT_TYPES",
@@ -39,8 +44,10 @@ __all__ = [
     "CSV_IMAGE_COLUMNS",
     "FORMATS",
     "ExportAnswer",
+    "conll_tag_label",
     "export_csv",
     "export_filename",
+    "export_formats_for",
     "export_job_get",
     "export_job_list",
     "export_jobs_sweep",

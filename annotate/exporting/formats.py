@@ -1,4 +1,6 @@
-"""The export formats: JSON, JSON Lines and CSV, each a generator of text chunks.
+"""The export formats: JSON, JSON Lines and CSV, each a generator of text chunks; and the
+exchange formats of the task types that have them (exporting.boxes: COCO and YOLO, a zip of
+bytes; exporting.spans: CoNLL and spaCy JSONL), which hold the items' final labels.
 
 A StreamingHttpResponse, the background job (exporting.jobs) and the `export_project` command
 share these. Records follow exporting.columns; pages come from exporting.postgres on PostgreSQL
@@ -24,15 +26,27 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotate.exporting import columns, pages, postgres
+from annotate.exporting import boxes, columns, pages, postgres, spans
 from annotate.exporting.columns import csv_cell, dumps, json_from_jsonb, value_cell
 from annotate.models import Project
 
-FORMATS = ("json", "jsonl", "csv")
+FORMATS = ("json", "jsonl", "csv", "coco", "yolo", "conll", "spacy")
 CONTENT_TYPES = {
     "json": "application/json",
     "jsonl": "application/x-ndjson",
     "csv": "text/csv",
+    "coco": "application/json",
+    "yolo": "application/zip",
+    "conll": "text/plain",
+    "spacy": "application/x-ndjson",
+}
+EXTENSIONS = {"coco": "json", "yolo": "zip", "conll": "conll", "spacy": "jsonl"}
+# The exchange formats, and the one task type each holds.
+TASK_FORMATS = {
+    "coco": Project.TaskType.IMAGE_BOXES,
+    "yolo": Project.TaskType.IMAGE_BOXES,
+    "conll": Project.TaskType.TEXT_SPANS,
+    "spacy": Project.TaskType.TEXT_SPANS,
 }
 CSV_COLUMNS = tuple(columns.csv_header(image=False))
 # Image projects add these after "text".
@@ -95,18 +109,36 @@ def export_csv(
             yield _drain(buffer)
 
 
-EXPORTERS: dict[str, Callable[..., Iterator[str]]] = {
+EXPORTERS: dict[str, Callable[..., Iterator[str | bytes]]] = {
     "json": export_json,
     "jsonl": export_jsonl,
     "csv": export_csv,
+    "coco": boxes.export_coco,
+    "yolo": boxes.export_yolo,
+    "conll": spans.export_conll,
+    "spacy": spans.export_spacy,
 }
 
 
-def export_format_check(format: str) -> None:
-    """ValidationError {"format": …} unless `format` is one of FORMATS."""
+def export_formats_for(project: Project) -> tuple[str, ...]:
+    """The formats `project` can be exported in: JSON, JSONL and CSV, and its task type's own."""
+    return tuple(f for f in FORMATS if TASK_FORMATS.get(f, project.task_type) == project.task_type)
+
+
+def export_format_check(format: str, project: Project | None = None) -> None:
+    """ValidationError {"format": …} unless `format` is one of FORMATS (and, given the
+    `project`, one its task type has)."""
     if format not in EXPORTERS:
         raise ValidationError(
             {"format": f"unknown export format {format!r}; use one of {', '.join(FORMATS)}"}
+        )
+    if project is not None and format not in export_formats_for(project):
+        raise ValidationError(
+            {
+                "format": f"{format} holds {TASK_FORMATS[format].label.lower()}: project {project.name!r}"
+                f" is a {project.get_task_type_display().lower()} project; export it as one of"
+                f" {', '.join(export_formats_for(project))}"
+            }
         )
 
 
@@ -120,13 +152,14 @@ def export_stream(
     progress: pages.Progress | None = None,
     base_url: str = "",
 ) -> Iterator[str]:
-    """The exporter of `format` (json, jsonl or csv); ValidationError for any other.
+    """The exporter of `format` (json, jsonl, csv, or the project's exchange formats:
+    coco and yolo, whose zip comes as bytes; conll, spacy); ValidationError for any other.
 
     `labeled_only`, `reviewed_only` and `selection` (the item browser's filters) limit the items
     (pages.ExportScope). `base_url` ("https://studio.example") makes image URLs absolute;
     without it they are paths.
     """
-    export_format_check(format)
+    export_format_check(format, project)
     scope = pages.ExportScope(
         labeled_only=labeled_only, reviewed_only=reviewed_only, selection=selection or None
     )
@@ -134,9 +167,10 @@ def export_stream(
 
 
 def export_filename(project: Project, format: str) -> str:
-    """A download name for an export of `project`, e.g. `reviews-12-20250101-120000.jsonl`."""
+    """A download name for an export of `project`, e.g. `reviews-12-20250101-120000.jsonl`
+    (COCO: .json, YOLO: .zip, CoNLL: .conll, spaCy: .jsonl)."""
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    return f"{slugify(project.name) or 'project'}-{project.id}-{stamp}.{format}"
+    return f"{slugify(project.name) or 'project'}-{project.id}-{stamp}.{EXTENSIONS.get(format, format)}"
 
 
 def image_url_for(project: Project, base_url: str = "") -> Callable[[int, str], str | None] | None:

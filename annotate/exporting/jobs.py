@@ -56,7 +56,7 @@ def export_request(
 
     `base_url` (the request's "https://host") makes image URLs absolute, in the job's file too.
     """
-    export_format_check(format)
+    export_format_check(format, project)
     if background or item_list(project=project).count() > settings.LABELLOOP_EXPORT_STREAM_MAX_ITEMS:
         job = item_export_start(
             project=project,
@@ -93,7 +93,7 @@ def item_export_start(
     base_url: str = "",
 ) -> ExportJob:
     """Queue an export of `project` to a file; a worker runs it once this transaction commits."""
-    export_format_check(format)
+    export_format_check(format, project)
     with transaction.atomic():
         job = ExportJob.objects.create(
             project=project,
@@ -154,7 +154,7 @@ def item_export_run_job(*, job_id: int) -> ExportJob:
                 base_url=job.base_url,
             )
             for chunk in chunks:
-                spool.write(chunk.encode("utf-8"))
+                spool.write(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
             spool.seek(0)
             progress.writer.write()  # storing a big file may take a while: a fresh heartbeat first
             # Storage sees only a complete export, and the job names the file only on success.

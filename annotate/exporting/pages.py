@@ -140,3 +140,29 @@ def item_pages(
         return [(item, by_item[item[0]]) for item in page]
 
     return pages(project=project, scope=scope, progress=progress, read=read)
+
+
+def final_label_pages(
+    *, project: Project, scope: ExportScope, progress: Progress | None, fields: tuple[str, ...]
+) -> Iterator[list[tuple]]:
+    """Caller holds the read snapshot. The items in `scope` that have a final label, a page at a
+    time in id order, as ("id", *fields, "final_value") tuples (the exchange formats: COCO, YOLO,
+    CoNLL, spaCy). An item without a final label is left out: in a training file it would read
+    as "nothing here"."""
+    labeled = item_queryset(project=project, scope=scope).filter(final_value__isnull=False)
+    total = labeled.count() if progress is not None else 0
+    done = last_id = 0
+    while True:
+        items = item_queryset(project=project, scope=scope, after_id=last_id).filter(
+            final_value__isnull=False
+        )
+        page = list(items.order_by("id").values_list("id", *fields, "final_value")[:PAGE_SIZE])
+        if not page:
+            break
+        last_id = page[-1][0]
+        yield page
+        done += len(page)
+        if progress is not None:
+            progress(done, total)
+    if progress is not None and not done:
+        progress(0, total)

@@ -18,9 +18,11 @@ from django.core.files.base import File
 from django.db import connection
 
 from annotate import tasks
+from annotate.importing.boxes import import_coco, import_yolo
 from annotate.importing.images import images_zip, import_image_zip, import_images
 from annotate.importing.options import import_options_validate
 from annotate.importing.rows import ImportRejected, ImportResult
+from annotate.importing.spans import import_conll, import_spacy
 from annotate.importing.text import import_csv, import_json, import_jsonl, import_text
 from annotate.importing.writer import Progress
 from annotate.jobs import JobProgress, job_claim, job_finish, jobs_sweep
@@ -34,6 +36,8 @@ SYNC_ROW_LIMIT = 10_000
 SYNC_IMAGE_LIMIT = 500
 
 _COLUMN_IMPORTERS = {"csv": import_csv, "json": import_json, "jsonl": import_jsonl}
+# The exchange formats take import_as and label_source.
+_EXCHANGE_IMPORTERS = {"coco": import_coco, "yolo": import_yolo, "conll": import_conll, "spacy": import_spacy}
 
 
 def item_import(
@@ -55,6 +59,10 @@ def _file_import(
     project: Project, file: IO, filename: str, format: str, options: dict, progress: Progress | None
 ) -> ImportResult:
     """item_import with `format` and `options` already validated."""
+    if format in _EXCHANGE_IMPORTERS:
+        return _EXCHANGE_IMPORTERS[format](
+            project=project, file=file, filename=filename, progress=progress, **options
+        )
     if format in _COLUMN_IMPORTERS:
         return _COLUMN_IMPORTERS[format](
             project=project, file=file, filename=filename, progress=progress, **options
@@ -147,8 +155,15 @@ def item_import_run_job(*, job_id: int) -> ImportJob:
         logger.exception("import job %s failed", job_id)
         _finish(job, status=ImportJob.Status.FAILED, error=f"the import failed unexpectedly: {exc}")
         raise
-    logger.info("import job %s stored %s items", job_id, result.items_created)
-    return _finish(job, status=ImportJob.Status.SUCCEEDED, items_created=result.items_created)
+    logger.info(
+        "import job %s stored %s items, updated %s", job_id, result.items_created, result.items_updated
+    )
+    return _finish(
+        job,
+        status=ImportJob.Status.SUCCEEDED,
+        items_created=result.items_created,
+        rows_done=result.items_created + result.items_updated,
+    )
 
 
 def import_jobs_sweep(*, now: datetime | None = None) -> list[int]:
@@ -174,11 +189,15 @@ def import_job_get(*, project: Project, job_id: int) -> ImportJob | None:
     return ImportJob.objects.filter(project=project, pk=job_id).first()
 
 
-def _finish(job: ImportJob, *, status: str, error: str = "", items_created: int = 0) -> ImportJob:
+def _finish(
+    job: ImportJob, *, status: str, error: str = "", items_created: int = 0, rows_done: int | None = None
+) -> ImportJob:
+    """`rows_done`: the items created or given a label or proposal (by default `items_created`)."""
     _upload_delete(job)
     fields = {"error": error, "items_created": items_created}
     if status == ImportJob.Status.SUCCEEDED:
-        fields.update(progress=100, rows_done=items_created, rows_total=items_created)
+        done = items_created if rows_done is None else rows_done
+        fields.update(progress=100, rows_done=done, rows_total=done)
     return job_finish(job=job, status=status, upload="", **fields)
 
 
@@ -193,7 +212,7 @@ def _rows_count(file: IO, format: str) -> int:
     worker sooner."""
     start = file.tell() if hasattr(file, "tell") else 0
     try:
-        if format == "zip":
+        if format in ("zip", "yolo"):
             try:
                 with zipfile.ZipFile(file) as archive:
                     return sum(1 for info in archive.infolist() if not info.is_dir())
@@ -201,12 +220,12 @@ def _rows_count(file: IO, format: str) -> int:
                 return 0  # rejected at once by the importer
         if format == "images":
             return 1
-        marker = b"{" if format == "json" else b"\n"
+        marker = {"json": b"{", "coco": b'"bbox"', "conll": b"-DOCSTART-"}.get(format, b"\n")
         count, last = 0, b"\n"
         while chunk := file.read(1 << 20):
             count += chunk.count(marker)
             last = chunk[-1:]
-        if format == "json":
+        if format in ("json", "coco", "conll"):
             return count
         lines = count + (last != b"\n")
         return max(0, lines - 1) if format == "csv" else lines

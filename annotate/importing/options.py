@@ -13,11 +13,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 TEXT_FORMATS = ("csv", "json", "jsonl", "text")
-FORMATS = (*TEXT_FORMATS, "images", "zip")
+# Labels in the formats people exchange, onto existing items (or, for spans, new ones).
+EXCHANGE_FORMATS = ("coco", "yolo", "conll", "spacy")
+FORMATS = (*TEXT_FORMATS, "images", "zip", *EXCHANGE_FORMATS)
 # The formats whose records have named columns or fields, and the options naming them.
 COLUMN_FORMATS = ("csv", "json", "jsonl")
 COLUMN_OPTIONS = ("text_column", "id_column", "label_column", "prediction_column", "gold_column")
-OPTION_NAMES = frozenset({*COLUMN_OPTIONS, "label_source"})
+# import_as: "labels" (the default) or "predictions", for the exchange formats.
+OPTION_NAMES = frozenset({*COLUMN_OPTIONS, "label_source", "import_as"})
 
 _EXTENSION_FORMATS = {
     ".csv": "csv",
@@ -27,6 +30,8 @@ _EXTENSION_FORMATS = {
     ".ndjson": "jsonl",
     ".txt": "text",
     ".zip": "zip",
+    ".conll": "conll",
+    ".conllu": "conll",
 }
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".jfif"}
@@ -34,7 +39,8 @@ IMAGE_EXTENSIONS = frozenset(
 
 
 def import_format_for(filename: str) -> str | None:
-    """The import format a file name suggests (csv, json, jsonl, text, zip, images), or None."""
+    """The import format a file name suggests (csv, json, jsonl, text, zip, images, conll), or
+    None. COCO (.json), YOLO (.zip) and spaCy (.jsonl) are named, never guessed."""
     suffix = PurePosixPath(filename.lower()).suffix
     if suffix in IMAGE_EXTENSIONS:
         return "images"
@@ -75,6 +81,14 @@ def import_options_validate(
     for name, value in given.items():
         if not isinstance(value, str):
             raise ValidationError({name: f"{name} must be a column or field name, not {value!r}"})
+    if "import_as" in given and format not in EXCHANGE_FORMATS:
+        raise ValidationError(
+            {"import_as": f"format {format!r} takes no import_as; only {', '.join(EXCHANGE_FORMATS)} do"}
+        )
+    if given.get("import_as", "labels") not in ("labels", "predictions"):
+        raise ValidationError(
+            {"import_as": f"import_as is labels or predictions, not {given['import_as']!r}"}
+        )
     if format not in COLUMN_FORMATS:
         column = next((name for name in COLUMN_OPTIONS if name in given), None)
         if column is not None:

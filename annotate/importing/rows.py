@@ -37,6 +37,8 @@ class ImportResult:
     items_created: int
     annotations_created: int
     proposals: int
+    # Existing items given a label or a proposal (the exchange formats: COCO, YOLO, CoNLL, spaCy).
+    items_updated: int = 0
 
 
 class Row(NamedTuple):
@@ -54,17 +56,33 @@ class Row(NamedTuple):
     gold: dict | None = None  # the true value of a gold item
 
 
+# Items of a text (image) format go into any text (image) project: classification or spans (boxes).
+_FAMILIES = {
+    Project.TaskType.TEXT_CLASSIFICATION: (Project.TaskType.TEXT_CLASSIFICATION, Project.TaskType.TEXT_SPANS),
+    Project.TaskType.IMAGE_CLASSIFICATION: (
+        Project.TaskType.IMAGE_CLASSIFICATION,
+        Project.TaskType.IMAGE_BOXES,
+    ),
+}
+
+
 def task_type_require(project: Project, task_type: str, format: str) -> None:
-    """Refuse `format` unless the project's task type is `task_type`."""
-    if project.task_type == task_type:
+    """Refuse `format` unless the project's task type is `task_type` or of its family (text
+    items also go into span projects, images into box projects)."""
+    if project.task_type in _FAMILIES.get(task_type, (task_type,)):
         return
+    kind = project.get_task_type_display().lower()
+    kind = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+    if task_type in (Project.TaskType.IMAGE_BOXES, Project.TaskType.TEXT_SPANS):
+        wanted = "bounding boxes" if task_type == Project.TaskType.IMAGE_BOXES else "text spans"
+        raise ImportRejected(f"{format} holds {wanted}: project {project.name!r} is {kind} project")
     if task_type == Project.TaskType.IMAGE_CLASSIFICATION:
         raise ImportRejected(
-            f"project {project.name!r} is a {project.get_task_type_display().lower()} project:"
+            f"project {project.name!r} is {kind} project:"
             f" import text (csv, json, jsonl, text) into it, not {format}"
         )
     raise ImportRejected(
-        f"project {project.name!r} is an {project.get_task_type_display().lower()} project:"
+        f"project {project.name!r} is {kind} project:"
         f" import images (image files or a zip) into it, not {format}"
     )
 

@@ -112,6 +112,10 @@ class ImportForm(forms.Form):
         ("text", "Plain text, one item per line"),
         ("images", "Images (several files)"),
         ("zip", "Images in a zip"),
+        ("coco", "COCO JSON (boxes onto the project's images)"),
+        ("yolo", "YOLO zip: classes.txt and a txt per image (boxes)"),
+        ("conll", "CoNLL, BIO tags (spans)"),
+        ("spacy", "spaCy / Prodigy JSONL (spans)"),
     ]
     format = forms.ChoiceField(choices=FORMATS)
     files = _MultipleFileField(label="File(s)")
@@ -121,6 +125,13 @@ class ImportForm(forms.Form):
     prediction_column = forms.CharField(required=False, help_text="Optional: proposals to show")
     gold_column = forms.CharField(required=False, help_text="Optional: true values of gold items")
     label_source = forms.CharField(initial="import", help_text="Name the imported labels come from")
+    import_as = forms.ChoiceField(
+        choices=[("labels", "Labels"), ("predictions", "Predictions (pre-filled for annotators)")],
+        initial="labels",
+        required=False,
+        label="Import boxes or spans as",
+        help_text="COCO, YOLO, CoNLL and spaCy files",
+    )
 
     def options(self) -> dict:
         """The import options the user set: fields left at the form's own defaults are dropped, so
@@ -167,7 +178,9 @@ def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
         if job["status"] == ImportJob.Status.FAILED:
             form.add_error(None, f"Nothing was imported: {job['error']}")
         elif job["status"] == ImportJob.Status.SUCCEEDED:
-            messages.success(request, f"Imported {job['items_created']} items into {project.name}.")
+            updated = job["rows_done"] - job["items_created"]
+            also = f", and gave {updated} existing items their boxes or spans" if updated > 0 else ""
+            messages.success(request, f"Imported {job['items_created']} items into {project.name}{also}.")
             return redirect("annotate:project", project_id=project.pk)
         else:
             return redirect(job["url"])
@@ -209,9 +222,23 @@ def import_job(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
 
 
 class ExportForm(forms.Form):
-    format = forms.ChoiceField(choices=[("json", "JSON"), ("jsonl", "JSON Lines"), ("csv", "CSV")])
+    FORMATS = {
+        "json": "JSON",
+        "jsonl": "JSON Lines",
+        "csv": "CSV",
+        "coco": "COCO JSON (final boxes, in pixels)",
+        "yolo": "YOLO zip (final boxes, classes.txt)",
+        "conll": "CoNLL, BIO tags (final spans)",
+        "spacy": "spaCy / Prodigy JSONL (final spans)",
+    }
+    format = forms.ChoiceField(choices=list(FORMATS.items()))
     labeled_only = forms.BooleanField(required=False, label="Labeled items only")
     reviewed_only = forms.BooleanField(required=False, label="Reviewed items only")
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only the formats this project's task type has (exporting.export_formats_for).
+        self.fields["format"].choices = [(f, self.FORMATS[f]) for f in exporting.export_formats_for(project)]
 
 
 @login_required
@@ -220,7 +247,7 @@ def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
     projects (or when asked with ?background). Image URLs in it need a logged-in member."""
     membership = page_membership(request, project_id, needs="manage")
     project = membership.project
-    form = ExportForm(request.GET if "format" in request.GET else None)
+    form = ExportForm(request.GET if "format" in request.GET else None, project=project)
     if form.is_bound and form.is_valid():
         answer = exporting.export_request(
             project=project,

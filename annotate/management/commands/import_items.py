@@ -34,6 +34,11 @@ class Command(BaseCommand):
         parser.add_argument("--prediction-column", help="Column or field with a predicted label.")
         parser.add_argument("--gold-column", help="Column or field with the true value of gold items.")
         parser.add_argument(
+            "--import-as",
+            choices=("labels", "predictions"),
+            help="COCO, YOLO, CoNLL, spaCy: the boxes or spans as labels (default) or predictions.",
+        )
+        parser.add_argument(
             "--source",
             default="import",
             help="Name of the source imported labels come from (default: import).",

@@ -48,7 +48,9 @@ export function mountImportForm(form, { statusEl, doneUrl }) {
 
   function follow(job) {
     if (job.status === "succeeded") {
-      show(100, `Imported ${job.items_created} items.`, "success");
+      const updated = job.rows_done - job.items_created;
+      const also = updated > 0 ? `, and gave ${updated} existing items their boxes or spans` : "";
+      show(100, `Imported ${job.items_created} items${also}.`, "success");
       const link = document.createElement("a");
       link.href = doneUrl;
       link.textContent = " Back to the project";
