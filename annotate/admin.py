@@ -228,9 +228,16 @@ class ProjectAdmin(ManagedByLeadAdmin):
     def retrain_now(self, request, queryset):
         # The admin is the web layer: it may call into training (annotate's domain never does).
         from training.runs import training_run_request
+        from training.versions import NoModelForTask
 
         for project in queryset:
-            run, created = training_run_request(project=project, trigger="admin", requested_by=request.user)
+            try:
+                run, created = training_run_request(
+                    project=project, trigger="admin", requested_by=request.user
+                )
+            except NoModelForTask as exc:
+                self.message_user(request, f"{project}: {exc}", messages.ERROR)
+                continue
             if created:
                 self.message_user(request, f"{project}: training run {run.pk} queued.")
             else:

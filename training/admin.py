@@ -13,6 +13,7 @@ from annotate.admin import ManagedByLeadAdmin, ManagedProjectFilter
 from training.evaluation import labels_line
 from training.models import ModelVersion, TrainingRun
 from training.runs import training_run_cancel, training_run_request_activation
+from training.versions import metric_headline
 
 
 @admin.register(ModelVersion)
@@ -37,9 +38,10 @@ class ModelVersionAdmin(ManagedByLeadAdmin):
     )  # fmt: skip
     readonly_fields = fields
 
-    @admin.display(description="accuracy")
+    @admin.display(description="accuracy / entity F1")
     def accuracy_shown(self, obj: ModelVersion) -> str:
-        return f"{obj.metrics.get('accuracy', 0):.3f}"
+        name, value = metric_headline(obj.metrics)
+        return f"{value:.3f}" if name == "accuracy" else f"F1 {value:.3f}"
 
     @admin.display(description="training labels")
     def training_labels(self, obj: ModelVersion) -> int:
@@ -48,6 +50,15 @@ class ModelVersionAdmin(ManagedByLeadAdmin):
     @admin.display(description="metrics")
     def summary(self, obj: ModelVersion) -> str:
         m = obj.metrics
+        if m.get("task") == "spans":
+            per_label = ", ".join(
+                f"{name} {row['f1']:.3f} ({row['support']})" for name, row in m.get("per_class", {}).items()
+            )
+            return format_html(
+                "entity F1 {} (precision {}, recall {}; seqeval, strict IOB2), per label: {}; {}",
+                f"{m.get('f1', 0):.3f}", f"{m.get('precision', 0):.3f}", f"{m.get('recall', 0):.3f}",
+                per_label or "—", labels_line(m),
+            )  # fmt: skip
         low, high = m.get("accuracy_ci", [0, 0])
         return format_html(
             "accuracy {} (95% CI {}–{}), macro-F1 {}, {}",

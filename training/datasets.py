@@ -7,6 +7,11 @@
   training item to validation for that run only; the snapshot records it.
 - Too few labels (fewer than 2 per class, or fewer than the project's minimum) raise
   NotEnoughLabels with a message that says what is missing.
+- Text spans: a labeled text is one whose final value holds a spans list, empty lists included
+  (an annotator saying "no entity here" teaches the model as much). A spans project trains from
+  the project's minimum of labeled texts (`training_min_labels`, never fewer than
+  SPANS_MIN_TEXTS, so cross-validation has folds) holding at least SPANS_MIN_ENTITIES entities in
+  all; a label with no entity yet is simply never proposed.
 """
 
 import hashlib
@@ -20,6 +25,8 @@ from annotate.models import Item, Label, Project
 from training.models import DatasetSnapshot
 
 VALIDATION_MODULUS = 5
+SPANS_MIN_TEXTS = 5
+SPANS_MIN_ENTITIES = 2
 
 
 class NotEnoughLabels(Exception):
@@ -53,25 +60,39 @@ def final_labels(*, project: Project) -> FinalLabels:
         .order_by("id")
         .values_list("id", "final_value")
     )
+    spans = project.task_type == Project.TaskType.TEXT_SPANS
     item_ids, values = [], []
     for item_id, value in rows.iterator(chunk_size=5000):
-        if project.multi_label or value.get("choices"):
+        if (spans and isinstance(value.get("spans"), list)) or (
+            not spans and (project.multi_label or value.get("choices"))
+        ):
             item_ids.append(item_id)
             values.append(value)
     return FinalLabels(classes=classes, item_ids=item_ids, values=values)
 
 
+def _value_labels(value: dict) -> list[str]:
+    """The label names a final value uses: its choices, or its spans' labels."""
+    if "spans" in value:
+        return [span["label"] for span in value["spans"]]
+    return list(value["choices"])
+
+
 def _class_counts(labels: FinalLabels) -> dict[str, int]:
     counts = dict.fromkeys(labels.classes, 0)
     for value in labels.values:
-        for choice in value["choices"]:
+        for choice in _value_labels(value):
             if choice in counts:
                 counts[choice] += 1
     return counts
 
 
 def labels_check(*, project: Project, labels: FinalLabels) -> None:
-    """Raise NotEnoughLabels unless every class has 2 labels and the project's minimum is met."""
+    """Raise NotEnoughLabels unless every class has 2 labels and the project's minimum is met
+    (for spans: the minimum of labeled texts, with SPANS_MIN_ENTITIES entities among them)."""
+    if project.task_type == Project.TaskType.TEXT_SPANS:
+        _span_labels_check(project=project, labels=labels)
+        return
     if len(labels.classes) < 2 and not project.multi_label:
         raise NotEnoughLabels(
             "not enough labels yet: a single-label project needs at least 2 labels (classes)"
@@ -87,12 +108,24 @@ def labels_check(*, project: Project, labels: FinalLabels) -> None:
         raise NotEnoughLabels(f"not enough labels yet: every label needs at least 2 labeled items ({listed})")
 
 
+def _span_labels_check(*, project: Project, labels: FinalLabels) -> None:
+    texts = len(labels.item_ids)
+    entities = sum(len(value["spans"]) for value in labels.values)
+    minimum = max(project.training_min_labels, SPANS_MIN_TEXTS)
+    if texts < minimum or entities < SPANS_MIN_ENTITIES:
+        raise NotEnoughLabels(
+            f"not enough labels yet: a spans project trains from {minimum} labeled texts with at least"
+            f" {SPANS_MIN_ENTITIES} spans among them; it has {texts} labeled text{'s' if texts != 1 else ''}"
+            f" and {entities} span{'s' if entities != 1 else ''}"
+        )
+
+
 def _split(*, project: Project, labels: FinalLabels) -> tuple[list[int], dict[str, int]]:
     """Validation ids (stable by hash) and the items lent for classes without one."""
     validation = {i for i in labels.item_ids if is_validation(project.salt, i)}
     by_class: dict[str, list[int]] = defaultdict(list)
     for item_id, value in zip(labels.item_ids, labels.values, strict=True):
-        for choice in value["choices"]:
+        for choice in _value_labels(value):
             by_class[choice].append(item_id)
     lent: dict[str, int] = {}
     for name in labels.classes:

@@ -267,3 +267,119 @@ def labels_line(metrics: dict) -> str:
     if cv:
         return f"cross-validated on {metrics.get('n_train', 0)} labels ({cv.get('folds', '?')} folds)"
     return f"{metrics.get('n_train', 0)} training / {metrics.get('n_validation', 0)} validation labels"
+
+
+# Text spans ---------------------------------------------------------------------------------
+
+
+def evaluate_spans(
+    true_tags: Sequence[Sequence[str]],
+    pred_tags: Sequence[Sequence[str]],
+    *,
+    classes: list[str],
+    n_train: int,
+) -> dict[str, Any]:
+    """Entity-level precision, recall and F1 of IOB2 tag sequences (seqeval, strict IOB2 mode).
+
+    An entity counts as found only when its label, first and last token all match (strict mode:
+    no partial credit, no I- without its B-). Per label, and micro over all entities (`f1`) and
+    macro over the labels (`macro_f1`); a label never predicted or never true scores 0.0, as
+    with `zero_division=0`. JSON-safe::
+
+        {"task": "spans", "scheme": "IOB2 strict (seqeval)", "classes": [...],
+         "n_validation": texts, "n_train": int, "n_entities": true entities,
+         "precision", "recall", "f1", "macro_f1",
+         "per_class": {name: {"precision", "recall", "f1", "support"}}}
+
+    Raises ValueError("no validation items") when there is nothing to score.
+    """
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    true_tags, pred_tags = [list(t) for t in true_tags], [list(t) for t in pred_tags]
+    if not true_tags:
+        raise ValueError("no validation items")
+    if len(true_tags) != len(pred_tags) or any(
+        len(t) != len(p) for t, p in zip(true_tags, pred_tags, strict=True)
+    ):
+        raise ValueError("true and predicted tags must have one tag per token of the same texts")
+    names = set(classes)
+    per_class = {name: {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0} for name in classes}
+    micro = {"precision": 0.0, "recall": 0.0, "f1-score": 0.0}
+    has_entities = any(tag != "O" for seq in (*true_tags, *pred_tags) for tag in seq)
+    if has_entities:
+        report = classification_report(
+            true_tags, pred_tags, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
+        )
+        for name, row in report.items():
+            if name in names:
+                per_class[name] = {
+                    "precision": float(row["precision"]),
+                    "recall": float(row["recall"]),
+                    "f1": float(row["f1-score"]),
+                    "support": int(row["support"]),
+                }
+        micro = report.get("micro avg", micro)
+    return {
+        "task": "spans",
+        "scheme": "IOB2 strict (seqeval)",
+        "classes": list(classes),
+        "n_validation": len(true_tags),
+        "n_train": int(n_train),
+        "n_entities": sum(row["support"] for row in per_class.values()),
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "macro_f1": float(np.mean([row["f1"] for row in per_class.values()])) if per_class else 0.0,
+        "per_class": per_class,
+    }
+
+
+def span_fold_assignments(n: int, *, folds: int = CV_FOLDS, seed: int = 0) -> np.ndarray:
+    """The fold of each of `n` labeled texts: k = min(`folds`, n) shuffled plain folds, seeded.
+
+    Not stratified: a text holds any number of entities of any labels. Raises ValueError below
+    two texts (no fold would have a training side).
+    """
+    from sklearn.model_selection import KFold
+
+    k = min(int(folds), n)
+    if k < 2:
+        raise ValueError("cross-validation needs at least 2 labeled texts")
+    fold_of = np.empty(n, dtype=np.int64)
+    splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros((n, 1)))):
+        fold_of[held_out] = fold
+    return fold_of
+
+
+def span_cross_validation_summary(
+    true_tags: Sequence[Sequence[str]],
+    pred_tags: Sequence[Sequence[str]],
+    fold_of: np.ndarray,
+    *,
+    classes: list[str],
+) -> dict[str, Any]:
+    """Entity precision, recall and F1 of each fold's out-of-fold tags, with mean and spread (as
+    `cross_validation_summary` does for classification)::
+
+        {"folds": k, "stratified": False, "n_per_fold": [...],
+         "f1": {"mean", "std", "per_fold"}, "precision": {...}, "recall": {...}}
+    """
+    fold_of = np.asarray(fold_of)
+    per_fold: dict[str, list[float]] = {"f1": [], "precision": [], "recall": []}
+    sizes = []
+    for fold in np.unique(fold_of):
+        rows = np.flatnonzero(fold_of == fold)
+        scored = evaluate_spans(
+            [true_tags[r] for r in rows], [pred_tags[r] for r in rows], classes=classes,
+            n_train=int(len(fold_of) - len(rows)),
+        )  # fmt: skip
+        sizes.append(len(rows))
+        for name in per_fold:
+            per_fold[name].append(float(scored[name]))
+    summary: dict[str, Any] = {"folds": len(sizes), "stratified": False, "n_per_fold": sizes}
+    for name, values in per_fold.items():
+        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        summary[name] = {"mean": float(np.mean(values)), "std": spread, "per_fold": values}
+    return summary

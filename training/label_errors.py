@@ -18,6 +18,9 @@ gives the item's own label) scores every item. Then, per labeled item, in one UP
 An item whose final label changed since the snapshot was read (a submit or a review meanwhile) is
 written nothing but a cleared suspicion: the model judged a label it no longer has.
 
+Text spans (span_issues_find): the same columns from the CRF's out-of-fold token marginals,
+judged per entity; see its docstring.
+
 cleanlab is imported only here, inside the functions (it takes about a second to import). Every
 call passes n_jobs=1: without it cleanlab forks a process pool, inside the Celery worker.
 """
@@ -44,6 +47,8 @@ class LabelIssues:
     quality: np.ndarray  # (n,) label quality score, 0–1: lower is more doubtful
     flagged: np.ndarray  # row indices find_label_issues returned, most doubtful first
     alternatives: dict[int, dict] = field(default_factory=dict)  # flagged row → {"choices": [...]}
+    method: str = "cleanlab find_label_issues (self_confidence) on out-of-fold probabilities"
+    counts: dict = field(default_factory=dict)  # more JSON-safe counts for the summary
 
     @property
     def doubt(self) -> np.ndarray:
@@ -53,9 +58,10 @@ class LabelIssues:
     def summary(self) -> dict:
         """JSON-safe counts for the version's metrics."""
         return {
-            "method": "cleanlab find_label_issues (self_confidence) on out-of-fold probabilities",
+            "method": self.method,
             "labels": int(len(self.quality)),
             "flagged": int(len(self.flagged)),
+            **self.counts,
         }
 
 
@@ -102,6 +108,101 @@ def _alternative(p: np.ndarray, label, classes: list[str], multi_label: bool) ->
     ranked = np.argsort(-p, kind="stable")
     best = int(ranked[0]) if int(ranked[0]) != int(label) else int(ranked[1])
     return {"choices": [classes[best]]}
+
+
+def span_issues_find(
+    *, true_tags: list, predictions: list, tags: list[str], values: list[dict]
+) -> LabelIssues:
+    """Flag the labeled texts whose entities a confident out-of-fold CRF disagrees with, per entity.
+
+    `true_tags`: each text's labeled IOB2 tags; `predictions`: each text's SpanPrediction from the
+    fold model that did not see it (repaired tags, token marginals in `tags` order); `values`: the
+    labeled values ({"spans": [...]}). cleanlab's token classification (`find_label_issues`, on
+    the marginals as the tokens' class probabilities, confident learning's per-tag thresholds)
+    flags the tokens whose labeled tag the model confidently contradicts; then, per entity:
+
+    - a labeled span is disputed when one of its tokens is flagged and the model does not predict
+      that very entity (it tags it otherwise: another label, other bounds, or nothing);
+    - a predicted entity is missing from the label when one of its tokens is flagged and no
+      labeled span is that entity.
+
+    A text with either is flagged; its alternative (suspect_value) is its labeled spans less the
+    disputed ones, plus the model's entities over the flagged tokens that overlap none kept.
+    Quality is cleanlab's sentence score (`get_label_quality_scores`: the least self-confidence
+    of its tokens), so review_priority orders every labeled text by its most doubtful token.
+    """
+    from cleanlab.token_classification.filter import find_label_issues
+    from cleanlab.token_classification.rank import get_label_quality_scores
+
+    from training.backends.spans import entities, spans_to_tags
+
+    index = {tag: j for j, tag in enumerate(tags)}
+    n = len(true_tags)
+    quality = np.ones(n, dtype=np.float64)
+    # cleanlab cannot take a text with no tokens; it has nothing to doubt.
+    rows = [r for r in range(n) if len(true_tags[r])]
+    flagged_tokens: dict[int, set[int]] = {r: set() for r in rows}
+    if rows:
+        labels = [np.asarray([index[t] for t in true_tags[r]], dtype=np.int64) for r in rows]
+        # Clipped and renormalised: a tag the fold model never saw has marginal 0 everywhere.
+        proba = [_renormalised(predictions[r].marginals) for r in rows]
+        for sentence, token in find_label_issues(labels, proba, n_jobs=1):
+            flagged_tokens[rows[sentence]].add(int(token))
+        sentence_scores, _ = get_label_quality_scores(labels, proba)
+        quality[rows] = np.clip(np.asarray(sentence_scores, dtype=np.float64), 0.0, 1.0)
+    alternatives: dict[int, dict] = {}
+    disputed_total = missing_total = 0
+    for r, marked in flagged_tokens.items():
+        if not marked:
+            continue
+        predicted = {(label, first, end) for label, first, end in entities(predictions[r].tags)}
+        offsets = predictions[r].offsets
+        labeled = values[r]["spans"]
+        kept, disputed = [], 0
+        for span in labeled:
+            covered = [i for i, (s, e) in enumerate(offsets) if s < span["end"] and e > span["start"]]
+            entity = (span["label"], covered[0], covered[-1] + 1) if covered else None
+            if covered and marked.intersection(covered) and entity not in predicted:
+                disputed += 1
+            else:
+                kept.append(span)
+        labeled_entities = {
+            (label, first, end) for label, first, end in entities(spans_to_tags(offsets, labeled)[0])
+        }
+        missing = [
+            (label, first, end)
+            for label, first, end in sorted(predicted, key=lambda e: e[1])
+            if (label, first, end) not in labeled_entities and marked.intersection(range(first, end))
+        ]
+        if not disputed and not missing:
+            continue
+        alternative = list(kept)
+        for label, first, end in missing:
+            start, stop = offsets[first][0], offsets[end - 1][1]
+            if all(stop <= s["start"] or start >= s["end"] for s in alternative):
+                alternative.append({"start": start, "end": stop, "label": label})
+        order = {tag[2:]: j for j, tag in enumerate(tags)}
+        alternatives[r] = {
+            "spans": sorted(alternative, key=lambda s: (s["start"], s["end"], order.get(s["label"], 0)))
+        }
+        disputed_total += disputed
+        # A predicted entity over no labeled token is missing from the label; one over a disputed
+        # span is that span's replacement, counted once (as disputed).
+        labeled_tokens = {t for _, first, end in labeled_entities for t in range(first, end)}
+        missing_total += sum(1 for _, first, end in missing if labeled_tokens.isdisjoint(range(first, end)))
+    flagged = np.asarray(sorted(alternatives, key=lambda r: (quality[r], r)), dtype=np.int64)
+    return LabelIssues(
+        quality=quality,
+        flagged=flagged,
+        alternatives=alternatives,
+        method="cleanlab token_classification find_label_issues on out-of-fold CRF marginals, per entity",
+        counts={"entities_disputed": disputed_total, "entities_missing": missing_total},
+    )
+
+
+def _renormalised(marginals: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(marginals, dtype=np.float64), 1e-6, 1.0)
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def label_issues_store(

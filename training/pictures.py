@@ -184,18 +184,21 @@ def confusion_matrix_svg(
     return "\n".join(out)
 
 
-def learning_curve_svg(points: Sequence[Mapping[str, Any]], title: str = "Learning curve") -> str:
+def learning_curve_svg(
+    points: Sequence[Mapping[str, Any]], title: str = "Learning curve", *, measure: str = "accuracy"
+) -> str:
     """Validation accuracy against the number of training labels, one point per model version.
 
     Each point is a dict with `n_labels` and `accuracy`, and optionally `ci_low`/`ci_high` (drawn as
     whiskers, and as a band when every point has them) and `version` (written above the point). Give the
     points in version order: the last one is the latest, which is filled and summed up under the title.
+    `measure` names the figure the points' `accuracy` holds (a spans model's is "entity F1").
     """
     width, height = 640, 400
     left, right, top, bottom = 64, 28, 72, 58
     plot_w, plot_h = width - left - right, height - top - bottom
 
-    out = [_svg_open(width, height, f"{title}: accuracy against number of labels")]
+    out = [_svg_open(width, height, f"{title}: {measure} against number of labels")]
     out.append(_text(16, 32, title, size=16, weight="600", anchor="start"))
 
     if not points:
@@ -209,7 +212,7 @@ def learning_curve_svg(points: Sequence[Mapping[str, Any]], title: str = "Learni
             _text(
                 width / 2,
                 mid_y + 22,
-                "train a model to see accuracy grow with labels",
+                f"train a model to see {measure} grow with labels",
                 size=12,
                 fill="#9ca3af",
             )
@@ -231,7 +234,7 @@ def learning_curve_svg(points: Sequence[Mapping[str, Any]], title: str = "Learni
     def sy(acc: float) -> float:
         return top + plot_h * (1 - acc)
 
-    sub = f"latest: {latest['label'] + ' · ' if latest['label'] else ''}accuracy {latest['acc']:.2f}"
+    sub = f"latest: {latest['label'] + ' · ' if latest['label'] else ''}{measure} {latest['acc']:.2f}"
     if latest["lo"] is not None:
         sub += f" (95% CI {latest['lo']:.2f}\u2013{latest['hi']:.2f})"
     sub += f" with {latest['n']:,} labels"
@@ -261,7 +264,7 @@ def learning_curve_svg(points: Sequence[Mapping[str, Any]], title: str = "Learni
     out.append(_text(left + plot_w / 2, height - 14, "Number of training labels", size=13, weight="600"))
     out.append(
         f'<text x="0" y="0" transform="translate(18,{top + plot_h / 2}) rotate(-90)" text-anchor="middle" '
-        f'font-size="13" font-weight="600" fill="{INK}">Validation accuracy</text>'
+        f'font-size="13" font-weight="600" fill="{INK}">Validation {measure}</text>'
     )
 
     with_ci = [r for r in rows if r["lo"] is not None]
@@ -290,7 +293,7 @@ def learning_curve_svg(points: Sequence[Mapping[str, Any]], title: str = "Learni
     show_labels = len(rows) <= 12
     for r in rows:
         x, y = sx(r["n"]), sy(r["acc"])
-        tip = f"{r['label'] + ': ' if r['label'] else ''}accuracy {r['acc']:.3f}"
+        tip = f"{r['label'] + ': ' if r['label'] else ''}{measure} {r['acc']:.3f}"
         if r["lo"] is not None:
             tip += f" (95% CI {r['lo']:.3f}\u2013{r['hi']:.3f})"
         tip += f", {r['n']:,} labels"

@@ -25,7 +25,12 @@ from annotate.queue import queue_reordering_end
 from training.datasets import NotEnoughLabels
 from training.models import ModelVersion, TrainingRun
 from training.scoring import prediction_pool_score
-from training.versions import model_version_activate, model_version_train
+from training.versions import (
+    NoModelForTask,
+    model_training_check,
+    model_version_activate,
+    model_version_train,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +54,10 @@ def training_run_request(
     """Queue a run that trains the project, or return the one already queued or running (coalesced).
 
     Returns (run, created). The task is dispatched when this transaction commits, so a worker
-    never looks for a row that is not there yet.
+    never looks for a row that is not there yet. Raises training.versions.NoModelForTask, with
+    nothing stored, for a project no model trains (boxes: training.versions.NO_BOX_MODEL).
     """
+    model_training_check(project=project)
     last_annotation_id = (
         Annotation.objects.filter(project=project).order_by("-id").values_list("id", flat=True).first() or 0
     )
@@ -99,6 +106,10 @@ def training_auto_request(*, project: Project) -> TrainingRun | None:
     """Queue a run when the project retrains every N labels and N have come since the last training."""
     if not project.retrain_every:
         return None
+    try:
+        model_training_check(project=project)
+    except NoModelForTask:
+        return None  # nothing to retrain: no failed run for every N labels
     last = (
         TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.TRAIN)
         .order_by("-id")
@@ -199,7 +210,7 @@ def training_run_execute(*, run_id: int) -> TrainingRun:
             run_id, status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(), phase="cancelled"
         )
         logger.info("training run %s cancelled", run_id)
-    except (NotEnoughLabels, _VersionGone) as exc:
+    except (NotEnoughLabels, NoModelForTask, _VersionGone) as exc:
         training_run_fail(run_id=run_id, reason=str(exc))
     except Exception as exc:
         logger.exception("training run %s failed", run_id)

@@ -1,6 +1,10 @@
 """Pool scoring: predict every item still in the queue with a version, store the predictions and
 rewrite the items' priorities, so the queue serves the least certain item first.
 
+Text spans: the span CRF's proposal is its spans ({"spans": [...]}, `probabilities` each
+span's confidence in that order, `score` the confidence of its least sure token), and the
+priority is strategies.sequence_scores over the token marginals (the least certain token).
+
 Called by training runs (training/runs.py) once a version is trained, and again when an older
 version is activated (a rollback), so the order and the proposals always come from the same model.
 """
@@ -10,10 +14,10 @@ from collections.abc import Callable
 
 from django.db import connection, transaction
 
-from annotate.models import Item
+from annotate.models import Item, Project
 from annotate.queue import queue_reordering
 from training.models import ModelVersion, Prediction
-from training.versions import model_inputs, model_version_backend
+from training.versions import model_inputs, model_version_backend, span_documents
 
 
 def prediction_pool_score(
@@ -51,7 +55,7 @@ def _items_analyze() -> None:
 
 
 def _pool_score_batches(pool, *, version, backend, batch_size, total, progress) -> int:
-    from training.strategies import proposals, scores
+    from training.strategies import proposals, scores, sequence_scores
 
     project = version.project
     classes = version.dataset.classes
@@ -63,14 +67,24 @@ def _pool_score_batches(pool, *, version, backend, batch_size, total, progress) 
             break
         ids = [item_id for item_id, _ in batch]
         last_id = ids[-1]
-        if project.is_image:
-            X = model_inputs(project=project, backend=backend, item_ids=ids)
+        if project.task_type == Project.TaskType.TEXT_SPANS:
+            predicted = backend.predict_marginals(span_documents([text for _, text in batch]))
+            marginals = [p.marginals for p in predicted]
+            values = [{"spans": p.spans} for p in predicted]
+            proba = [p.confidence for p in predicted]
+            confidence = 1.0 - sequence_scores("least_confidence", marginals)
+            uncertainty = sequence_scores(project.sampling_strategy, marginals, seed=version.number)
         else:
-            # The pool is scored once per run: hash its texts directly rather than grow the cache.
-            X = backend.featurize([text for _, text in batch])
-        proba = backend.predict_proba(X)
-        values, confidence = proposals(proba, classes, multi_label=multi_label)
-        uncertainty = scores(project.sampling_strategy, proba, multi_label=multi_label, seed=version.number)
+            if project.is_image:
+                X = model_inputs(project=project, backend=backend, item_ids=ids)
+            else:
+                # The pool is scored once per run: hash its texts directly rather than grow the cache.
+                X = backend.featurize([text for _, text in batch])
+            proba = backend.predict_proba(X)
+            values, confidence = proposals(proba, classes, multi_label=multi_label)
+            uncertainty = scores(
+                project.sampling_strategy, proba, multi_label=multi_label, seed=version.number
+            )
         _predictions_store(version, ids, values, proba, confidence, uncertainty)
         done += len(ids)
         if progress is not None:

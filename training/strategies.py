@@ -71,3 +71,29 @@ def proposals(proba: np.ndarray, classes: list[str], *, multi_label: bool, thres
         return values, confidence
     best = proba.argmax(axis=1)
     return [{"choices": [classes[i]]} for i in best], proba[np.arange(len(best)), best]
+
+
+def sequence_scores(strategy: str, marginals: list[np.ndarray], *, seed: int = 0) -> np.ndarray:
+    """Scores of token sequences (text spans) from their token marginals: one (n_tokens, n_tags)
+    array per text, rows summing to 1. Returns (n,) floats, higher is "label this sooner".
+
+    A text scores its *least certain token*: the strategy's score of each token's tag distribution
+    (least confidence 1 − max marginal, margin, or normalised entropy), maximised over its
+    tokens; a text with no tokens scores 0. Why the maximum: one unsure decision (is this word
+    the end of an organisation?) is what a label settles, wherever it is. A mean would drown it
+    in the sure "O" tokens around it, so that short texts win by being short; a sum (or the
+    whole sequence's probability) grows with every token, so that long texts win by being long.
+    The maximum grows only with the chance that a text holds an uncertain token at all.
+    "random" draws one score per text, as it does for classification.
+    """
+    if strategy == "random":
+        return np.random.default_rng(seed).random(len(marginals))
+    lengths = np.asarray([len(m) for m in marginals], dtype=np.int64)
+    out = np.zeros(len(marginals), dtype=np.float64)
+    if not lengths.sum():
+        return out
+    rows = np.concatenate([np.asarray(m, dtype=np.float64) for m in marginals if len(m)])
+    token_scores = scores(strategy, rows, multi_label=False)
+    starts = np.concatenate([[0], np.cumsum(lengths[lengths > 0])[:-1]])
+    out[lengths > 0] = np.maximum.reduceat(token_scores, starts)
+    return out

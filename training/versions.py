@@ -4,6 +4,9 @@ model_version_train is the whole pipeline as one plain function call (snapshot, 
 fits, evaluate, label issues, the final fit, store, pictures); training runs (training/runs.py) and
 the `train` command call it.
 model_inputs, what a backend reads for a set of items, is shared with pool scoring.
+Text spans train the same way (training/backends/spans.py, a CRF: k-fold fits, seqeval's entity
+metrics, per-entity label issues, the final fit). Boxes have no model in this issue:
+model_training_check refuses them with NO_BOX_MODEL before anything is queued or stored.
 """
 
 import logging
@@ -16,7 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Max, QuerySet
 
-from annotate.models import Project
+from annotate.models import Item, Project
 from training.artifact_store import (
     artifact_discard,
     artifact_local,
@@ -34,7 +37,29 @@ logger = logging.getLogger(__name__)
 BACKEND_FOR_TASK = {
     Project.TaskType.TEXT_CLASSIFICATION: "text_logreg",
     Project.TaskType.IMAGE_CLASSIFICATION: "image_cnn",
+    Project.TaskType.TEXT_SPANS: "span_crf",
 }
+NO_BOX_MODEL = "no box model yet: boxes get proposals from imported predictions (pre-annotations)"
+
+
+class NoModelForTask(Exception):
+    """The project's task type has no model to train; the message says so (and what to do)."""
+
+
+def model_training_check(*, project: Project) -> None:
+    """Raise NoModelForTask when no backend trains this project's task type (boxes, for now)."""
+    if project.task_type == Project.TaskType.IMAGE_BOXES:
+        raise NoModelForTask(NO_BOX_MODEL)
+    if project.task_type not in BACKEND_FOR_TASK:
+        raise NoModelForTask(f"no model trains {project.get_task_type_display().lower()} yet")
+
+
+def metric_headline(metrics: dict) -> tuple[str, float]:
+    """The version's one figure and its name: entity F1 for spans, accuracy otherwise."""
+    if metrics.get("task") == "spans":
+        return "entity F1", float(metrics.get("f1", 0.0))
+    return "accuracy", float(metrics.get("accuracy", 0.0))
+
 
 Progress = Callable[[str, int], None]
 
@@ -81,12 +106,23 @@ def _load_backend(version_id: int, artifact_path: str):
 
 
 def model_inputs(*, project: Project, backend, item_ids: list[int]):
-    """What the backend reads for these items: text features or image arrays (cached per item)."""
+    """What the backend reads for these items: text features, image arrays (cached per item), or
+    for spans the texts with their tokens (the CRF's features are per token, made as it reads them)."""
     from training.features import image_arrays, text_features
 
+    if project.task_type == Project.TaskType.TEXT_SPANS:
+        texts = dict(Item.objects.filter(pk__in=item_ids).values_list("pk", "text"))
+        return span_documents([texts[i] for i in item_ids])
     if project.is_image:
         return image_arrays(project=project, item_ids=item_ids)
     return text_features(project=project, item_ids=item_ids, featurizer=backend.featurizer)
+
+
+def span_documents(texts: list[str]) -> list[tuple[str, list[tuple[int, int]]]]:
+    """What the span CRF reads: each text with its stated tokens (annotate/tokens.py)."""
+    from annotate.tokens import tokens
+
+    return [(text, tokens(text)) for text in texts]
 
 
 def _targets(values: list[dict], classes: list[str], multi_label: bool) -> np.ndarray:
@@ -121,7 +157,11 @@ def model_version_train(
     (pooled, and per fold in metrics["cv"]) and the suspicious labels, written to the items for the
     review queue (training/label_errors.py). Then the version's model is fitted once on all labels.
 
-    Raises training.datasets.NotEnoughLabels when there is too little to learn from. Nothing is
+    A spans project runs the same shape with the span CRF (_spans_evaluate): plain k-fold, the
+    entity metrics (seqeval), per-entity label issues.
+
+    Raises NoModelForTask for a task type no backend trains (boxes), and
+    training.datasets.NotEnoughLabels when there is too little to learn from. Nothing is
     stored unless every step succeeds; the active version changes only at the very end. The items'
     review columns depend on the labels and the fold models alone, so they are written as soon as
     they are known, before the final fit.
@@ -141,6 +181,7 @@ def model_version_train(
         started = now
         progress(starting, percent)
 
+    model_training_check(project=project)
     progress("snapshot", 2)
     snapshot = dataset_snapshot_create(project=project)
     phase("snapshot", "load", 5)
@@ -148,24 +189,31 @@ def model_version_train(
     backend = backend_class(**(params or {}))
     classes, multi_label = snapshot.classes, snapshot.multi_label
     X = model_inputs(project=project, backend=backend, item_ids=list(snapshot.item_ids))
-    Y = _targets(snapshot.values, classes, multi_label)
-    fold_of = fold_assignments(Y, multi_label=multi_label, folds=folds, seed=seed)
-    k = int(fold_of.max()) + 1
-    phase("load", "cross-validate", 10)
-    proba = out_of_fold_proba(
-        make_backend=lambda: backend_class(**(params or {})), X=X, Y=Y, fold_of=fold_of,
-        classes=classes, multi_label=multi_label, seed=seed,
-        after_fold=lambda done: progress("cross-validate", 10 + round(45 * done / k)),
-    )  # fmt: skip
-    phase("cross-validate", "evaluate", 55)
     n = len(snapshot.item_ids)
-    metrics = evaluate(Y, proba, classes=classes, multi_label=multi_label, n_train=n)
-    metrics["cv"] = cross_validation_summary(Y, proba, fold_of, classes=classes, multi_label=multi_label)
-    phase("evaluate", "label issues", 57)
-    issues = label_issues_find(labels=Y, proba=proba, classes=classes, multi_label=multi_label)
-    label_issues_store(project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues)
-    metrics["label_issues"] = issues.summary()
-    phase("label issues", "fit", 60)
+    if project.task_type == Project.TaskType.TEXT_SPANS:
+        Y = [value["spans"] for value in snapshot.values]
+        metrics, issues, k = _spans_evaluate(
+            project=project, snapshot=snapshot, make_backend=lambda: backend_class(**(params or {})),
+            documents=X, folds=folds, seed=seed, progress=progress, phase=phase,
+        )  # fmt: skip
+    else:
+        Y = _targets(snapshot.values, classes, multi_label)
+        fold_of = fold_assignments(Y, multi_label=multi_label, folds=folds, seed=seed)
+        k = int(fold_of.max()) + 1
+        phase("load", "cross-validate", 10)
+        proba = out_of_fold_proba(
+            make_backend=lambda: backend_class(**(params or {})), X=X, Y=Y, fold_of=fold_of,
+            classes=classes, multi_label=multi_label, seed=seed,
+            after_fold=lambda done: progress("cross-validate", 10 + round(45 * done / k)),
+        )  # fmt: skip
+        phase("cross-validate", "evaluate", 55)
+        metrics = evaluate(Y, proba, classes=classes, multi_label=multi_label, n_train=n)
+        metrics["cv"] = cross_validation_summary(Y, proba, fold_of, classes=classes, multi_label=multi_label)
+        phase("evaluate", "label issues", 57)
+        issues = label_issues_find(labels=Y, proba=proba, classes=classes, multi_label=multi_label)
+        label_issues_store(project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues)
+        metrics["label_issues"] = issues.summary()
+        phase("label issues", "fit", 60)
     metrics["fit"] = backend.fit(X, Y, classes=classes, multi_label=multi_label, seed=seed)
     phase("fit", "store", 90)
     version = _version_store(
@@ -176,10 +224,53 @@ def model_version_train(
     version.timings = timings
     version.save(update_fields=["timings"])
     logger.info(
-        "trained %s: cross-validated accuracy=%.3f labels=%s folds=%s flagged=%s timings=%s",
-        version, metrics["accuracy"], n, k, len(issues.flagged), timings,
+        "trained %s: cross-validated %s=%.3f labels=%s folds=%s flagged=%s timings=%s",
+        version, *metric_headline(metrics), n, k, len(issues.flagged), timings,
     )  # fmt: skip
     return version
+
+
+def _spans_evaluate(*, project, snapshot, make_backend, documents, folds, seed, progress, phase):
+    """A spans project's k-fold fits: (metrics with "cv" and "label_issues", the issues, k).
+
+    Every labeled text is tagged by the fold model that did not see it; seqeval scores those
+    tags against the labeled ones (training/evaluation.py evaluate_spans), and the token
+    marginals find the doubtful entities (training/label_errors.py span_issues_find), written to
+    the items as the classification issues are.
+    """
+    from training.backends.spans import spans_to_tags, tag_names
+    from training.evaluation import evaluate_spans, span_cross_validation_summary, span_fold_assignments
+    from training.label_errors import label_issues_store, span_issues_find
+
+    classes = snapshot.classes
+    spans = [value["spans"] for value in snapshot.values]
+    fold_of = span_fold_assignments(len(documents), folds=folds, seed=seed)
+    k = int(fold_of.max()) + 1
+    phase("load", "cross-validate", 10)
+    predicted = [None] * len(documents)
+    for fold in range(k):
+        held_out = np.flatnonzero(fold_of == fold)
+        seen = np.flatnonzero(fold_of != fold)
+        model = make_backend()
+        model.fit([documents[i] for i in seen], [spans[i] for i in seen], classes=classes, seed=seed)
+        for i, prediction in zip(
+            held_out, model.predict_marginals([documents[i] for i in held_out]), strict=True
+        ):
+            predicted[i] = prediction
+        progress("cross-validate", 10 + round(45 * (fold + 1) / k))
+    phase("cross-validate", "evaluate", 55)
+    true_tags = [spans_to_tags(offsets, s)[0] for (_, offsets), s in zip(documents, spans, strict=True)]
+    pred_tags = [p.tags for p in predicted]
+    metrics = evaluate_spans(true_tags, pred_tags, classes=classes, n_train=len(documents))
+    metrics["cv"] = span_cross_validation_summary(true_tags, pred_tags, fold_of, classes=classes)
+    phase("evaluate", "label issues", 57)
+    issues = span_issues_find(
+        true_tags=true_tags, predictions=predicted, tags=tag_names(classes), values=snapshot.values
+    )
+    label_issues_store(project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues)
+    metrics["label_issues"] = issues.summary()
+    phase("label issues", "fit", 60)
+    return metrics, issues, k
 
 
 def out_of_fold_proba(
@@ -233,7 +324,7 @@ def _version_store(
             # Lock the project row: version numbers and the active flag change one run at a time.
             Project.objects.select_for_update().filter(pk=project.pk).first()
             number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
-            matrix = metrics["confusion_matrix"]
+            matrix = metrics.get("confusion_matrix")
             version = ModelVersion.objects.create(
                 project=project,
                 number=number,
@@ -243,7 +334,7 @@ def _version_store(
                 metrics=metrics,
                 artifact_path=prefix,
                 confusion_svg=confusion_matrix_svg(matrix, snapshot.classes)
-                if not snapshot.multi_label
+                if matrix is not None and not snapshot.multi_label
                 else "",
                 timings=timings,
                 created_by=created_by,
@@ -261,17 +352,21 @@ def _version_store(
 def _learning_curve(project: Project) -> str:
     from training.pictures import learning_curve_svg
 
+    versions = list(ModelVersion.objects.filter(project=project).order_by("number"))
     points = [
         {
             "n_labels": v.metrics.get("n_train", 0),
-            "accuracy": v.metrics.get("accuracy", 0.0),
+            # Spans have no accuracy: their curve is entity F1 (no interval: entities are not
+            # independent trials the way items are).
+            "accuracy": metric_headline(v.metrics)[1],
             "ci_low": v.metrics.get("accuracy_ci", [None, None])[0],
             "ci_high": v.metrics.get("accuracy_ci", [None, None])[1],
             "version": v.number,
         }
-        for v in ModelVersion.objects.filter(project=project).order_by("number")
+        for v in versions
     ]
-    return learning_curve_svg(points, title=f"Learning curve · {project.name}")
+    measure = metric_headline(versions[-1].metrics)[0] if versions else "accuracy"
+    return learning_curve_svg(points, title=f"Learning curve · {project.name}", measure=measure)
 
 
 @transaction.atomic

@@ -10,7 +10,7 @@ from annotate.models import Project
 from annotate.views.access import page_membership
 from training.models import TrainingRun
 from training.runs import training_run_cancel, training_run_list, training_run_request
-from training.versions import model_version_active, model_version_list_with_acceptance
+from training.versions import NoModelForTask, model_version_active, model_version_list_with_acceptance
 
 
 def _manager_or_404(request: HttpRequest, project_id: int):
@@ -36,7 +36,17 @@ def _run_partial(
 @require_POST
 def run_request(request: HttpRequest, project_id: int) -> HttpResponse:
     project = _manager_or_404(request, project_id)
-    run, created = training_run_request(project=project, trigger="project page", requested_by=request.user)
+    try:
+        run, created = training_run_request(
+            project=project, trigger="project page", requested_by=request.user
+        )
+    except NoModelForTask as exc:
+        if request.htmx:
+            # 200, so htmx swaps the partial in: the refusal is an answer, not a failure.
+            context = {"project": project, "run": None, "refused": str(exc)}
+            return render(request, "training/partials/_run.html", context)
+        messages.error(request, str(exc))
+        return redirect("annotate:project", project_id=project.pk)
     if request.htmx:
         return _run_partial(request, project, run, joined=not created)
     if created:

@@ -11,7 +11,7 @@ from annotate.api.base import FORBIDDEN, NOT_FOUND, ProjectApi, found
 from annotate.api.permissions import CanManage, CanReview
 from training.api.serializers import ModelVersionOutput, TrainingRunOutput
 from training.runs import training_run_cancel, training_run_list, training_run_request
-from training.versions import model_version_list_with_acceptance
+from training.versions import NoModelForTask, model_version_list_with_acceptance
 
 
 class TrainingRunListApi(ProjectApi):
@@ -34,11 +34,18 @@ class TrainingRunListApi(ProjectApi):
             ),
             403: FORBIDDEN,
             404: NOT_FOUND,
+            409: OpenApiResponse(description="No model trains this project's task type (boxes)."),
         },
     )
     def post(self, request, project_id):
-        """Retrain now (managers). A second request while a run is queued or running joins that run."""
-        run, created = training_run_request(project=self.project, trigger="api", requested_by=request.user)
+        """Retrain now (managers). A second request while a run is queued or running joins that run.
+        A boxes project is refused (409): no box model yet."""
+        try:
+            run, created = training_run_request(
+                project=self.project, trigger="api", requested_by=request.user
+            )
+        except NoModelForTask as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         run.coalesced = not created
         return Response(
             TrainingRunOutput(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -12,6 +12,7 @@ from training.backends.base import Backend, read_manifest
 BACKENDS = {
     "text_logreg": "training.backends.text:TextLogRegBackend",
     "image_cnn": "training.backends.image:ImageCNNBackend",
+    "span_crf": "training.backends.spans:SpanCRFBackend",
 }
 
 

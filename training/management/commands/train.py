@@ -8,7 +8,12 @@ from annotate.models import Project
 from training.datasets import NotEnoughLabels
 from training.evaluation import labels_line
 from training.scoring import prediction_pool_score
-from training.versions import model_version_activate, model_version_train
+from training.versions import (
+    NoModelForTask,
+    metric_headline,
+    model_version_activate,
+    model_version_train,
+)
 
 
 class Command(BaseCommand):
@@ -30,7 +35,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{project.name}: training …")
             try:
                 version = model_version_train(project=project, seed=seed, activate=False)
-            except NotEnoughLabels as exc:
+            except (NotEnoughLabels, NoModelForTask) as exc:
                 failures += 1
                 self.stderr.write(f"{project.name}: {exc}")
                 continue
@@ -38,10 +43,12 @@ class Command(BaseCommand):
             scored = prediction_pool_score(version=version)
             model_version_activate(version=version)
             m = version.metrics
-            low, high = m["accuracy_ci"]
+            low, high = m.get("accuracy_ci", [None, None])
+            measure, figure = metric_headline(m)
+            interval = f" (95% CI {low:.3f}–{high:.3f})" if low is not None else ""
             self.stdout.write(
-                f"{project.name}: v{version.number} ({version.backend}) accuracy {m['accuracy']:.3f} "
-                f"(95% CI {low:.3f}–{high:.3f}), macro-F1 {m['macro_f1']:.3f}, "
+                f"{project.name}: v{version.number} ({version.backend}) {measure} {figure:.3f}"
+                f"{interval}, macro-F1 {m['macro_f1']:.3f}, "
                 f"{labels_line(m)}; {scored} items scored; "
                 f"seconds: {', '.join(f'{k} {v:.1f}' for k, v in version.timings.items())}"
             )
