@@ -122,6 +122,7 @@ class AgreementPair:
     agreed: int
     percent_agreement: float | None
     cohen_kappa: float | None
+    f1: float | None = None  # boxes and spans: matched with the same label, of both one's objects
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,9 @@ class Labels:
     total_items: int
     labels: tuple[LabelCount, ...]  # the project's labels in order, then any no longer defined
     sources: tuple[SourceCount, ...]
+    # What `labels` counts: "items", or for boxes and spans projects "boxes" / "spans" (each
+    # object of a final label once; its share is then of all those objects).
+    counts: str = "items"
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,9 @@ def dashboard_read(*, project: Project, charts: Iterable[str] = CHARTS) -> dict[
         elif name == "gold":
             found[name] = _gold(project, members)
         elif name == "labels":
-            found[name] = _labels(tallies, _label_names(project))
+            found[name] = _labels(
+                tallies, _label_names(project), counts=_COUNTS.get(project.task_type, "items")
+            )
         elif name == "proposals":
             found[name] = _proposals(tallies)
         elif name == "reviews":
@@ -437,6 +443,7 @@ def _agreement(figures: ProjectAgreement) -> Agreement:
             agreed=p.agreed,
             percent_agreement=p.percent_agreement,
             cohen_kappa=p.cohen_kappa,
+            f1=p.f1,
         )
         for p in (whole.pair_figures if whole else ())
     )
@@ -480,13 +487,17 @@ def _label_names(project: Project) -> list[str]:
     )
 
 
-def _labels(tallies, label_names: Sequence[str]) -> Labels:
+_COUNTS = {Project.TaskType.IMAGE_BOXES: "boxes", Project.TaskType.TEXT_SPANS: "spans"}
+
+
+def _labels(tallies, label_names: Sequence[str], counts: str = "items") -> Labels:
     sources = {raw: n for raw, n in tallies.get("final_source", {}).items() if n > 0}
     total = sum(sources.values())
     counted = {raw: n for raw, n in tallies.get("final_label", {}).items() if n > 0}
     order = list(label_names) + sorted(set(counted) - set(label_names))
+    whole = total if counts == "items" else sum(counted.values())
     labels = tuple(
-        LabelCount(label=name, items=counted.get(name, 0), share=_share(counted.get(name, 0), total))
+        LabelCount(label=name, items=counted.get(name, 0), share=_share(counted.get(name, 0), whole))
         for name in order
     )
     known = dict(FinalSource.choices)
@@ -497,7 +508,7 @@ def _labels(tallies, label_names: Sequence[str]) -> Labels:
         )
         for s in source_order
     )
-    return Labels(total_items=total, labels=labels, sources=rows)
+    return Labels(total_items=total, labels=labels, sources=rows, counts=counts)
 
 
 def _proposals(tallies) -> Proposals:

@@ -4,6 +4,7 @@ checked against the value (annotate/quality/gold.py keeps the accuracy and the p
 
 A gold item's true value is its final label (source "gold") and trains like a reviewed one; it
 is complete, so the queue's own search never serves it, and its answers never vote or count.
+For boxes and spans an answer is scored per entity (annotate/quality/gold.py gold_answer_score).
 """
 
 from django.core.exceptions import ValidationError
@@ -41,6 +42,11 @@ def item_gold_set(*, project: Project, item_id: int, value: object) -> Item:
     )
     with transaction.atomic(), connection.cursor() as cursor:
         item = _locked(cursor, project=project, item_id=item_id)
+        if project.task_type == Project.TaskType.TEXT_SPANS:
+            # Offsets are checked against the item's text, which only now is read.
+            clean = annotation_value_validate(
+                project=project, label_names=label_names, value=clean, field="gold_value", text=item.text
+            )
         votes = item_votes(cursor, item_id=item.pk)
         change = item_change(
             item=item,

@@ -16,6 +16,8 @@ in between, it is refused with ReviewConflict carrying the winning decision (409
 deciding the same item at once cannot both win. A later decision reverses an earlier one; accepting
 a rejected annotation takes the reject back. Each decision also records, per annotator, the outcome
 it counted for the dashboards (accepted, corrected, rejected), so the next one takes exactly that back.
+An answer counts as accepted when it is equivalent to the value put in force (boxes: every box
+matched at IoU ≥ 0.5 with the same label; spans: the same spans; annotate/quality/consensus.py).
 """
 
 from collections import Counter
@@ -31,6 +33,7 @@ from django.utils import timezone
 from annotate.items import item_locked
 from annotate.models import Annotation, Item, PickKind, Project, Review, ReviewState
 from annotate.projects import label_names as label_names_of
+from annotate.quality.consensus import values_equivalent
 from annotate.quality.finals import completed_day, item_change, item_change_write
 from annotate.quality.tallies import key
 from annotate.quality.votes import votes_from_rows
@@ -212,7 +215,9 @@ def _outcomes(
     """{annotator id (str): outcome} this decision counts for the dashboards."""
     if decision == Review.Decision.REJECT:
         return {str(rejected_annotator): "rejected"}
-    return {str(a): "accepted" if value == final else "corrected" for a, value in votes.items()}
+    return {
+        str(a): "accepted" if values_equivalent(value, final) else "corrected" for a, value in votes.items()
+    }
 
 
 def _outcome_tallies(outcomes: dict, sign: int) -> Counter:
@@ -250,6 +255,11 @@ def review_decide(
     )
     with transaction.atomic(), connection.cursor() as cursor:
         item = _item_locked(cursor, project=project, item_id=item_id)
+        if correction is not None and project.task_type == Project.TaskType.TEXT_SPANS:
+            # Offsets are checked against the item's text, which only now is read.
+            correction = annotation_value_validate(
+                project=project, label_names=label_names, value=correction, field="value", text=item.text
+            )
         if item.last_review_id != supersedes:
             raise ReviewConflict(
                 Review.objects.select_related("reviewer").filter(pk=item.last_review_id).first()

@@ -88,6 +88,11 @@ class AgreementPairOutput(serializers.Serializer):
     agreed = serializers.IntegerField()
     percent_agreement = serializers.FloatField(allow_null=True)
     cohen_kappa = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(
+        allow_null=True,
+        help_text="Boxes and spans: 2 × objects matched with the same label / both annotators' objects"
+        " (null for classification).",
+    )
 
 
 class AnnotatorRefOutput(serializers.Serializer):
@@ -141,6 +146,10 @@ class LabelsOutput(serializers.Serializer):
     total_items = serializers.IntegerField()
     labels = LabelCountOutput(many=True)
     sources = SourceCountOutput(many=True)
+    counts = serializers.CharField(
+        help_text='What `labels` counts: "items", or "boxes" / "spans" (each object of a final label;'
+        " its share is of all of them)."
+    )
 
 
 class VersionAcceptanceOutput(serializers.Serializer):

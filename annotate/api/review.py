@@ -19,6 +19,7 @@ from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ProjectApi, fou
 from annotate.api.permissions import CanReview
 from annotate.items import item_list
 from annotate.models import Item, Project
+from annotate.quality.matching import differing, value_kind
 
 # Ids past a bigint name no row; SQLite's driver cannot even bind them (OverflowError, a 500).
 _MAX_ID = 2**63 - 1
@@ -44,7 +45,19 @@ def review_view_data(*, project: Project, item: Item, reviewer, lease: review.Re
         "yours": any(a.annotator_id == reviewer.pk for a in annotations),
         "waiting": review.review_queue_count(project=project),
     }
-    return s.ReviewItemViewOutput(body).data
+    data = s.ReviewItemViewOutput(body).data
+    if project.task_type in (Project.TaskType.IMAGE_BOXES, Project.TaskType.TEXT_SPANS):
+        data["differences"] = _differences(annotations)
+    return data
+
+
+def _differences(annotations) -> dict[str, list[int]]:
+    """Per annotation shown, the indices of its objects that differ (see the module's docstring):
+    compared across each annotator's latest answer not rejected; the other answers mark nothing."""
+    latest = {a.annotator_id: a for a in annotations if not a.rejected}
+    values = {a.pk: a.value for a in latest.values() if value_kind(a.value) != "choices"}
+    found = differing(values) if len(values) > 1 else {pk: [] for pk in values}
+    return {str(pk): found.get(pk, []) for pk in (a.pk for a in annotations)}
 
 
 class _ReviewApi(ProjectApi):

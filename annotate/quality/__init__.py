@@ -1,5 +1,7 @@
 """Label quality: the final label of an item, agreement, gold answers, Dawid–Skene.
 
+- matching.py    which boxes (Hungarian, IoU ≥ 0.5) or spans (exact or overlapping offsets) of
+                 two or more annotators are the same object; no Django
 - consensus.py   majority of the voters (ties marked) and the final label's precedence
 - votes.py       one item's voters, and what they add to the agreement tallies
 - tallies.py     per-project counters (annotate.models.Tally), added to in the change's transaction

@@ -15,6 +15,12 @@ Per scope ("" for the whole value; in multi-label projects also each label, chos
   sum_i sum_j n_ij (n_ij - 1) and the ratings of category j are sum_k count(m, j, k) / (m - 1);
 - per pair of annotators, percent agreement and Cohen's kappa from the pair's confusion counts.
 
+Boxes and spans (annotate/quality/votes.py): the units are clusters of matched objects and a
+voter with no object in one rates it MISSING, so the same figures read objects where they read
+items; per pair there is also an F1, 2 × (clusters both gave the same label) / (objects of a +
+objects of b), a detection-style figure that ignores the clusters neither marked. Span projects
+report scope "" (exact offsets) and OVERLAP_SCOPE (overlapping offsets).
+
 Arithmetic is in integers until one final (correctly rounded) division, so a figure does not
 depend on the order the tallies come back in. A figure that is undefined (no pairs, a single
 category, expected disagreement 0) is None, shown as "n/a": a page must never show 0 for
@@ -31,6 +37,7 @@ from django.contrib.auth import get_user_model
 
 from annotate.models import Project
 from annotate.quality.tallies import tallies_read
+from annotate.quality.votes import MISSING, OVERLAP_SCOPE
 
 Coincidences = Mapping[tuple[int, str, str], int]  # (m, category a, category b) -> ordered pairs
 Confusion = Mapping[tuple[str, str], int]  # (category of a, category of b) -> items
@@ -126,6 +133,13 @@ def cohen_kappa(confusion: Confusion) -> float | None:
     return (agreeing * total - chance) / (total * total - chance)
 
 
+def pair_f1(confusion: Confusion) -> float | None:
+    """F1 between two annotators' objects: 2 × same label / (a's objects + b's objects)."""
+    same = sum(n for (a, b), n in confusion.items() if a == b and a != MISSING)
+    objects = sum(n * ((a != MISSING) + (b != MISSING)) for (a, b), n in confusion.items())
+    return 2 * same / objects if objects else None
+
+
 def format_measure(value: float | None) -> str:
     """A measure as pages show it: three decimals, "n/a" when undefined."""
     if value is None:
@@ -152,6 +166,7 @@ class PairAgreement:
     agreed: int
     percent_agreement: float | None
     cohen_kappa: float | None
+    f1: float | None = None  # boxes and spans only: see the module's docstring
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,7 @@ def agreement_from_tallies(
     label_names: Sequence[str],
     fleiss_m: int,
     usernames: Mapping[int, str] | None = None,
+    kind: str = "choices",
 ) -> ProjectAgreement:
     """The agreement figures from a project's "coincidence" and "pair" tallies ({kind: {key: n}},
     as tallies_read returns them). Scopes reported: "" and, for multi-label, each label in
@@ -249,6 +265,7 @@ def agreement_from_tallies(
         label_names=label_names,
         fleiss_m=fleiss_m,
         usernames=usernames or {},
+        kind=kind,
     )
 
 
@@ -261,8 +278,12 @@ def _figures(
     label_names: Sequence[str],
     fleiss_m: int,
     usernames: Mapping[int, str],
+    kind: str = "choices",
 ) -> ProjectAgreement:
+    """`kind`: "choices", "boxes" or "spans" (annotate.quality.matching.value_kind)."""
     scope_names = [""] + (list(label_names) if multi_label else [])
+    if kind == "spans":
+        scope_names.append(OVERLAP_SCOPE)
     annotator_ids = {a for name in scope_names for pair in confusions.get(name, {}) for a in pair}
     annotators = tuple(
         sorted(
@@ -287,6 +308,7 @@ def _figures(
                 agreed=sum(n for (x, y), n in confusion.items() if x == y),
                 percent_agreement=pair_percent_agreement(confusion),
                 cohen_kappa=cohen_kappa(confusion),
+                f1=pair_f1(confusion) if kind != "choices" else None,
             )
             pair_figures.append(figure)
             matrix[position[a]][position[b]] = matrix[position[b]][position[a]] = figure.cohen_kappa
@@ -327,4 +349,8 @@ def project_agreement(*, project: Project, fleiss_m: int | None = None) -> Proje
         label_names=label_names,
         fleiss_m=project.overlap if fleiss_m is None else fleiss_m,
         usernames=usernames,
+        kind=_KINDS.get(project.task_type, "choices"),
     )
+
+
+_KINDS = {Project.TaskType.IMAGE_BOXES: "boxes", Project.TaskType.TEXT_SPANS: "spans"}

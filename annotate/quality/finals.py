@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from annotate.models import FinalSource, Item, PickKind
 from annotate.quality.consensus import disagree, final_of
+from annotate.quality.matching import objects_of
 from annotate.quality.tallies import tallies_add
 from annotate.quality.votes import Votes, agreement_tallies
 from annotate.raw_rows import table
@@ -29,10 +30,13 @@ class ItemChange:
 
 
 def final_tallies(value: dict | None, source: str) -> Counter:
-    """What one item's final label adds to the label distribution and the sources."""
+    """What one item's final label adds to the label distribution and the sources: each chosen
+    label once, and for boxes and spans each object's label (so "final_label" counts objects)."""
     added: Counter = Counter({("final_source", source): 1})
     for choice in (value or {}).get("choices", []):
         added["final_label", choice] += 1
+    for obj in objects_of(value):
+        added["final_label", obj["label"]] += 1
     return added
 
 

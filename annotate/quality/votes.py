@@ -12,6 +12,19 @@ Agreement is kept as counts (annotate.models.Tally), never recomputed from the a
 A scope is "" for the whole value (single-label: the label; multi-label: the set of labels), and
 for multi-label projects also each label's name, with the categories "1" (chosen) and "0".
 When an item's voters change, the change is what the new voters add less what the old ones did.
+
+Boxes and spans (image_boxes, text_spans). The unit rated is an object, not the item: the voters'
+boxes or spans are grouped into clusters (annotate/quality/matching.py: boxes by Hungarian
+assignment on IoU ≥ 0.5, spans by exact offsets), and in each cluster every voter of the item
+gives a rating: the label of their object in it, or MISSING ("", they marked nothing there). So
+an item with m voters adds, per cluster, the m (m - 1) ordered pairs of those ratings to
+"coincidence" under the same m, and alpha, Fleiss' kappa and percent agreement read them as
+they read items (their "items" are then objects). An item where nobody marked anything adds
+nothing. "pair" counts, per pair of annotators, each cluster where at least one of the two has
+an object (a cluster only others marked says nothing about these two); Cohen's kappa, percent
+agreement and the pair's F1 (2 × same label / (objects of a + objects of b),
+annotate/quality/agreement.py) read them. Span projects count it all twice: scope "" by exact
+offsets, scope OVERLAP_SCOPE by overlapping ones.
 """
 
 from collections import Counter
@@ -21,10 +34,13 @@ from itertools import combinations, permutations
 from django.db import connection
 
 from annotate.models import Annotation
+from annotate.quality.matching import EXACT, OVERLAP, clusters, value_kind
 from annotate.quality.tallies import key
 from annotate.raw_rows import table
 
 Votes = Mapping[int, dict]  # annotator id -> their voting value
+MISSING = ""  # the rating of a voter who has no object in a cluster (no label name is empty)
+OVERLAP_SCOPE = "overlapping spans"
 
 
 def categories(value: dict, *, multi_label: bool, label_names: Sequence[str]) -> dict[str, str]:
@@ -45,6 +61,9 @@ def agreement_tallies(votes: Votes, *, multi_label: bool, label_names: Sequence[
     m = len(votes)
     if m < 2:
         return added
+    kind = value_kind(next(iter(votes.values())))
+    if kind != "choices":
+        return _object_tallies(votes, kind=kind)
     rated = {
         annotator: categories(value, multi_label=multi_label, label_names=label_names)
         for annotator, value in votes.items()
@@ -55,6 +74,29 @@ def agreement_tallies(votes: Votes, *, multi_label: bool, label_names: Sequence[
     for a, b in combinations(sorted(rated), 2):
         for scope, category in rated[a].items():
             added["pair", key(a, b, scope, category, rated[b][scope])] += 1
+    return added
+
+
+def object_ratings(votes: Votes, *, mode: str = EXACT) -> list[dict[int, str]]:
+    """Per cluster of the voters' boxes or spans, each voter's rating: a label, or MISSING."""
+    voters = sorted(votes)
+    return [
+        {voter: unit[voter]["label"] if voter in unit else MISSING for voter in voters}
+        for unit in clusters(votes, mode=mode)
+    ]
+
+
+def _object_tallies(votes: Votes, *, kind: str) -> Counter:
+    added: Counter = Counter()
+    m = len(votes)
+    scopes = [("", EXACT)] + ([(OVERLAP_SCOPE, OVERLAP)] if kind == "spans" else [])
+    for scope, mode in scopes:
+        for rating in object_ratings(votes, mode=mode):
+            for a, b in permutations(rating, 2):
+                added["coincidence", key(scope, m, rating[a], rating[b])] += 1
+            for a, b in combinations(rating, 2):
+                if rating[a] != MISSING or rating[b] != MISSING:
+                    added["pair", key(a, b, scope, rating[a], rating[b])] += 1
     return added
 
 

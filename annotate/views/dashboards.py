@@ -150,7 +150,7 @@ def _agreement(data: Agreement, url: str) -> Card:
             f"{p.username_a} – {p.username_b}",
             _n(p.items),
             format_figure(p.percent_agreement, percent=True),
-            format_figure(p.cohen_kappa),
+            format_figure(p.cohen_kappa) + ("" if p.f1 is None else f", F1 {format_figure(p.f1)}"),
         ]
         for p in data.pairs
     ]
@@ -211,9 +211,16 @@ def _labels(data: Labels, url: str) -> Card:
         name="labels",
         title="Label distribution",
         svgs=[_svg(charts.labels_svg(data))],
-        note="Items by final label (a multi-label item counts under each of its labels), and by its source.",
+        note=(
+            "Items by final label (a multi-label item counts under each of its labels), and by its source."
+            if data.counts == "items"
+            else f"The {data.counts} of the final labels, by label (share of all of them); items by source."
+        ),
         api_url=url,
-        headers=["Label or source", "Items", "Share of items"],
+        headers=[
+            "Label or source",
+            *(("Items", "Share of items") if data.counts == "items" else ("Count", "Share")),
+        ],
         rows=rows,
     )
 

@@ -1,4 +1,7 @@
-"""The reviewer's page: a small client (static/annotate/js/review.js) over the review API."""
+"""The reviewer's page: a small client (static/annotate/js/review.js) over the review API.
+
+Boxes and spans projects show each answer drawn on its own copy of the image or text, what
+differs marked, and take a correction as JSON (started from any answer)."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -6,6 +9,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
+from annotate.models import Project
 from annotate.projects import label_list
 from annotate.review import review_queue_count
 from annotate.views.access import page_membership
@@ -18,8 +22,10 @@ def review(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = page_membership(request, project_id, needs="review")
     project = membership.project
     labels = list(label_list(project=project))
+    objects = project.task_type in (Project.TaskType.IMAGE_BOXES, Project.TaskType.TEXT_SPANS)
     config = {
         "project_id": project.pk,
+        "task_type": project.task_type,
         "multi_label": project.multi_label,
         "labels": [{"name": lb.name, "hotkey": lb.hotkey, "colour": lb.colour} for lb in labels],
         "csrf_token": get_token(request),
@@ -32,5 +38,6 @@ def review(request: HttpRequest, project_id: int) -> HttpResponse:
         "config": config,
         "instructions_html": instructions,
         "waiting": review_queue_count(project=project),
+        "objects": objects,  # boxes or spans: each answer drawn, a correction edited as JSON
     }
     return render(request, "annotate/review.html", context)

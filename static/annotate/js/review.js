@@ -1,14 +1,16 @@
 // The review page: every answer side by side; 1..9 accept that answer, C then a label's key
 // corrects, R rejects the selected answer with a reason, N or → passes. Like the labeling page it
 // keeps the next item (already leased) in memory and shows it at once; the decision is sent after.
+// Boxes and spans projects: each answer is drawn on its own copy of the image or text, what the
+// server found unmatched (`differences`) dashed and marked ≠; a correction is JSON in a textarea,
+// started from the selected answer (C) or any answer's Edit button, sent with Ctrl+Enter.
 
 import { bindHotkeys } from "./hotkeys.js";
 import { mountCanvas, preloadImage } from "./canvas.js";
-import { LabelQueue } from "./queue.js";
+import { ReviewQueue } from "./review_queue.js";
+import { drawAnswers } from "./review_objects.js";
 
-// The API takes up to 100 excluded ids: the current item, the prefetched one, those decided
-// but not yet sent, and those passed (the oldest passes are dropped first).
-const MAX_EXCLUDED = 100;
+const ONE = { boxes: "box", spans: "span" };
 
 const SOURCES = {
   none: "no label yet",
@@ -18,118 +20,6 @@ const SOURCES = {
   review: "a review",
   gold: "gold",
 };
-
-// LabelQueue's current/prefetched pipeline and ordered sends, over /review/: a decision instead
-// of a submit, a pass instead of a skip, and a failed decision puts its item back on screen.
-class ReviewQueue extends LabelQueue {
-  constructor(options) {
-    super(options);
-    this.base = `/api/projects/${options.projectId}/review`;
-    this.passed = [];
-    this.sending = new Set();
-    this.onDecided = options.onDecided;
-    this.onRefused = options.onRefused;
-    this.onWaiting = options.onWaiting;
-  }
-
-  // Items decided but not yet sent are still leased to this reviewer: without them here the
-  // server would hand one back as "the item you hold".
-  excluded() {
-    const ids = [...super.excluded(), ...this.sending];
-    const room = Math.max(0, MAX_EXCLUDED - ids.length);
-    return room ? [...ids, ...this.passed.slice(-room)] : ids.slice(0, MAX_EXCLUDED);
-  }
-
-  // As LabelQueue's, but the prefetch goes through receive(): a reviewer quicker than the
-  // first prefetch is waiting for it.
-  async start() {
-    await this.enqueue(async () => {
-      const first = await this.post("next", { exclude: [] });
-      if (!first) return this.finish();
-      this.current = first;
-      this.onShow(first);
-      this.receive(await this.post("next", { exclude: this.excluded() }));
-    });
-  }
-
-  async get(path) {
-    const response = await fetch(`${this.base}/${path}/`, {
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    return response.json();
-  }
-
-  decide(body) {
-    const done = this.current;
-    if (!done) return;
-    this.sending.add(done.item.id);
-    this.advance();
-    this.enqueue(async () => {
-      let review;
-      try {
-        review = await this.post(`items/${done.item.id}/decision`, body);
-      } catch (error) {
-        await this.reopen(done, error);
-        return;
-      } finally {
-        this.sending.delete(done.item.id);
-      }
-      this.onDecided(review, done);
-      this.lastShown = done;
-      this.receive(await this.post("next", { exclude: this.excluded() }));
-    });
-  }
-
-  // A refused decision (another reviewer came first, or the item cannot be decided now): show
-  // the item again as it is now, with the decision in force, in front of what replaced it.
-  async reopen(done, error) {
-    let fresh = done;
-    try {
-      fresh = { ...(await this.get(`items/${done.item.id}`)), lease: done.lease };
-    } catch {
-      // Shown as it was; the message says what went wrong.
-    }
-    if (this.current && !this.prefetched) this.prefetched = this.current;
-    this.waitingForNext = false;
-    this.empty = false;
-    this.current = fresh;
-    this.onShow(fresh);
-    this.onRefused(error, fresh);
-  }
-
-  pass() {
-    const done = this.current;
-    if (!done) return;
-    this.passed.push(done.item.id);
-    this.lastShown = done;
-    if (this.passed.length > MAX_EXCLUDED) this.passed.shift();
-    this.advance();
-    this.enqueue(async () => {
-      // Given back, so that another reviewer may take it; this page keeps it excluded.
-      await this.post("release", { item: done.item.id });
-      this.receive(await this.post("next", { exclude: this.excluded() }));
-    });
-  }
-
-  receive(next) {
-    if (next) this.onWaiting(next.waiting);
-    else this.refreshWaiting();
-    super.receive(next);
-  }
-
-  // A 204 carries no count: ask the item view of something shown (rarely: the queue ran dry).
-  async refreshWaiting() {
-    const known = this.current || this.lastShown;
-    if (!known) return;
-    try {
-      this.onWaiting((await this.get(`items/${known.item.id}`)).waiting);
-    } catch {
-      // The count stays as it was.
-    }
-  }
-}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -148,6 +38,8 @@ function when(iso) {
 
 export function mountReview(root) {
   const config = JSON.parse(document.getElementById("review-config").textContent);
+  const kind = { image_boxes: "boxes", text_spans: "spans" }[config.task_type] || "choices";
+  const objects = kind !== "choices";
   const canvas = mountCanvas(root.querySelector("[data-canvas]"));
   const colours = new Map(config.labels.map((l) => [l.name, l.colour]));
   const byHotkey = new Map(config.labels.filter((l) => l.hotkey).map((l) => [l.hotkey.toLowerCase(), l.name]));
@@ -159,6 +51,8 @@ export function mountReview(root) {
   const reasonInput = $("[data-reason]");
   const correctPanel = $("[data-correct-panel]");
   const confirmButton = $("[data-correct-confirm]");
+  const overlaysEl = $("[data-overlays]");
+  const jsonInput = $("[data-correct-json]");
   const labelButtons = new Map([...root.querySelectorAll("[data-label]")].map((b) => [b.dataset.label, b]));
   let shown = null;
   let selected = 0;
@@ -173,6 +67,18 @@ export function mountReview(root) {
 
   const chips = (value) => {
     const box = el("span", "chips");
+    if (objects) {
+      const found = (value && value[kind]) || [];
+      const counts = new Map();
+      for (const o of found) counts.set(o.label, (counts.get(o.label) || 0) + 1);
+      box.append(el("span", "muted", `${found.length} ${found.length === 1 ? ONE[kind] : kind}`));
+      for (const [name, n] of counts) {
+        const chip = el("span", "chip", n > 1 ? `${name} ×${n}` : name);
+        chip.style.setProperty("--label-colour", colours.get(name) || "#999");
+        box.append(chip);
+      }
+      return box;
+    }
     const choices = (value && value.choices) || [];
     if (!choices.length) box.append(el("span", "muted", "(none)"));
     for (const name of choices) {
@@ -206,6 +112,13 @@ export function mountReview(root) {
       accept.type = "button";
       accept.dataset.accept = String(i);
       buttons.append(accept);
+      if (objects) {
+        const edit = el("button", "", "Edit");
+        edit.type = "button";
+        edit.title = "Start a correction from this answer";
+        edit.dataset.editAnswer = String(i);
+        buttons.append(edit);
+      }
       if (!answer.rejected) {
         const reject = el("button", "", "Reject…");
         reject.type = "button";
@@ -217,6 +130,22 @@ export function mountReview(root) {
       answersEl.append(row);
     });
     if (!shown.annotations.length) answersEl.append(el("li", "muted", "No answers."));
+  };
+
+  const renderOverlays = () => {
+    if (!overlaysEl) return;
+    drawAnswers(overlaysEl, { shown, kind, colours });
+    $("[data-legend]").hidden = shown.annotations.length < 2;
+    // The answers are drawn there: the single copy of the item would only repeat them.
+    $("[data-item-text]").hidden = true;
+    $("[data-item-image]").hidden = true;
+    markSelected();
+  };
+
+  const markSelected = () => {
+    for (const panel of overlaysEl ? overlaysEl.querySelectorAll("[data-overlay]") : []) {
+      panel.setAttribute("aria-current", panel.dataset.overlay === String(selected) ? "true" : "false");
+    }
   };
 
   const renderHistory = () => {
@@ -257,13 +186,14 @@ export function mountReview(root) {
     for (const [name, button] of labelButtons) {
       button.setAttribute("aria-pressed", mode === "correct" && correction.has(name) ? "true" : "false");
     }
-    if (confirmButton) confirmButton.hidden = mode !== "correct";
+    if (confirmButton && !objects) confirmButton.hidden = mode !== "correct";
   };
 
   const setMode = (next) => {
     mode = next;
     rejectForm.hidden = mode !== "reject";
     if (mode !== "reject" && document.activeElement === reasonInput) reasonInput.blur();
+    if (jsonInput && mode !== "correct" && document.activeElement === jsonInput) jsonInput.blur();
     renderCorrection();
   };
 
@@ -272,6 +202,8 @@ export function mountReview(root) {
     shown = null;
     canvas.clear(message);
     answersEl.replaceChildren();
+    if (overlaysEl) overlaysEl.replaceChildren();
+    if (jsonInput) jsonInput.value = "";
     $("[data-final]").replaceChildren();
     $("[data-suspicion]").hidden = true;
     $("[data-yours]").hidden = true;
@@ -287,6 +219,7 @@ export function mountReview(root) {
     canvas.show(lease.item);
     renderFinal();
     renderAnswers();
+    if (objects) renderOverlays();
     renderHistory();
     setMode("answers");
     $("[data-waiting]").textContent = String(lease.waiting);
@@ -358,6 +291,7 @@ export function mountReview(root) {
     for (const row of answersEl.querySelectorAll("[data-answer]")) {
       row.setAttribute("aria-selected", row.dataset.answer === String(selected) ? "true" : "false");
     }
+    markSelected();
   };
 
   const startReject = (i = selected) => {
@@ -386,14 +320,40 @@ export function mountReview(root) {
     decide({ decision: "reject", annotation: answer.id, reason });
   };
 
+  // Boxes and spans: the correction starts from an answer's value (or the final one), as JSON.
+  const startEdit = (i = selected) => {
+    if (!shown) return;
+    const answer = shown.annotations[i];
+    const start = answer ? answer.value : shown.item.final_value || { [kind]: [] };
+    if (answer) select(i);
+    jsonInput.value = JSON.stringify(start, null, 1);
+    setMode("correct");
+    jsonInput.focus();
+    say(answer ? `Correcting from ${answer.annotator}'s answer: Ctrl+Enter corrects.` : "Correct: Ctrl+Enter sends.");
+  };
+
+  const confirmEdit = () => {
+    let value;
+    try {
+      value = JSON.parse(jsonInput.value);
+    } catch (error) {
+      say(`Not JSON: ${error.message}`, "error");
+      return;
+    }
+    setMode("answers");
+    decide({ decision: "correct", value });
+  };
+
   const startCorrect = () => {
     if (!shown) return;
+    if (objects) return startEdit();
     correction = new Set(config.multi_label && shown.item.final_value ? shown.item.final_value.choices : []);
     setMode("correct");
     say(config.multi_label ? "Correct: toggle labels by key, Enter confirms." : "Correct to: press a label's key.");
   };
 
   const confirmCorrect = () => {
+    if (objects) return confirmEdit();
     const value = { choices: config.labels.map((l) => l.name).filter((name) => correction.has(name)) };
     setMode("answers");
     decide({ decision: "correct", value });
@@ -425,6 +385,10 @@ export function mountReview(root) {
   // One dispatcher. Correct mode is modal: a label's key is that label (digits included), so
   // projects whose labels use the keys 1–9 (the default) still work; elsewhere digits pick answers.
   const press = (key) => {
+    if (mode === "correct" && objects) {
+      if (key === "Escape") return setMode("answers");
+      return undefined;
+    }
     if (mode === "correct") {
       if (byHotkey.has(key)) return chooseLabel(byHotkey.get(key));
       if (key === "Escape") return setMode("answers");
@@ -446,7 +410,7 @@ export function mountReview(root) {
     if (actions[key]) actions[key]();
   };
   const keys = new Set([..."123456789crnjk", "ArrowRight", "ArrowDown", "ArrowUp", "Escape", "Enter"]);
-  for (const key of byHotkey.keys()) keys.add(key);
+  if (!objects) for (const key of byHotkey.keys()) keys.add(key);
   bindHotkeys(document, new Map([...keys].map((key) => [key, () => press(key)])));
 
   rejectForm.addEventListener("submit", (event) => {
@@ -462,14 +426,29 @@ export function mountReview(root) {
   answersEl.addEventListener("click", (event) => {
     const acceptButton = event.target.closest("[data-accept]");
     if (acceptButton) return accept(Number(acceptButton.dataset.accept));
+    const editButton = event.target.closest("[data-edit-answer]");
+    if (editButton) return startEdit(Number(editButton.dataset.editAnswer));
     const rejectButton = event.target.closest("[data-reject-answer]");
     if (rejectButton) return startReject(Number(rejectButton.dataset.rejectAnswer));
     const row = event.target.closest("[data-answer]");
     if (row) select(Number(row.dataset.answer));
   });
-  $("[data-labels]").addEventListener("click", (event) => {
+  $("[data-labels]")?.addEventListener("click", (event) => {
     const button = event.target.closest("[data-label]");
     if (button) chooseLabel(button.dataset.label);
+  });
+  jsonInput?.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      setMode("answers");
+    } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      confirmEdit();
+    }
+  });
+  overlaysEl?.addEventListener("click", (event) => {
+    const panel = event.target.closest("[data-overlay]");
+    if (panel) select(Number(panel.dataset.overlay));
   });
   if (confirmButton) confirmButton.addEventListener("click", confirmCorrect);
   $("[data-next]").addEventListener("click", next);

@@ -1,0 +1,197 @@
+"""The review page for boxes and spans in a real browser (Debian's chromium through Playwright).
+
+Two annotators mark the same texts (or images); the reviewer sees each one's spans (boxes) on
+their own copy, what differs marked, accepts one answer, and corrects another from an answer as
+JSON: a span past the text's end is refused naming the field, and nothing is stored until the
+correction is right. Screenshots at 1280×720 go to $LABELLOOP_VAR_DIR/screens/.
+"""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from annotate import importing
+from annotate.demo import digit_png, digits_arrays
+from annotate.items import item_create_bulk
+from annotate.models import Item, Review
+from annotate.queue import annotation_submit, assignment_next
+from tests.browser.conftest import log_in
+from tests.factories import PASSWORD, UserFactory, make_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+LABELS = [
+    {"name": "PER", "hotkey": "p", "colour": "#1f77b4"},
+    {"name": "ORG", "hotkey": "o", "colour": "#ff7f0e"},
+    {"name": "LOC", "hotkey": "l", "colour": "#2ca02c"},
+]
+TEXTS = [
+    "Ada Lovelace wrote to Charles Babbage from London about the Analytical Engine. 👍🏽",
+    "Grace Hopper joined the Navy and later worked at Remington Rand in Philadelphia.",
+]
+
+
+def _screens() -> Path:
+    folder = Path(os.environ.get("LABELLOOP_VAR_DIR", "var")) / "screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def span(start, end, label="PER"):
+    return {"start": start, "end": end, "label": label}
+
+
+def _team(task_type):
+    ada, bob = UserFactory(username="ada"), UserFactory(username="bob")
+    rita = UserFactory(username="rita")
+    project = make_project(
+        name=f"Review {task_type}",
+        task_type=task_type,
+        overlap=2,
+        labels=LABELS,
+        members=[(ada, "annotator"), (bob, "annotator"), (rita, "reviewer")],
+    )
+    return project, ada, bob
+
+
+def _submit(project, user, values):
+    for value in values:
+        lease = assignment_next(project=project, annotator=user)
+        annotation_submit(project=project, item_id=lease.item.pk, annotator=user, value=value, active_ms=4000)
+
+
+def _open_review(page, live_server, project):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    log_in(page, live_server, "rita", PASSWORD)
+    page.goto(f"{live_server.url}/projects/{project.pk}/review/")
+    page.wait_for_selector("[data-reviewing][data-state=ready]")
+    page.evaluate("window.__noReload = true")
+
+
+def _shown(page) -> int:
+    return int(page.get_attribute("[data-canvas]", "data-item-id"))
+
+
+def _wait_for_other_item(page, item_id: int) -> None:
+    page.wait_for_function(
+        f"(id => id && id !== '{item_id}')(document.querySelector('[data-canvas]').dataset.itemId)"
+    )
+
+
+def test_review_shows_both_annotators_spans_and_a_correction_past_the_text_is_refused(page, live_server):
+    project, ada, bob = _team("text_spans")
+    item_create_bulk(project=project, rows=[{"external_id": f"t{i}", "text": t} for i, t in enumerate(TEXTS)])
+    # Item 1: "Ada Lovelace" [0, 12), "Charles Babbage" [22, 37), "London" [43, 49), the
+    # "Analytical Engine" [60, 77). Bob calls London an ORG and misses the engine.
+    ada_first = {"spans": [span(0, 12), span(22, 37), span(43, 49, "LOC"), span(60, 77, "ORG")]}
+    bob_first = {"spans": [span(0, 12), span(22, 37), span(43, 49, "ORG")]}
+    # Item 2: "Grace Hopper" [0, 12), "Navy" [24, 28), "Remington Rand" [49, 63).
+    ada_second = {"spans": [span(0, 12), span(24, 28, "ORG"), span(49, 63, "ORG")]}
+    bob_second = {"spans": [span(0, 12), span(24, 28, "ORG"), span(49, 63, "ORG")]}
+    _submit(project, ada, [ada_first, ada_second])
+    _submit(project, bob, [bob_first, bob_second])
+    first, second = Item.objects.filter(project=project).order_by("id")
+    _open_review(page, live_server, project)
+
+    assert _shown(page) == first.pk  # the disagreement first
+    panels = page.locator("[data-overlays] [data-overlay]")
+    assert panels.count() == 2
+    assert "ada" in panels.nth(0).inner_text() and "bob" in panels.nth(1).inner_text()
+    # Each copy of the text holds that annotator's marks, with the text itself intact.
+    assert panels.nth(0).locator("mark").count() == 4
+    assert panels.nth(1).locator("mark").count() == 3
+    assert TEXTS[0] in panels.nth(0).locator(".rv-text").inner_text().replace("PER", "").replace(
+        "LOC", ""
+    ).replace("ORG", "").replace("≠ ", "")
+    assert panels.nth(0).locator("mark").nth(2).inner_text() == "London"
+    # London (LOC against ORG) and the engine (only ada) differ; the two names agree.
+    assert panels.nth(0).locator("mark.rv-differs").all_inner_texts() == ["London", "Analytical Engine"]
+    assert panels.nth(1).locator("mark.rv-differs").all_inner_texts() == ["London"]
+    assert "2 differ" in panels.nth(0).inner_text()
+    page.screenshot(path=str(_screens() / "review-spans.png"))
+
+    # Correct from ada's answer, first with a span past the end of the text.
+    page.keyboard.press("c")
+    textarea = page.locator("[data-correct-json]")
+    assert json.loads(textarea.input_value()) == ada_first
+    wrong = {"spans": [span(0, 12), span(22, 37), span(43, 49, "LOC"), span(60, 200, "ORG")]}
+    textarea.fill(json.dumps(wrong))
+    page.keyboard.press("Control+Enter")
+    conflict = page.locator("[data-conflict]")
+    conflict.wait_for(state="visible")
+    assert "value.spans[3].end" in conflict.inner_text()
+    page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId === '{first.pk}'")
+    assert not Review.objects.exists()
+    # Now right: ada's spans with London as a place.
+    page.keyboard.press("c")
+    textarea.fill(json.dumps(ada_first))
+    page.keyboard.press("Control+Enter")
+    _wait_for_other_item(page, first.pk)
+
+    assert _shown(page) == second.pk
+    assert page.locator("[data-overlays] .rv-differs").count() == 0
+    page.keyboard.press("2")  # accept bob's answer
+    page.wait_for_selector("[data-reviewing][data-state=empty]")
+    page.wait_for_function("Number(document.querySelector('[data-reviewing]').dataset.decided || 0) >= 2")
+    # The refused correction's 400 is the one error the browser reports.
+    assert [m for m in page.console_errors if "status of 400" not in m] == [], page.console_errors
+    assert len(page.console_errors) == 1
+
+    reviews = list(Review.objects.filter(project=project).order_by("id"))
+    assert [(r.item_id, r.decision) for r in reviews] == [(first.pk, "correct"), (second.pk, "accept")]
+    assert reviews[0].value == ada_first
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.final_value, first.final_source) == (ada_first, "review")
+    assert (second.final_value, second.final_source) == (bob_second, "review")
+
+
+def _box(x, y, w, h, label="PER"):
+    return {"x": x, "y": y, "w": w, "h": h, "label": label}
+
+
+def test_review_shows_both_annotators_boxes_and_an_accept_stores(page, live_server):
+    project, ada, bob = _team("image_boxes")
+    pixels, _ = digits_arrays()
+    files = [(f"digits-{i}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(2)]
+    importing.import_images(project=project, files=files)
+    # Ada and bob agree on one box (IoU 0.81); bob's second box is elsewhere than ada's.
+    ada_value = {"boxes": [_box(0.1, 0.1, 0.4, 0.5), _box(0.55, 0.5, 0.35, 0.4, "LOC")]}
+    bob_value = {"boxes": [_box(0.12, 0.12, 0.4, 0.5), _box(0.05, 0.7, 0.3, 0.25, "ORG")]}
+    _submit(project, ada, [ada_value, ada_value])
+    _submit(project, bob, [bob_value, ada_value])
+    first = Item.objects.filter(project=project).order_by("id").first()
+    _open_review(page, live_server, project)
+
+    assert _shown(page) == first.pk
+    panels = page.locator("[data-overlays] [data-overlay]")
+    assert panels.count() == 2
+    for i in range(2):
+        assert panels.nth(i).locator(".rv-image").evaluate("img => img.complete && img.naturalWidth > 0")
+        assert panels.nth(i).locator(".rv-box").count() == 2
+    assert panels.nth(0).locator(".rv-box.rv-differs").count() == 1
+    assert panels.nth(0).locator(".rv-box.rv-differs").get_attribute("data-label") == "LOC"
+    assert panels.nth(1).locator(".rv-box.rv-differs").get_attribute("data-label") == "ORG"
+    # A box is drawn where the value puts it: ada's first box starts a tenth of the way in.
+    stage = panels.nth(0).locator(".rv-stage").bounding_box()
+    drawn = panels.nth(0).locator(".rv-box").nth(0).bounding_box()
+    assert abs((drawn["x"] - stage["x"]) / stage["width"] - 0.1) < 0.01
+    assert abs(drawn["width"] / stage["width"] - 0.4) < 0.01
+    page.screenshot(path=str(_screens() / "review-boxes.png"))
+
+    page.locator("[data-answers] [data-accept='0']").click()  # accept ada's
+    _wait_for_other_item(page, first.pk)
+    page.wait_for_function("Number(document.querySelector('[data-reviewing]').dataset.decided || 0) >= 1")
+    assert not page.console_errors, page.console_errors
+    review = Review.objects.get(item=first)
+    assert (review.decision, review.value, review.annotation.annotator.username) == (
+        "accept",
+        ada_value,
+        "ada",
+    )
+    first.refresh_from_db()
+    assert (first.final_value, first.final_source) == (ada_value, "review")
+    assert review.outcomes == {str(ada.pk): "accepted", str(bob.pk): "corrected"}
