@@ -4,7 +4,8 @@ keyset pages, one item opened with its annotations and reviews, and the actions 
 Filters are what the page's query string and the API's parameters give (`item_filters_parse`
 names the parameter at fault): `q` (case-insensitive substring of the text), `labeled`,
 `final_label`, `final_source`, `annotator` (a user id: the item has an annotation by them),
-`disagreement`, `gold`, `suspicious`, `proposal` (a label the active model proposes),
+`disagreement`, `gold`, `suspicious`, `flagged` (an open flag for the leads, annotate/notes.py),
+`proposal` (a label the active model proposes),
 `confidence_min` / `confidence_max` (that proposal's score), `ids`, and `sort` (`created_at`,
 `-created_at`, `confidence` — least confident first — or `-confidence`).
 
@@ -58,6 +59,7 @@ from annotate.models import (
     ExportJob,
     FinalSource,
     Item,
+    ItemNote,
     Label,
     Membership,
     PickKind,
@@ -82,6 +84,7 @@ FILTER_NAMES = (
     "disagreement",
     "gold",
     "suspicious",
+    "flagged",
     "proposal",
     "confidence_min",
     "confidence_max",
@@ -116,6 +119,7 @@ class ItemFilters:
     disagreement: bool | None = None
     gold: bool | None = None
     suspicious: bool | None = None
+    flagged: bool | None = None
     proposal: str = ""
     confidence_min: float | None = None
     confidence_max: float | None = None
@@ -278,7 +282,7 @@ def item_filters_parse(
             if strict:
                 raise ValidationError({name: "is not a filter"})
             continue
-        if name in ("labeled", "disagreement", "gold", "suspicious"):
+        if name in ("labeled", "disagreement", "gold", "suspicious", "flagged"):
             values[name] = _bool(name, raw)
         elif name == "q":
             values[name] = _text(name, raw, max_length=MAX_SEARCH_LENGTH)
@@ -376,6 +380,9 @@ def item_list_filtered(
         qs = qs.filter(pick_kind=PickKind.GOLD) if filters.gold else qs.exclude(pick_kind=PickKind.GOLD)
     if filters.suspicious is not None:
         qs = qs.filter(suspicion__isnull=not filters.suspicious)
+    if filters.flagged is not None:
+        flags = ItemNote.objects.filter(item_id=OuterRef("pk"), flagged=True, resolved_at__isnull=True)
+        qs = qs.filter(Exists(flags)) if filters.flagged else qs.exclude(Exists(flags))
     if filters.ids is not None:
         qs = qs.filter(pk__in=filters.ids)
     if filters.proposal:
@@ -533,10 +540,11 @@ class ItemDetail:
     item: Item
     annotations: list[Annotation]
     reviews: list[Review]
+    notes: list[ItemNote]
 
 
 def item_detail_get(*, project: Project, item_id: int) -> ItemDetail | None:
-    """One item of the project with its annotations (and annotators) and reviews, oldest first."""
+    """One item of the project with its annotations (and annotators), reviews and notes, oldest first."""
     item = Item.objects.filter(project=project, pk=item_id).first()
     if item is None:
         return None
@@ -544,7 +552,8 @@ def item_detail_get(*, project: Project, item_id: int) -> ItemDetail | None:
     reviews = list(
         Review.objects.filter(item=item).select_related("reviewer", "annotation__annotator").order_by("id")
     )
-    return ItemDetail(item=item, annotations=annotations, reviews=reviews)
+    notes = list(ItemNote.objects.filter(item=item).select_related("author").order_by("id"))
+    return ItemDetail(item=item, annotations=annotations, reviews=reviews, notes=notes)
 
 
 # Selections and their actions -------------------------------------------------------------

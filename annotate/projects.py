@@ -6,6 +6,7 @@ from django.db import connection, transaction
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
+from annotate.colours import label_colour
 from annotate.models import Annotation, Item, Label, Membership, PickKind, Project, Review, ReviewState, Tally
 from annotate.quality.rebuild import project_quality_rebuild
 from annotate.quality.recompute import project_consensus_request
@@ -33,6 +34,17 @@ PROJECT_FIELDS = (
     "spans_may_overlap",
 )
 LABEL_FIELDS = ("name", "colour", "hotkey", "order")
+# The labeling page's own keys (static/annotate/js/label.js): a label may not take one. A label
+# that holds one from before keeps it, and on the page its key wins over the page's action.
+RESERVED_HOTKEYS = {
+    "s": "skip",
+    "h": "the history list",
+    "c": "comment",
+    "f": "flag for the lead",
+    "?": "the list of keys",
+    "[": "back to your previous item",
+    "]": "forward, toward the queue",
+}
 
 
 # Selectors -------------------------------------------------------------------------------
@@ -225,13 +237,22 @@ def project_delete(*, project: Project) -> None:
     project.delete()
 
 
+def _hotkey_check(hotkey) -> None:
+    if isinstance(hotkey, str) and hotkey.lower() in RESERVED_HOTKEYS:
+        action = RESERVED_HOTKEYS[hotkey.lower()]
+        message = f"{hotkey!r} is the labeling page's key for {action}; choose another"
+        raise ValidationError({"hotkey": message})
+
+
 def label_create(*, project: Project, name: str, **fields) -> Label:
     """Add a label to the project."""
     unknown = set(fields) - set(LABEL_FIELDS)
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "not a label field"})
+    _hotkey_check(fields.get("hotkey"))
     if "order" not in fields:
         fields["order"] = project.labels.count()
+    fields.setdefault("colour", label_colour(fields["order"]))
     label = Label(project=project, name=name.strip(), **fields)
     label.full_clean()
     label.save()
@@ -248,6 +269,8 @@ def label_update(*, label: Label, **fields) -> Label:
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "not a label field"})
     current = Label.objects.select_for_update().get(pk=label.pk)
+    if "hotkey" in fields and fields["hotkey"] != current.hotkey:
+        _hotkey_check(fields["hotkey"])
     old_name = current.name
     for key, value in fields.items():
         setattr(current, key, value.strip() if key == "name" else value)

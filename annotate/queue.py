@@ -48,9 +48,9 @@ from annotate.models import (
     Skip,
 )
 from annotate.quality.finals import ItemChange, final_assignments, item_change
-from annotate.quality.gold import gold_pause_reason
+from annotate.quality.gold import gold_answer_score, gold_pause_reason
 from annotate.quality.tallies import annotation_tallies, tallies_add
-from annotate.quality.votes import item_votes
+from annotate.quality.votes import votes_from_rows
 from annotate.raw_rows import columns, from_row, insert
 from annotate.signals import annotations_stored_on_commit
 from annotate.values import annotation_value_validate
@@ -133,6 +133,7 @@ _SKIP = Skip._meta.db_table
 _MEMBERSHIP = Membership._meta.db_table
 _PROJECT = Project._meta.db_table
 _LABEL = Label._meta.db_table
+_VALUE = Annotation._meta.get_field("value")
 
 # Queue order: highest priority first, then import order. Spelled as the queue index is,
 # (-priority, id), so that a bookmark's row comparison can range-scan it.
@@ -429,8 +430,12 @@ def annotation_submit(
 
     On time: counted, and the lease's slot becomes an annotation. After the lease expired
     (or after a skip): stored and flagged late, counted only if the item still has room
-    below its overlap. A second submit of the same item by the same annotator is stored
-    too (annotations are append-only) but never counted twice. With the annotator's
+    below its overlap. A second submit of the same item by the same annotator (a changed
+    answer, from their history) is stored too (annotations are append-only) and replaces
+    their vote, but is never counted twice; if their earlier answer no longer counts (a
+    reviewer rejected it, or it came late to a full item) the new one counts when the item
+    has room. A changed answer sends a reviewed item back to review; the review's value
+    stays the final label until a reviewer decides again. With the annotator's
     `membership`, their bookmark moves on. The item's final label, the agreement counts and the
     dashboards' tallies change in the same transaction (annotate/quality/). At most 8 SQL
     statements (7 without a bookmark); pass `label_names` (the project's, in order) to save one.
@@ -460,17 +465,25 @@ def annotation_submit(
             )
         open_lease = assignment.status == Assignment.Status.OPEN
         late = not open_lease or assignment.expires_at <= now
-        if assignment.status == Assignment.Status.SUBMITTED:
-            # A resubmit: the first one already holds this annotator's slot.
-            late, counted = False, False
-        elif not late:
-            counted = True
-        else:
-            others = item.lease_count - (1 if open_lease else 0)
-            counted = item.annotation_count + others < project.overlap
         gold = item.pick_kind == PickKind.GOLD
         if gold:
-            counted = False  # gold answers are outside overlap
+            # Gold items are served once per annotator: a submitted lease means answered before.
+            votes, mine = {}, (clean_value if assignment.status == Assignment.Status.SUBMITTED else None)
+        else:
+            votes, mine = _item_answers(item_id=item.pk, annotator_id=annotator.pk)
+        answered_before = mine is not None
+        if assignment.status == Assignment.Status.SUBMITTED:
+            late = False  # a changed answer, not a late one
+        if gold or annotator.pk in votes:
+            # Gold answers are outside overlap; a voter's changed answer keeps their one slot.
+            counted = False
+        elif not late and not answered_before:
+            counted = True
+        else:
+            # Late, or a changed answer whose earlier one no longer counts (rejected, or late to
+            # a full item): it counts only if the item still has room.
+            others = item.lease_count - (1 if open_lease else 0)
+            counted = item.annotation_count + others < project.overlap
         new_count = item.annotation_count + (1 if counted else 0)
         annotation = Annotation(
             project_id=project.id,
@@ -494,7 +507,7 @@ def annotation_submit(
                 proposal_version_id=proposal_model_version_id,
                 proposal_accepted=annotation.proposal_accepted,
             )
-            if gold:
+            if gold and not answered_before:
                 _gold_answer(
                     cursor,
                     project=project,
@@ -503,6 +516,7 @@ def annotation_submit(
                     membership=membership,
                     value=clean_value,
                 )
+            if gold:
                 cursor.execute(
                     f"UPDATE {_ITEM} SET lease_count = lease_count - %s WHERE id = %s",
                     [1 if open_lease else 0, item.pk],
@@ -510,16 +524,18 @@ def annotation_submit(
             else:
                 complete = new_count >= project.overlap
                 change = _item_change_on_submit(
-                    cursor,
                     project=project,
                     item=item,
                     annotator=annotator,
                     counted=counted,
                     value=clean_value,
                     label_names=label_names,
+                    votes_before=votes,
                 )
                 added.update(change.tallies)
                 queued = complete and not item.is_complete and item.review_state == ReviewState.NONE
+                if item.review_state == ReviewState.DONE and answered_before and mine != clean_value:
+                    queued = True  # a reviewed item whose answer changed is reviewed again
                 if complete and not item.is_complete:
                     added["completed_day", timezone.localdate(now).isoformat()] += 1
                 assignments, params = final_assignments(change)
@@ -550,8 +566,21 @@ def annotation_submit(
     return annotation
 
 
+def _item_answers(*, item_id: int, annotator_id: int) -> tuple[dict[int, dict], dict | None]:
+    """Caller holds the item's lock. The item's voters and their values (as
+    annotate.quality.votes.votes_from_rows reads them) and `annotator_id`'s own latest answer
+    (None when they never answered the item): one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT annotator_id, value, counted FROM {_ANNOTATION} WHERE item_id = %s ORDER BY id",
+            [item_id],
+        )
+        rows = [(a, _VALUE.from_db_value(v, None, connection), c) for a, v, c in cursor.fetchall()]
+    mine = next((value for a, value, _ in reversed(rows) if a == annotator_id), None)
+    return votes_from_rows(rows), mine
+
+
 def _item_change_on_submit(
-    cursor,
     *,
     project: Project,
     item: Item,
@@ -559,18 +588,18 @@ def _item_change_on_submit(
     counted: bool,
     value: dict,
     label_names,
+    votes_before: dict[int, dict],
 ) -> ItemChange:
     """Caller holds the item's lock. The item's final label and tallies once this submit is in:
     a new voter (counted) or a voter's resubmit changes the votes; anyone else's late one does not."""
-    before = item_votes(cursor, item_id=item.pk)
-    after = dict(before)
-    if counted or annotator.pk in before:
+    after = dict(votes_before)
+    if counted or annotator.pk in votes_before:
         after[annotator.pk] = value
     return item_change(
         item=item,
         multi_label=project.multi_label,
         label_names=label_names,
-        votes_before=before,
+        votes_before=votes_before,
         votes_after=after,
     )
 
@@ -590,11 +619,12 @@ def _gold_answer(
         membership = Membership.objects.filter(project_id=project.id, user_id=annotator.pk).first()
         if membership is None:
             return
-    correct = value == item.gold_value
+    # One answer per item for classification; per entity (box or span) for the other types.
+    answers, correct = gold_answer_score(value=value, gold_value=item.gold_value)
     cursor.execute(
-        f"UPDATE {_MEMBERSHIP} SET gold_answers = gold_answers + 1, gold_correct = gold_correct + %s"
+        f"UPDATE {_MEMBERSHIP} SET gold_answers = gold_answers + %s, gold_correct = gold_correct + %s"
         " WHERE id = %s RETURNING gold_answers, gold_correct",
-        [1 if correct else 0, membership.pk],
+        [answers, correct, membership.pk],
     )
     membership.gold_answers, membership.gold_correct = cursor.fetchone()
     reason = gold_pause_reason(

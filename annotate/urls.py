@@ -21,6 +21,11 @@ urlpatterns = [
     path("projects/<int:project_id>/items/actions/", browser_views.browser_action, name="browser-action"),
     path("projects/<int:project_id>/items/count/", browser_views.browser_count, name="browser-count"),
     path("projects/<int:project_id>/items/<int:item_id>/", browser_views.browser_item, name="browser-item"),
+    path(
+        "projects/<int:project_id>/items/<int:item_id>/flags/resolve/",
+        browser_views.browser_note_resolve,
+        name="browser-note-resolve",
+    ),
     path("projects/<int:project_id>/import/", views.project_import, name="import"),
     path("projects/<int:project_id>/imports/<int:job_id>/", views.import_job, name="import-job"),
     path("projects/<int:project_id>/export/", views.project_export, name="export"),

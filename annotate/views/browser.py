@@ -1,5 +1,6 @@
 """The item browser's pages (managers only): the filtered table of a project's items with its
-selection and actions, and one item opened with its annotations, reviews and the model's proposal.
+selection and actions, and one item opened with its annotations, reviews, notes (a lead resolves
+a flag there) and the model's proposal.
 
 The filter form is a GET form, so a filtered view is a link; htmx swaps the table (and opens an
 item beside it) when it is there, and every page works without it. Actions are one POST form
@@ -15,7 +16,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate import browser, exporting
+from annotate import browser, exporting, notes
 from annotate.models import FinalSource, Membership, Project
 from annotate.views.access import page_membership
 from training.models import Prediction
@@ -66,6 +67,7 @@ def _context(request: HttpRequest, membership: Membership, params: QueryDict) ->
             ("-confidence", "Most confident first"),
         ],
         "formats": exporting.FORMATS,
+        "open_flags": notes.open_flag_count(project=project),
         "has_model": proposals is not None,
         "values": {name: params.get(name, "") for name in (*browser.FILTER_NAMES, "sort")},
         "errors": [],
@@ -181,3 +183,23 @@ def browser_action(request: HttpRequest, project_id: int) -> HttpResponse:
     url = reverse("annotate:browser", args=[project.pk])
     query = filters.urlencode()
     return redirect(f"{url}?{query}" if query else url)
+
+
+@login_required
+@require_POST
+def browser_note_resolve(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    """Resolve one open flag of the item (the form's `note`), then back to the item."""
+    membership = page_membership(request, project_id, needs="manage")
+    raw = request.POST.get("note", "")
+    try:
+        if not raw.isdigit():
+            raise ValidationError({"note": "must name the flag to resolve"})
+        notes.item_note_resolve(project=membership.project, item_id=item_id, note_id=int(raw))
+    except notes.NoteTargetMissing as exc:
+        raise Http404(str(exc)) from None
+    except ValidationError as exc:
+        for message in _messages_of(exc):
+            messages.error(request, message)
+    else:
+        messages.success(request, "Flag resolved.")
+    return redirect("annotate:browser-item", project_id=project_id, item_id=item_id)

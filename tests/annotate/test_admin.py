@@ -404,7 +404,7 @@ def test_creating_a_project_in_the_admin_makes_the_creator_a_manager(lead_client
         "labels-INITIAL_FORMS": 0,
         "labels-0-name": "spam",
         "labels-0-colour": "#112233",
-        "labels-0-hotkey": "s",
+        "labels-0-hotkey": "x",
         "labels-0-order": 0,
         "memberships-TOTAL_FORMS": 0,
         "memberships-INITIAL_FORMS": 0,
@@ -416,7 +416,7 @@ def test_creating_a_project_in_the_admin_makes_the_creator_a_manager(lead_client
     project = Project.objects.get(name="Made In Admin")
     assert (project.created_by, project.overlap) == (lead, 2)
     assert Membership.objects.get(project=project, user=lead).role == Membership.Role.MANAGER
-    assert list(project.labels.values_list("name", "hotkey")) == [("spam", "s")]
+    assert list(project.labels.values_list("name", "hotkey")) == [("spam", "x")]
     assert "Made In Admin" in lead_client.get(_url("project_changelist")).text
 
 

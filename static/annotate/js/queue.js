@@ -1,14 +1,17 @@
 // Keeps the current item and the prefetched next one (both leased), sends submits and skips in
 // order, and fetches the item after. Submits that fail on the network wait in an outbox in
-// localStorage and are sent again, so no label is lost.
+// localStorage and are sent again, so no label is lost. A changed answer (from the history) is
+// sent in the same order, to annotations/, and leaves the current item as it is (still leased).
 
 const OUTBOX_KEY = "labelloop.outbox";
 
 export class LabelQueue {
-  constructor({ projectId, csrfToken, onShow, onEmpty, onError, onSaved }) {
+  constructor({ projectId, csrfToken, onShow, onEmpty, onError, onSaved, onPrefetched }) {
     this.base = `/api/projects/${projectId}`;
     this.csrfToken = csrfToken;
     this.onShow = onShow;
+    // Told of each item held in reserve, to warm it up (its image) before it is shown.
+    this.onPrefetched = onPrefetched || (() => {});
     this.onEmpty = onEmpty;
     this.onError = onError;
     this.onSaved = onSaved || (() => {});
@@ -55,6 +58,7 @@ export class LabelQueue {
       this.current = first;
       this.onShow(first);
       this.prefetched = await this.post("next", { exclude: this.excluded() });
+      if (this.prefetched) this.onPrefetched(this.prefetched);
     });
   }
 
@@ -77,6 +81,7 @@ export class LabelQueue {
       this.onShow(next);
     } else if (!this.prefetched && next && next.item.id !== this.current?.item.id) {
       this.prefetched = next;
+      this.onPrefetched(next);
     }
     if (!next && !this.current) this.finish();
   }
@@ -108,6 +113,32 @@ export class LabelQueue {
       this.onSaved(result.annotation);
       this.receive(result.next);
     });
+  }
+
+  // A changed answer to an item answered before: a new annotation, the queue's items untouched.
+  // Resolves to "saved", "queued" (in the outbox, sent again later) or "failed" (onError said why).
+  resubmit({ itemId, value, activeMs }) {
+    const body = { item: itemId, value, active_ms: activeMs };
+    let outcome = "failed";
+    const sent = this.enqueue(async () => {
+      try {
+        this.onSaved(await this.post("annotations", body));
+        outcome = "saved";
+      } catch (error) {
+        if (error.status === undefined || error.status >= 500) {
+          this.stash(body);
+          outcome = "queued";
+          return;
+        }
+        throw error;
+      }
+    });
+    return sent.then(() => outcome);
+  }
+
+  // Resolves once everything sent so far has been answered.
+  settled() {
+    return this.chain;
   }
 
   skip() {
