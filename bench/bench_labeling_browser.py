@@ -22,12 +22,9 @@ from pathlib import Path
 if not __package__:  # run as a file (python bench/<script>.py): make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness.browser import chromium_launch
 from bench.harness.stats import percentile
 
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 TARGET_SHOW_MS = 50  # the next item must appear without a visible wait
 
 # Records when the shown item changes, so the page itself times key press -> next item shown.
@@ -91,7 +88,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        browser = chromium_launch(playwright)
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         loads = []
         page.on("load", lambda: loads.append(page.url))

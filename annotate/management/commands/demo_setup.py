@@ -6,7 +6,10 @@ from annotate.demo import DemoDataUnavailable, demo_setup
 
 
 class Command(BaseCommand):
-    help = "Create the demo accounts and the two demo projects (digits, Rotten Tomatoes); reuses what exists."
+    help = (
+        "Create the demo accounts and the demo projects (digits, Rotten Tomatoes, digit boxes, names);"
+        " reuses what exists."
+    )
 
     def handle(self, *args, **options):
         try:
