@@ -32,6 +32,7 @@ from annotate.importing.rows import ImportRejected, ImportResult, json_type, tas
 from annotate.importing.text import _decode
 from annotate.importing.writer import Progress
 from annotate.models import Item, Project
+from annotate.projects import label_names as project_label_names
 
 CLASSES_FILE = "classes.txt"
 
@@ -60,7 +61,7 @@ def import_coco(
     images, annotations, categories = (
         _list(data, key, filename) for key in ("images", "annotations", "categories")
     )
-    label_names = _label_names(project)
+    label_names = project_label_names(project=project)
 
     labels: dict[Any, str] = {}
     for i, category in enumerate(categories):
@@ -177,7 +178,7 @@ def import_yolo(
     if len(classes_names) != 1:
         found = ", ".join(classes_names) or "none"
         raise ImportRejected(f"{filename}: expected one {CLASSES_FILE} (the class names), found {found}")
-    label_names = _label_names(project)
+    label_names = project_label_names(project=project)
     classes = []
     for number, line in enumerate(texts.pop(classes_names[0]).split("\n"), start=1):
         if not line.strip():
@@ -238,10 +239,6 @@ def import_yolo(
     return targets_import(
         project=project, filename=filename, targets=targets, import_as=import_as, label_source=label_source
     )
-
-
-def _label_names(project: Project) -> list[str]:
-    return list(project.labels.order_by("order", "id").values_list("name", flat=True))
 
 
 def _list(data: dict, key: str, filename: str) -> list:

@@ -44,6 +44,7 @@ from annotate.importing.rows import (
 from annotate.importing.text import _decode
 from annotate.importing.writer import Progress
 from annotate.models import Project
+from annotate.projects import label_names as project_label_names
 
 _TAG = re.compile(r"^(?:O|[BI]-(.+))$")
 
@@ -75,7 +76,7 @@ def import_conll(
     label_for = _tag_labels(project)
     ids = [d.external_id or f"{filename}:{d.line}" for d in documents]
     existing = items_by_external_id(project, ids, "text")
-    label_names = _label_names(project)
+    label_names = project_label_names(project=project)
     targets, seen = [], {}
     for document, external_id in zip(documents, ids, strict=True):
         where = f"{filename}, line {document.line}"
@@ -164,7 +165,7 @@ def import_spacy(
     if not records:
         raise ImportRejected(f"{filename}: no items in the file")
     existing = items_by_external_id(project, [r[4] for r in records], "text")
-    label_names = _label_names(project)
+    label_names = project_label_names(project=project)
     targets, seen = [], {}
     for _number, where, record, text, external_id, key in records:
         _id_check(external_id, where, seen)
@@ -201,10 +202,6 @@ def import_spacy(
     )
 
 
-def _label_names(project: Project) -> list[str]:
-    return list(project.labels.order_by("order", "id").values_list("name", flat=True))
-
-
 def _id_check(external_id: str, where: str, seen: dict[str, str]) -> None:
     external_id_check(external_id, where=where, field="id")
     if external_id in seen:
@@ -217,7 +214,7 @@ def _tag_labels(project: Project) -> Callable[[str, str], str]:
     # Here: annotate.exporting imports annotate.items, which imports this package.
     from annotate.exporting import conll_tag_label
 
-    names = _label_names(project)
+    names = project_label_names(project=project)
     written = {}
     for name in names:
         written.setdefault(conll_tag_label(name), name)

@@ -3,13 +3,11 @@
 Two annotators mark the same texts (or images); the reviewer sees each one's spans (boxes) on
 their own copy, what differs marked, accepts one answer, and corrects another from an answer as
 JSON: a span past the text's end is refused naming the field, and nothing is stored until the
-correction is right. Screenshots at 1280×720 go to $LABELLOOP_VAR_DIR/screens/.
+correction is right. Screenshots at 1280×720 go to test-artifacts/screenshots/.
 """
 
 import io
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +16,7 @@ from annotate.demo import digit_png, digits_arrays
 from annotate.items import item_create_bulk
 from annotate.models import Item, Review
 from annotate.queue import annotation_submit, assignment_next
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, screenshot
 from tests.factories import PASSWORD, UserFactory, make_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -32,12 +30,6 @@ TEXTS = [
     "Ada Lovelace wrote to Charles Babbage from London about the Analytical Engine. 👍🏽",
     "Grace Hopper joined the Navy and later worked at Remington Rand in Philadelphia.",
 ]
-
-
-def _screens() -> Path:
-    folder = Path(os.environ.get("LABELLOOP_VAR_DIR", "var")) / "screens"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def span(start, end, label="PER"):
@@ -111,7 +103,7 @@ def test_review_shows_both_annotators_spans_and_a_correction_past_the_text_is_re
     assert panels.nth(0).locator("mark.rv-differs").all_inner_texts() == ["London", "Analytical Engine"]
     assert panels.nth(1).locator("mark.rv-differs").all_inner_texts() == ["London"]
     assert "2 differ" in panels.nth(0).inner_text()
-    page.screenshot(path=str(_screens() / "review-spans.png"))
+    screenshot(page, "review-spans")
 
     # Correct from ada's answer, first with a span past the end of the text.
     page.keyboard.press("c")
@@ -180,7 +172,7 @@ def test_review_shows_both_annotators_boxes_and_an_accept_stores(page, live_serv
     drawn = panels.nth(0).locator(".rv-box").nth(0).bounding_box()
     assert abs((drawn["x"] - stage["x"]) / stage["width"] - 0.1) < 0.01
     assert abs(drawn["width"] / stage["width"] - 0.4) < 0.01
-    page.screenshot(path=str(_screens() / "review-boxes.png"))
+    screenshot(page, "review-boxes")
 
     page.locator("[data-answers] [data-accept='0']").click()  # accept ada's
     _wait_for_other_item(page, first.pk)

@@ -2,9 +2,6 @@
 and by keyboard in text with emoji, combining accents, CJK and CRLF; proposals; overlaps; the
 browser tokenizer against annotate/tokens.py; screenshots at two sizes."""
 
-import os
-from pathlib import Path
-
 import pytest
 
 from annotate.models import Annotation
@@ -386,10 +383,45 @@ def test_span_editor_screenshots_have_no_horizontal_scroll(page, live_server, wi
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     page.wait_for_selector("[data-item-text] mark.is-selected")
-    screens = Path(os.environ.get("LABELLOOP_VAR_DIR", "var")) / "screens"
-    screens.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(screens / f"spans-{width}x{height}.png"))
+    screenshot(page, f"spans-{width}x{height}")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert page.evaluate("(() => { const t = document.querySelector('[data-item-text]');"
                          " return t.scrollWidth <= t.clientWidth; })()")  # fmt: skip
+    assert not page.console_errors, page.console_errors
+
+
+def test_go_back_to_a_span_item_and_change_its_answer(page, live_server):
+    """The history key brings back my earlier spans pre-filled; a relabel and Enter store a new
+    annotation beside the old one, which replaces my vote, and the queue item comes back."""
+    annotator = UserFactory(username="again")
+    project = _spans_project(annotator)
+    text = "Grace Hopper joined Remington Rand in Philadelphia."
+    proposed = {"spans": [{"start": 0, "end": 12, "label": "PER"}, {"start": 20, "end": 34, "label": "LOC"}]}
+    first = ItemFactory(
+        project=project, external_id="a", text=text, proposal={"value": proposed, "score": None}
+    )
+    second = ItemFactory(project=project, external_id="b", text="Ada Lovelace wrote notes.")
+    log_in(page, live_server, "again", PASSWORD)
+    _open(page, live_server, project)
+    _wait_for_spans(page, 2)
+    page.keyboard.press("Enter")  # the proposal as it is: Remington Rand a place, wrongly
+    page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId === '{second.pk}'")
+    _wait_for_saved(page, 1)
+
+    page.keyboard.press("[")
+    page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId === '{first.pk}'")
+    _wait_for_spans(page, 2)  # my answer, pre-filled
+    page.click("[data-item-text] mark[data-labels=LOC]")
+    page.keyboard.press("3")  # ORG
+    page.wait_for_selector("[data-item-text] mark.is-selected[data-labels=ORG]")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId === '{second.pk}'")
+    page.wait_for_function("Number(document.querySelector('[data-labeling]').dataset.changed || 0) >= 1")
+
+    rows = list(Annotation.objects.filter(item=first).order_by("id").values_list("value", "counted"))
+    changed = {"spans": [{"start": 0, "end": 12, "label": "PER"}, {"start": 20, "end": 34, "label": "ORG"}]}
+    assert rows == [(proposed, True), (changed, False)]
+    first.refresh_from_db()
+    assert (first.final_value, first.annotation_count) == (changed, 1)
+    assert page.evaluate("window.__noReload") is True
     assert not page.console_errors, page.console_errors
