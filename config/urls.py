@@ -1,7 +1,9 @@
 """The site's URLs: the two apps' pages, the admin, the REST API under /api/ and its schema and docs."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from annotate.api import urls as annotate_api
@@ -19,4 +21,6 @@ urlpatterns = [
     path("api/", include(api)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admin's, the API docs).
+    path("favicon.ico", RedirectView.as_view(url=static("annotate/favicon.svg"), permanent=True)),
 ]
