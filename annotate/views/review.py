@@ -1,7 +1,8 @@
 """The reviewer's page: a small client (static/annotate/js/review.js) over the review API.
 
 Boxes and spans projects show each answer drawn on its own copy of the image or text, what
-differs marked, and take a correction as JSON (started from any answer)."""
+differs marked, and take a correction in the labeling page's own editor (editors/boxes.js,
+editors/spans.js), started from any answer; JSON stays as a fallback."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -28,6 +29,9 @@ def review(request: HttpRequest, project_id: int) -> HttpResponse:
         "task_type": project.task_type,
         "multi_label": project.multi_label,
         "labels": [{"name": lb.name, "hotkey": lb.hotkey, "colour": lb.colour} for lb in labels],
+        # The span editor reads these as the labeling page gives them.
+        "spans_snap_to_tokens": project.spans_snap_to_tokens,
+        "spans_may_overlap": project.spans_may_overlap,
         "csrf_token": get_token(request),
     }
     # Sanitised by nh3 in render_markdown, so it may be marked safe.
@@ -38,6 +42,6 @@ def review(request: HttpRequest, project_id: int) -> HttpResponse:
         "config": config,
         "instructions_html": instructions,
         "waiting": review_queue_count(project=project),
-        "objects": objects,  # boxes or spans: each answer drawn, a correction edited as JSON
+        "objects": objects,  # boxes or spans: each answer drawn, a correction in the editor
     }
     return render(request, "annotate/review.html", context)

@@ -1,9 +1,11 @@
 """The review page for boxes and spans in a real browser (Debian's chromium through Playwright).
 
 Two annotators mark the same texts (or images); the reviewer sees each one's spans (boxes) on
-their own copy, what differs marked, accepts one answer, and corrects another from an answer as
-JSON: a span past the text's end is refused naming the field, and nothing is stored until the
-correction is right. Screenshots at 1280×720 go to test-artifacts/screenshots/.
+their own copy, what differs marked, accepts one answer, and corrects another in the labeling
+page's own editor, started from an answer: spans relabeled by key and deleted, boxes moved by
+the mouse and the keys and deleted, Enter sends. The editor cannot reach past the text's end, so
+a span past it is tried through the "Edit as JSON" fallback: refused naming the field, nothing
+stored until the correction is right. Screenshots at 1280×720 go to test-artifacts/screenshots/.
 """
 
 import io
@@ -105,9 +107,24 @@ def test_review_shows_both_annotators_spans_and_a_correction_past_the_text_is_re
     assert "2 differ" in panels.nth(0).inner_text()
     screenshot(page, "review-spans")
 
-    # Correct from ada's answer, first with a span past the end of the text.
+    # C opens the editor on ada's answer (the one selected), her four spans in it.
     page.keyboard.press("c")
+    editor_text = page.locator("[data-correct-stage] [data-item-text]")
+    editor_text.wait_for(state="visible")
+    assert editor_text.get_attribute("data-span-count") == "4"
+    assert "Correcting from ada's answer" in page.inner_text("[data-correct-stage]")
+    # The editor's selection stops at the text's last token: no span can pass the end.
+    for _ in range(40):
+        page.keyboard.press("Shift+ArrowRight")
+    assert editor_text.get_attribute("data-selection") == f"0:{len(TEXTS[0])}"
+    page.keyboard.press("Escape")  # clears the selection; the correction stays open
+    assert editor_text.get_attribute("data-selection") is None
+    assert page.locator("[data-correct-stage]").is_visible()
+
+    # Past the end only through the JSON fallback, which opens with the editor's value: refused.
+    page.locator("[data-json-box] summary").click()
     textarea = page.locator("[data-correct-json]")
+    page.wait_for_function("document.querySelector('[data-correct-json]').value !== ''")  # on toggle
     assert json.loads(textarea.input_value()) == ada_first
     wrong = {"spans": [span(0, 12), span(22, 37), span(43, 49, "LOC"), span(60, 200, "ORG")]}
     textarea.fill(json.dumps(wrong))
@@ -117,10 +134,24 @@ def test_review_shows_both_annotators_spans_and_a_correction_past_the_text_is_re
     assert "value.spans[3].end" in conflict.inner_text()
     page.wait_for_function(f"document.querySelector('[data-canvas]').dataset.itemId === '{first.pk}'")
     assert not Review.objects.exists()
-    # Now right: ada's spans with London as a place.
+    assert not page.locator("[data-correct-stage]").is_visible()  # shown again, not correcting
+
+    # Now in the editor from bob's answer: London (his ORG) becomes a place by its key, and
+    # Charles Babbage is deleted; Enter corrects.
+    page.keyboard.press("ArrowDown")
     page.keyboard.press("c")
-    textarea.fill(json.dumps(ada_first))
-    page.keyboard.press("Control+Enter")
+    editor_text.wait_for(state="visible")
+    assert editor_text.get_attribute("data-span-count") == "3"
+    for _ in range(3):
+        page.keyboard.press("Tab")  # Ada Lovelace, Charles Babbage, London
+    assert page.locator("[data-correct-stage] mark.is-selected").inner_text() == "London"
+    page.keyboard.press("l")
+    page.keyboard.press("Shift+Tab")
+    assert page.locator("[data-correct-stage] mark.is-selected").inner_text() == "Charles Babbage"
+    page.keyboard.press("Delete")
+    assert editor_text.get_attribute("data-span-count") == "2"
+    screenshot(page, "review-spans-correcting")
+    page.keyboard.press("Enter")
     _wait_for_other_item(page, first.pk)
 
     assert _shown(page) == second.pk
@@ -134,10 +165,11 @@ def test_review_shows_both_annotators_spans_and_a_correction_past_the_text_is_re
 
     reviews = list(Review.objects.filter(project=project).order_by("id"))
     assert [(r.item_id, r.decision) for r in reviews] == [(first.pk, "correct"), (second.pk, "accept")]
-    assert reviews[0].value == ada_first
+    corrected = {"spans": [span(0, 12), span(43, 49, "LOC")]}
+    assert reviews[0].value == corrected
     first.refresh_from_db()
     second.refresh_from_db()
-    assert (first.final_value, first.final_source) == (ada_first, "review")
+    assert (first.final_value, first.final_source) == (corrected, "review")
     assert (second.final_value, second.final_source) == (bob_second, "review")
 
 
@@ -145,7 +177,7 @@ def _box(x, y, w, h, label="PER"):
     return {"x": x, "y": y, "w": w, "h": h, "label": label}
 
 
-def test_review_shows_both_annotators_boxes_and_an_accept_stores(page, live_server):
+def test_review_shows_both_annotators_boxes_an_accept_stores_and_the_editor_corrects(page, live_server):
     project, ada, bob = _team("image_boxes")
     pixels, _ = digits_arrays()
     files = [(f"digits-{i}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(2)]
@@ -155,7 +187,7 @@ def test_review_shows_both_annotators_boxes_and_an_accept_stores(page, live_serv
     bob_value = {"boxes": [_box(0.12, 0.12, 0.4, 0.5), _box(0.05, 0.7, 0.3, 0.25, "ORG")]}
     _submit(project, ada, [ada_value, ada_value])
     _submit(project, bob, [bob_value, ada_value])
-    first = Item.objects.filter(project=project).order_by("id").first()
+    first, second = Item.objects.filter(project=project).order_by("id")
     _open_review(page, live_server, project)
 
     assert _shown(page) == first.pk
@@ -187,3 +219,40 @@ def test_review_shows_both_annotators_boxes_and_an_accept_stores(page, live_serv
     first.refresh_from_db()
     assert (first.final_value, first.final_source) == (ada_value, "review")
     assert review.outcomes == {str(ada.pk): "accepted", str(bob.pk): "corrected"}
+
+    # The second item (both gave ada's boxes): corrected in the box editor from ada's answer.
+    assert _shown(page) == second.pk
+    page.keyboard.press("c")
+    stage = page.locator("[data-correct-stage] [data-editor-stage]")
+    stage.wait_for(state="visible")
+    assert stage.get_attribute("data-box-count") == "2"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # the LOC box
+    assert stage.get_attribute("data-selected") == "1"
+    page.keyboard.press("Delete")
+    assert stage.get_attribute("data-box-count") == "1"
+    # Drag the PER box a fifth of the image to the right, then nudge it 10 pixels down by key.
+    world = page.locator("[data-correct-stage] .boxes-world").bounding_box()
+    box = page.locator("[data-correct-stage] .box").nth(0).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + world["width"] * 0.2, y, steps=5)
+    page.mouse.up()
+    assert stage.get_attribute("data-selected") == "0"
+    page.keyboard.press("Shift+ArrowDown")
+    screenshot(page, "review-boxes-correcting")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-reviewing][data-state=empty]")
+    page.wait_for_function("Number(document.querySelector('[data-reviewing]').dataset.decided || 0) >= 2")
+    assert not page.console_errors, page.console_errors
+
+    correction = Review.objects.get(item=second)
+    assert correction.decision == "correct"
+    [moved] = correction.value["boxes"]
+    assert moved["label"] == "PER"
+    assert abs(moved["x"] - 0.3) < 0.02
+    assert abs(moved["y"] - (0.1 + 10 / 64)) < 1e-9  # 64 × 64 pixels: 10 of them
+    assert (moved["w"], moved["h"]) == pytest.approx((0.4, 0.5))  # the size kept
+    second.refresh_from_db()
+    assert (second.final_value, second.final_source) == (correction.value, "review")

@@ -2,13 +2,16 @@
 // corrects, R rejects the selected answer with a reason, N or → passes. Like the labeling page it
 // keeps the next item (already leased) in memory and shows it at once; the decision is sent after.
 // Boxes and spans projects: each answer is drawn on its own copy of the image or text, what the
-// server found unmatched (`differences`) dashed and marked ≠; a correction is JSON in a textarea,
-// started from the selected answer (C) or any answer's Edit button, sent with Ctrl+Enter.
+// server found unmatched (`differences`) dashed and marked ≠. C (or an answer's Edit button)
+// corrects in the labeling page's own editor, pre-filled with that answer (review_objects.js
+// createCorrection): the mouse and the editor's keys edit, Enter sends the editor's value,
+// Escape cancels (after clearing the editor's selection). "Edit as JSON" is the fallback, sent
+// with Ctrl+Enter.
 
 import { bindHotkeys } from "./hotkeys.js";
 import { mountCanvas, preloadImage } from "./canvas.js";
 import { ReviewQueue } from "./review_queue.js";
-import { drawAnswers } from "./review_objects.js";
+import { createCorrection, drawAnswers } from "./review_objects.js";
 
 const ONE = { boxes: "box", spans: "span" };
 
@@ -36,7 +39,7 @@ function when(iso) {
   return new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
 }
 
-export function mountReview(root) {
+export async function mountReview(root) {
   const config = JSON.parse(document.getElementById("review-config").textContent);
   const kind = { image_boxes: "boxes", text_spans: "spans" }[config.task_type] || "choices";
   const objects = kind !== "choices";
@@ -52,8 +55,10 @@ export function mountReview(root) {
   const correctPanel = $("[data-correct-panel]");
   const confirmButton = $("[data-correct-confirm]");
   const overlaysEl = $("[data-overlays]");
-  const jsonInput = $("[data-correct-json]");
-  const labelButtons = new Map([...root.querySelectorAll("[data-label]")].map((b) => [b.dataset.label, b]));
+  // Boxes and spans: the editor sets its label buttons' state itself.
+  const labelButtons = new Map(
+    objects ? [] : [...root.querySelectorAll("[data-label]")].map((b) => [b.dataset.label, b]),
+  );
   let shown = null;
   let selected = 0;
   let mode = "answers"; // or "correct", "reject"
@@ -64,6 +69,20 @@ export function mountReview(root) {
     status.textContent = text;
     status.className = kind;
   };
+  // Boxes and spans: the correction is edited in the labeling page's editor.
+  const objectCorrection = objects
+    ? await createCorrection({
+        root,
+        kind,
+        config,
+        say,
+        send: (value) => {
+          setMode("answers");
+          decide({ decision: "correct", value });
+        },
+        cancel: () => setMode("answers"),
+      })
+    : null;
 
   const chips = (value) => {
     const box = el("span", "chips");
@@ -193,7 +212,7 @@ export function mountReview(root) {
     mode = next;
     rejectForm.hidden = mode !== "reject";
     if (mode !== "reject" && document.activeElement === reasonInput) reasonInput.blur();
-    if (jsonInput && mode !== "correct" && document.activeElement === jsonInput) jsonInput.blur();
+    if (objectCorrection && mode !== "correct") objectCorrection.stop();
     renderCorrection();
   };
 
@@ -203,7 +222,6 @@ export function mountReview(root) {
     canvas.clear(message);
     answersEl.replaceChildren();
     if (overlaysEl) overlaysEl.replaceChildren();
-    if (jsonInput) jsonInput.value = "";
     $("[data-final]").replaceChildren();
     $("[data-suspicion]").hidden = true;
     $("[data-yours]").hidden = true;
@@ -320,28 +338,14 @@ export function mountReview(root) {
     decide({ decision: "reject", annotation: answer.id, reason });
   };
 
-  // Boxes and spans: the correction starts from an answer's value (or the final one), as JSON.
+  // Boxes and spans: the correction starts in the editor from an answer's value (or the final one).
   const startEdit = (i = selected) => {
     if (!shown) return;
     const answer = shown.annotations[i];
-    const start = answer ? answer.value : shown.item.final_value || { [kind]: [] };
     if (answer) select(i);
-    jsonInput.value = JSON.stringify(start, null, 1);
     setMode("correct");
-    jsonInput.focus();
-    say(answer ? `Correcting from ${answer.annotator}'s answer: Ctrl+Enter corrects.` : "Correct: Ctrl+Enter sends.");
-  };
-
-  const confirmEdit = () => {
-    let value;
-    try {
-      value = JSON.parse(jsonInput.value);
-    } catch (error) {
-      say(`Not JSON: ${error.message}`, "error");
-      return;
-    }
-    setMode("answers");
-    decide({ decision: "correct", value });
+    const start = answer ? answer.value : shown.item.final_value || { [kind]: [] };
+    objectCorrection.start(shown.item, start, answer?.annotator);
   };
 
   const startCorrect = () => {
@@ -353,7 +357,6 @@ export function mountReview(root) {
   };
 
   const confirmCorrect = () => {
-    if (objects) return confirmEdit();
     const value = { choices: config.labels.map((l) => l.name).filter((name) => correction.has(name)) };
     setMode("answers");
     decide({ decision: "correct", value });
@@ -385,10 +388,6 @@ export function mountReview(root) {
   // One dispatcher. Correct mode is modal: a label's key is that label (digits included), so
   // projects whose labels use the keys 1–9 (the default) still work; elsewhere digits pick answers.
   const press = (key) => {
-    if (mode === "correct" && objects) {
-      if (key === "Escape") return setMode("answers");
-      return undefined;
-    }
     if (mode === "correct") {
       if (byHotkey.has(key)) return chooseLabel(byHotkey.get(key));
       if (key === "Escape") return setMode("answers");
@@ -411,7 +410,22 @@ export function mountReview(root) {
   };
   const keys = new Set([..."123456789crnjk", "ArrowRight", "ArrowDown", "ArrowUp", "Escape", "Enter"]);
   if (!objects) for (const key of byHotkey.keys()) keys.add(key);
-  bindHotkeys(document, new Map([...keys].map((key) => [key, () => press(key)])));
+  const pageKeys = new Map([...keys].map((key) => [key, () => press(key)]));
+  // Boxes and spans, correcting: the editor's keys; the page's others wait.
+  const keymap = new Map();
+  for (const key of new Set([...pageKeys.keys(), ...(objectCorrection ? objectCorrection.keymap.keys() : [])])) {
+    keymap.set(key, (event) => {
+      if (objectCorrection && mode === "correct") {
+        const action = objectCorrection.keymap.get(key);
+        if (action) return action(event);
+        say("Correcting: Enter sends the correction, Esc cancels.");
+        return undefined;
+      }
+      const action = pageKeys.get(key);
+      return action ? action(event) : false;
+    });
+  }
+  bindHotkeys(document, keymap);
 
   rejectForm.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -435,22 +449,13 @@ export function mountReview(root) {
   });
   $("[data-labels]")?.addEventListener("click", (event) => {
     const button = event.target.closest("[data-label]");
-    if (button) chooseLabel(button.dataset.label);
-  });
-  jsonInput?.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") {
-      event.preventDefault();
-      setMode("answers");
-    } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-      event.preventDefault();
-      confirmEdit();
-    }
+    if (button && !objects) chooseLabel(button.dataset.label);
   });
   overlaysEl?.addEventListener("click", (event) => {
     const panel = event.target.closest("[data-overlay]");
     if (panel) select(Number(panel.dataset.overlay));
   });
-  if (confirmButton) confirmButton.addEventListener("click", confirmCorrect);
+  if (confirmButton && !objects) confirmButton.addEventListener("click", confirmCorrect);
   $("[data-next]").addEventListener("click", next);
   window.addEventListener("pagehide", () => queue.release());
 

@@ -1,7 +1,9 @@
-// The review page's drawing of boxes and spans answers (static/annotate/js/review.js): each
-// answer on its own copy of the image (boxes in fractions of it, so no pixel arithmetic) or of the
-// text (marks per code-point segment, the label after each span), label colours with black or
-// white text by contrast, and the objects the server found unmatched (`differences`) dashed and ≠.
+// The review page's boxes and spans (static/annotate/js/review.js): each answer drawn on its own
+// copy of the image (boxes in fractions of it, so no pixel arithmetic) or of the text (marks per
+// code-point segment, the label after each span), label colours with black or white text by
+// contrast, and the objects the server found unmatched (`differences`) dashed and ≠; and the
+// correction editor: the labeling page's own editor (editors/boxes.js, editors/spans.js, the
+// interface in label.js) on the review page's elements, with the labeling page's key precedence.
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -118,4 +120,165 @@ export function drawAnswers(container, { shown, kind, colours }) {
     );
     container.append(panel);
   });
+}
+
+// The labeling page's editor for `kind` on two parts of the review page: `stage` (in the item's
+// card: [data-item-meta], [data-item-text], [data-item-image], [data-editor-stage]) and `side`
+// (in the side panel: [data-editor-side] and the label buttons). An editor finds its elements
+// through root.querySelector(All); this root is the two parts only, so it never finds the
+// canvas's copy of the item or the answers' boxes (which carry data-label too).
+async function createCorrectionEditor({ kind, stage, side, config, notify }) {
+  const create =
+    kind === "boxes"
+      ? (await import("./editors/boxes.js")).createBoxesEditor
+      : (await import("./editors/spans.js")).createSpansEditor;
+  const root = {
+    querySelector: (selector) => stage.querySelector(selector) || side.querySelector(selector),
+    querySelectorAll: (selector) => [...stage.querySelectorAll(selector), ...side.querySelectorAll(selector)],
+  };
+  return create({ root, config, notify });
+}
+
+// A correction of a boxes or spans item in the editor, inside the review page's `root`
+// (templates/annotate/review.html): start(item, value, who) opens it pre-filled with `value`,
+// stop() closes it, `keymap` holds its keys while it is open. The editor's value, or the JSON
+// fallback's ("Edit as JSON", Ctrl+Enter), goes to send(value); cancel() is Escape's.
+export async function createCorrection({ root, kind, config, say, send, cancel }) {
+  const $ = (selector) => root.querySelector(selector);
+  const stage = $("[data-correct-stage]");
+  const side = $("[data-correct-side]");
+  const jsonBox = $("[data-json-box]");
+  const jsonInput = $("[data-correct-json]");
+  const editor = await createCorrectionEditor({ kind, stage, side, config, notify: say });
+  drawEditorKeys($("[data-editor-keys]"), editor.help);
+  let from = null; // the value the open correction started from; null when closed
+
+  const reveal = (open) => {
+    stage.hidden = side.hidden = !open;
+    $("[data-correct-start]").hidden = open;
+  };
+
+  const confirm = () => {
+    let value;
+    try {
+      value = editor.value();
+    } catch (error) {
+      say(error.message, "error");
+      return;
+    }
+    send(value);
+  };
+
+  const confirmJson = () => {
+    let value;
+    try {
+      value = JSON.parse(jsonInput.value);
+    } catch (error) {
+      say(`Not JSON: ${error.message}`, "error");
+      return;
+    }
+    send(value);
+  };
+
+  const correction = {
+    get open() {
+      return from !== null;
+    },
+    start(item, value, who) {
+      reveal(true); // before the editor paints: the box stage sizes itself from its width
+      from = value;
+      jsonBox.open = false;
+      editor.show({ ...item, proposal: null, answer: value });
+      $("[data-correct-from]").textContent = who ? `Correcting from ${who}'s answer` : "Correcting the final label";
+      // Keys go to the editor, off any button a click left focused (the boxes' stage takes them).
+      const viewport = stage.querySelector(".boxes-viewport");
+      if (viewport) viewport.focus({ preventScroll: true });
+      else if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+      stage.scrollIntoView({ block: "nearest" });
+      say(`${who ? `From ${who}'s answer` : "From the final label"}: edit, then Enter corrects; Esc cancels.`);
+    },
+    stop() {
+      reveal(false);
+      if (document.activeElement === jsonInput) jsonInput.blur();
+      if (from === null) return;
+      from = null;
+      jsonBox.open = false;
+      editor.clear("");
+    },
+    keymap: correctionKeymap({
+      editor,
+      labels: config.labels,
+      send: confirm,
+      cancel,
+      undo: () => say(editor.undo() ? "Undone." : "Nothing to undo in this correction."),
+    }),
+  };
+
+  $("[data-labels]").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-label]");
+    if (button && correction.open) editor.chooseLabel(button.dataset.label);
+  });
+  $("[data-correct-confirm]").addEventListener("click", confirm);
+  $("[data-correct-cancel]").addEventListener("click", cancel);
+  $("[data-json-confirm]").addEventListener("click", confirmJson);
+  // The JSON opens with the editor's value as it is now.
+  jsonBox.addEventListener("toggle", () => {
+    if (!jsonBox.open || from === null) return;
+    let value = from;
+    try {
+      value = editor.value();
+    } catch {
+      // A box with a label the project lacks: the JSON shows the start, to be fixed there.
+    }
+    jsonInput.value = JSON.stringify(value, null, 1);
+    jsonInput.focus();
+  });
+  jsonInput.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      cancel();
+    } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      confirmJson();
+    }
+  });
+  return correction;
+}
+
+// The keys while correcting, in label.js's precedence: the editor's key unless its action lets
+// the key through (returns false), then a label's hotkey, then Enter (send), Escape (cancel) and
+// Ctrl+Z (undo). So Escape first clears the editor's selection, and cancels only when none is left.
+function correctionKeymap({ editor, labels, send, cancel, undo }) {
+  const keymap = new Map([
+    ["Enter", send],
+    ["Escape", cancel],
+    ["Ctrl+z", undo],
+  ]);
+  for (const label of labels) {
+    if (label.hotkey) keymap.set(label.hotkey.toLowerCase(), () => editor.chooseLabel(label.name));
+  }
+  for (const [key, action] of editor.keymap) {
+    const below = keymap.get(key);
+    keymap.set(
+      key,
+      below
+        ? (event) => {
+            const handled = action(event);
+            return handled === false ? below(event) : handled;
+          }
+        : action,
+    );
+  }
+  return keymap;
+}
+
+// The editor's keys for the page's list ([data-editor-keys]): rows of key and what it does.
+function drawEditorKeys(table, help) {
+  table.replaceChildren(
+    ...help.map(([keys, what]) => {
+      const row = el("tr");
+      row.append(el("th", "", keys), el("td", "", what));
+      return row;
+    }),
+  );
 }
