@@ -7,33 +7,21 @@ pick is `SELECT … FOR UPDATE SKIP LOCKED`: after a concurrent commit PostgreSQ
 locked row's own columns, never subqueries on other tables, so the counters must live on the
 row. On SQLite, `transaction_mode="IMMEDIATE"` serialises the whole pick-and-lease.
 
-Bookmarks. An annotator far ahead (20,000 items labeled, overlap 3) would make that query walk
-every item they labeled before finding one they have not. So each Membership keeps a
-bookmark: a (priority, item id) position such that every item before it in queue order is
-complete, or labeled or skipped by that member: states that never change back while the
-order stands. The query then starts at the bookmark (a row comparison the queue index
-range-scans), and each submit or skip moves the bookmark to the first item at or after it
-that is still open to the member. An item leased to someone else, or to this member, stops
-the bookmark, so an expired lease never hides an item.
-
-The order stands as long as the project's `queue_epoch` does. Whatever may put an item ahead
-of a bookmark bumps it: priorities rewritten (`queue_reordering`, around the whole rewrite),
-items added, overlap raised (`queue_order_changed`). A bookmark of another epoch, or any
-bookmark while a reordering is under way, is not used and not written.
+The parts live beside it: annotate/queue_order.py (the search, the members' bookmarks and the
+queue epoch, so that an annotator far ahead does not walk everything they labeled),
+annotate/queue_leases.py (expiry, leases given back after a reordering, release) and
+annotate/queue_gold.py (a gold item to serve, a gold answer counted). Their public names are
+importable from here too.
 """
 
 import logging
 import random
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from annotate.models import (
@@ -48,12 +36,45 @@ from annotate.models import (
     Skip,
 )
 from annotate.quality.finals import ItemChange, final_assignments, item_change
-from annotate.quality.gold import gold_answer_score, gold_pause_reason
 from annotate.quality.tallies import annotation_tallies, tallies_add
-from annotate.quality.votes import votes_from_rows
+from annotate.quality.votes import VOTE_COLUMNS, votes_from_rows
+from annotate.queue_gold import _gold_answer, _gold_candidate
+from annotate.queue_leases import (
+    _OPEN,
+    _assignment_with_item,
+    _close,
+    _expire_leases,
+    _stale_leases_give_back,
+    assignment_release_all,
+)
+from annotate.queue_order import (
+    QUEUE_ORDER_SQL,
+    _bookmark_advance,
+    item_candidates_sql,
+    queue_order_changed,
+    queue_reordering,
+    queue_reordering_end,
+)
 from annotate.raw_rows import columns, from_row, insert
 from annotate.signals import annotations_stored_on_commit
 from annotate.values import annotation_value_validate
+
+__all__ = [
+    "QUEUE_ORDER_SQL",
+    "AnnotatorPaused",
+    "Lease",
+    "LeaseLimitReached",
+    "NotAssigned",
+    "QueueError",
+    "annotation_submit",
+    "assignment_next",
+    "assignment_release_all",
+    "item_candidates_sql",
+    "item_skip",
+    "queue_order_changed",
+    "queue_reordering",
+    "queue_reordering_end",
+]
 
 logger = logging.getLogger(__name__)
 _random = random.Random()  # the gold draw; tests seed it
@@ -90,134 +111,12 @@ def _max_leases() -> int:
     return settings.LABELLOOP_MAX_LEASES_PER_ANNOTATOR
 
 
-# Constants the partial indexes' conditions name, written into the SQL rather than passed as
-# parameters: with server-side binding PostgreSQL moves a statement to a generic plan after a
-# few runs, and a generic plan cannot prove `status = $1` implies a partial index's
-# `status = 'open'`. Measured at 80,000 assignments: the expiry UPDATE took 18.5 ms, the held
-# leases 7.1 ms (1.5 ms with the index), growing with the table.
-_OPEN = f"'{Assignment.Status.OPEN}'"
-
-
-def _expire_leases(*, project_id: int, now: datetime) -> int:
-    """Caller holds a transaction. Close the project's expired leases and give their slots back.
-
-    One UPDATE … RETURNING marks them expired: on PostgreSQL a concurrent transaction that
-    expires the same rows waits, re-checks `status = 'open'` and skips them, so each lease
-    is given back exactly once.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Assignment._meta.db_table} SET status = %s, closed_at = %s"
-            f" WHERE project_id = %s AND status = {_OPEN} AND expires_at <= %s RETURNING item_id",
-            [
-                Assignment.Status.EXPIRED,
-                connection.ops.adapt_datetimefield_value(now),
-                project_id,
-                connection.ops.adapt_datetimefield_value(now),
-            ],
-        )
-        released = Counter(row[0] for row in cursor.fetchall())
-    if released:
-        Item.objects.filter(id__in=released).update(
-            lease_count=F("lease_count")
-            - Case(*(When(id=item_id, then=Value(n)) for item_id, n in released.items()))
-        )
-    return sum(released.values())
-
-
 # The statements below are written in SQL: see annotate/raw_rows.py for why.
 _ITEM = Item._meta.db_table
 _ASSIGNMENT = Assignment._meta.db_table
 _ANNOTATION = Annotation._meta.db_table
-_SKIP = Skip._meta.db_table
-_MEMBERSHIP = Membership._meta.db_table
-_PROJECT = Project._meta.db_table
 _LABEL = Label._meta.db_table
 _VALUE = Annotation._meta.get_field("value")
-
-# Queue order: highest priority first, then import order. Spelled as the queue index is,
-# (-priority, id), so that a bookmark's row comparison can range-scan it.
-QUEUE_ORDER_SQL = "-i.priority, i.id"
-
-
-def _db_time(moment: datetime):
-    return connection.ops.adapt_datetimefield_value(moment)
-
-
-def _bookmark_usable(*, project: Project, membership: Membership | None) -> bool:
-    return (
-        membership is not None
-        and membership.queue_mark_item_id is not None
-        and not project.queue_reordering
-        and membership.queue_mark_epoch == project.queue_epoch
-    )
-
-
-def item_candidates_sql(
-    *,
-    project: Project,
-    annotator_id: int,
-    membership: Membership | None = None,
-    select: str | None = None,
-    exclude_item_ids: list[int] | tuple[int, ...] = (),
-    below_overlap: bool = True,
-) -> tuple[str, list]:
-    """The queue's search: `SELECT … LIMIT 1` of the first item `annotator_id` may be given.
-
-    Open items they have neither labeled nor skipped, in queue order, from their bookmark when
-    it is usable; with `below_overlap`, only items with a free slot. `select` defaults to
-    every Item column (aliased `i`). The next-item pick runs it; so does moving a bookmark.
-    """
-    where = ["i.project_id = %s", "NOT i.is_complete"]
-    params: list = [project.id]
-    if below_overlap:
-        where.append("i.annotation_count + i.lease_count < %s")
-        params.append(project.overlap)
-    if _bookmark_usable(project=project, membership=membership):
-        where.append("(-i.priority, i.id) >= (%s, %s)")
-        params += [-membership.queue_mark_priority, membership.queue_mark_item_id]
-    if exclude_item_ids:
-        where.append(f"i.id NOT IN ({', '.join(['%s'] * len(exclude_item_ids))})")
-        params += list(exclude_item_ids)
-    where.append(f"NOT EXISTS (SELECT 1 FROM {_ANNOTATION} a WHERE a.item_id = i.id AND a.annotator_id = %s)")
-    where.append(f"NOT EXISTS (SELECT 1 FROM {_SKIP} s WHERE s.item_id = i.id AND s.annotator_id = %s)")
-    params += [annotator_id, annotator_id]
-    sql = (
-        f"SELECT {select or columns(Item, 'i')} FROM {_ITEM} i WHERE {' AND '.join(where)}"
-        f" ORDER BY {QUEUE_ORDER_SQL} LIMIT 1"
-    )
-    return sql, params
-
-
-def _bookmark_advance(*, project: Project, annotator: AbstractBaseUser, membership: Membership) -> None:
-    """Caller holds a transaction, after a submit or skip. Move the member's bookmark to the
-    first item at or after it that is still open to them: one UPDATE … FROM.
-
-    The new position and the epoch it belongs to are read in one statement, so they agree;
-    during a reordering nothing is written. When the old bookmark is used as the start, the
-    update also requires its epoch to be still the project's.
-    """
-    search, params = item_candidates_sql(
-        project=project,
-        annotator_id=annotator.pk,
-        membership=membership,
-        select="i.priority, i.id",
-        below_overlap=False,
-    )
-    guard, guard_params = "NOT p.queue_reordering", []
-    if _bookmark_usable(project=project, membership=membership):
-        guard, guard_params = guard + " AND p.queue_epoch = %s", [membership.queue_mark_epoch]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_MEMBERSHIP} SET queue_mark_priority = q.priority, queue_mark_item_id = q.id,"
-            f" queue_mark_epoch = p.queue_epoch FROM ({search}) AS q, {_PROJECT} p"
-            f" WHERE {_MEMBERSHIP}.id = %s AND p.id = %s AND {guard}"
-            " RETURNING queue_mark_priority, queue_mark_item_id, queue_mark_epoch",
-            [*params, membership.pk, project.id, *guard_params],
-        )
-        row = cursor.fetchone()
-    if row is not None:
-        membership.queue_mark_priority, membership.queue_mark_item_id, membership.queue_mark_epoch = row
 
 
 def _membership_check(
@@ -225,33 +124,6 @@ def _membership_check(
 ) -> None:
     if membership is not None and (membership.project_id != project.id or membership.user_id != annotator.pk):
         raise ValueError("membership is not the annotator's in this project")
-
-
-def queue_order_changed(*, project_id: int) -> None:
-    """Items may now stand ahead of bookmarks (items added, overlap raised): retire them all."""
-    Project.objects.filter(pk=project_id).update(queue_epoch=F("queue_epoch") + 1)
-
-
-@contextmanager
-def queue_reordering(*, project_id: int) -> Iterator[None]:
-    """Around a rewrite of the project's priorities: bookmarks are neither used nor written
-    meanwhile, and those from before are retired.
-
-    If the process dies inside, `queue_reordering` stays set and the queue merely walks without
-    bookmarks until `queue_reordering_end` (the next rewrite, or the run sweeper) clears it.
-    """
-    Project.objects.filter(pk=project_id).update(queue_epoch=F("queue_epoch") + 1, queue_reordering=True)
-    try:
-        yield
-    finally:
-        queue_reordering_end(project_id=project_id)
-
-
-def queue_reordering_end(*, project_id: int) -> None:
-    """The rewrite of priorities is over: bookmarks count again, and leases from before are stale."""
-    Project.objects.filter(pk=project_id).update(
-        queue_epoch=F("queue_epoch") + 1, queue_reordering=False, queue_reordered_at=_now()
-    )
 
 
 def assignment_next(
@@ -336,59 +208,6 @@ def _gold_draw(share: float) -> bool:
     return _random.random() < share
 
 
-def _gold_candidate(cursor, *, project: Project, annotator_id: int, held: list[Assignment]) -> tuple | None:
-    """A gold item the annotator has neither answered nor skipped nor holds (item_gold_idx), or None.
-
-    Gold items are complete, so the queue's own search never sees them, and they are outside
-    overlap: any number of annotators answer each, each once.
-    """
-    where = [
-        "i.project_id = %s",
-        f"i.pick_kind = '{PickKind.GOLD}'",
-        f"NOT EXISTS (SELECT 1 FROM {_ANNOTATION} a WHERE a.item_id = i.id AND a.annotator_id = %s)",
-        f"NOT EXISTS (SELECT 1 FROM {_SKIP} s WHERE s.item_id = i.id AND s.annotator_id = %s)",
-    ]
-    params: list = [project.id, annotator_id, annotator_id]
-    if held:
-        where.append(f"i.id NOT IN ({', '.join(['%s'] * len(held))})")
-        params += [a.item_id for a in held]
-    cursor.execute(
-        f"SELECT {columns(Item, 'i')} FROM {_ITEM} i WHERE {' AND '.join(where)} ORDER BY i.id LIMIT 1",
-        params,
-    )
-    return cursor.fetchone()
-
-
-def _stale_leases_give_back(
-    cursor, *, project: Project, held: list[Assignment], keep: set[int], now: datetime
-) -> list[Assignment]:
-    """Caller holds a transaction. Give back the held leases taken before the last reordering
-    (except those in `keep`, the items the page shows); return the others.
-
-    A lease is served to its holder first, so that a reloaded page gets its item back. One taken
-    under the old order (a closed browser's prefetched items, say) would then jump the new,
-    uncertainty order: it is released instead, and the item competes on its new priority.
-    """
-    reordered = project.queue_reordered_at
-    stale = [a for a in held if reordered and a.created_at < reordered and a.item_id not in keep]
-    if not stale:
-        return held
-    for assignment in stale:
-        _close(cursor, assignment, Assignment.Status.EXPIRED, now)
-    ids = [a.item_id for a in stale]
-    cursor.execute(
-        f"UPDATE {_ITEM} SET lease_count = lease_count - 1 WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
-    )
-    return [a for a in held if a not in stale]
-
-
-def _assignment_with_item(row: tuple) -> Assignment:
-    width = len(Assignment._meta.concrete_fields)
-    assignment = from_row(Assignment, row[:width])
-    assignment.item = from_row(Item, row[width:])
-    return assignment
-
-
 def _latest_assignment_locked(*, project: Project, item_id: int, annotator: AbstractBaseUser) -> Assignment:
     """Caller holds a transaction. Lock and return the annotator's latest lease of the item (and the item)."""
     sql = (
@@ -404,13 +223,6 @@ def _latest_assignment_locked(*, project: Project, item_id: int, annotator: Abst
     if row is None:
         raise NotAssigned(f"item {item_id} is not assigned to you; ask for the next item first")
     return _assignment_with_item(row)
-
-
-def _close(cursor, assignment: Assignment, status: str, now: datetime) -> None:
-    cursor.execute(
-        f"UPDATE {_ASSIGNMENT} SET status = %s, closed_at = %s WHERE id = %s",
-        [status, _db_time(now), assignment.pk],
-    )
 
 
 def annotation_submit(
@@ -468,10 +280,10 @@ def annotation_submit(
         gold = item.pick_kind == PickKind.GOLD
         if gold:
             # Gold items are served once per annotator: a submitted lease means answered before.
-            votes, mine = {}, (clean_value if assignment.status == Assignment.Status.SUBMITTED else None)
+            votes, mine = {}, None
+            answered_before = assignment.status == Assignment.Status.SUBMITTED
         else:
-            votes, mine = _item_answers(item_id=item.pk, annotator_id=annotator.pk)
-        answered_before = mine is not None
+            votes, answered_before, mine = _item_answers(item_id=item.pk, annotator_id=annotator.pk)
         if assignment.status == Assignment.Status.SUBMITTED:
             late = False  # a changed answer, not a late one
         if gold or annotator.pk in votes:
@@ -566,18 +378,21 @@ def annotation_submit(
     return annotation
 
 
-def _item_answers(*, item_id: int, annotator_id: int) -> tuple[dict[int, dict], dict | None]:
+def _item_answers(*, item_id: int, annotator_id: int) -> tuple[dict[int, dict], bool, dict | None]:
     """Caller holds the item's lock. The item's voters and their values (as
-    annotate.quality.votes.votes_from_rows reads them) and `annotator_id`'s own latest answer
-    (None when they never answered the item): one statement."""
+    annotate.quality.votes.votes_from_rows reads them), whether `annotator_id` answered the item
+    before, and their latest answer not rejected (None when there is none): one statement."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT annotator_id, value, counted FROM {_ANNOTATION} WHERE item_id = %s ORDER BY id",
+            f"SELECT {VOTE_COLUMNS} FROM {_ANNOTATION} WHERE item_id = %s ORDER BY id",
             [item_id],
         )
-        rows = [(a, _VALUE.from_db_value(v, None, connection), c) for a, v, c in cursor.fetchall()]
-    mine = next((value for a, value, _ in reversed(rows) if a == annotator_id), None)
-    return votes_from_rows(rows), mine
+        rows = [(a, _VALUE.from_db_value(v, None, connection), c, r) for a, v, c, r in cursor.fetchall()]
+    answered = any(a == annotator_id for a, *_ in rows)
+    mine = next(
+        (value for a, value, _, rejected in reversed(rows) if a == annotator_id and not rejected), None
+    )
+    return votes_from_rows(rows), answered, mine
 
 
 def _item_change_on_submit(
@@ -602,40 +417,6 @@ def _item_change_on_submit(
         votes_before=votes_before,
         votes_after=after,
     )
-
-
-def _gold_answer(
-    cursor,
-    *,
-    project: Project,
-    item: Item,
-    annotator: AbstractBaseUser,
-    membership: Membership | None,
-    value: dict,
-) -> None:
-    """Caller holds the item's lock. Count a gold answer (once per annotator and item: the queue
-    serves a gold item once) and pause the member when their accuracy is surely below the bar."""
-    if membership is None:
-        membership = Membership.objects.filter(project_id=project.id, user_id=annotator.pk).first()
-        if membership is None:
-            return
-    # One answer per item for classification; per entity (box or span) for the other types.
-    answers, correct = gold_answer_score(value=value, gold_value=item.gold_value)
-    cursor.execute(
-        f"UPDATE {_MEMBERSHIP} SET gold_answers = gold_answers + %s, gold_correct = gold_correct + %s"
-        " WHERE id = %s RETURNING gold_answers, gold_correct",
-        [answers, correct, membership.pk],
-    )
-    membership.gold_answers, membership.gold_correct = cursor.fetchone()
-    reason = gold_pause_reason(
-        project=project, answers=membership.gold_answers, correct=membership.gold_correct
-    )
-    if reason and not membership.paused:
-        cursor.execute(
-            f"UPDATE {_MEMBERSHIP} SET paused = %s, paused_reason = %s WHERE id = %s",
-            [True, reason, membership.pk],
-        )
-        membership.paused, membership.paused_reason = True, reason
 
 
 _ANNOTATION_INSERT = (
@@ -683,23 +464,3 @@ def item_skip(
         if membership is not None:
             _bookmark_advance(project=project, annotator=annotator, membership=membership)
     return skip
-
-
-def assignment_release_all(
-    *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
-) -> int:
-    """Give back every lease `annotator` holds in `project` (leaving the page, logging out)."""
-    now = now or _now()
-    with transaction.atomic():
-        held = list(
-            Assignment.objects.select_for_update()
-            .filter(project_id=project.id, annotator_id=annotator.pk, status=Assignment.Status.OPEN)
-            .values_list("id", "item_id")
-        )
-        if not held:
-            return 0
-        Assignment.objects.filter(id__in=[a for a, _ in held]).update(
-            status=Assignment.Status.EXPIRED, closed_at=now
-        )
-        Item.objects.filter(id__in=[i for _, i in held]).update(lease_count=F("lease_count") - 1)
-    return len(held)

@@ -93,7 +93,7 @@ def review_next(
     excluded = [int(i) for i in exclude_item_ids]
     where = [
         "i.project_id = %s",
-        f"i.review_state = '{ReviewState.QUEUED}'",  # a constant: see _OPEN in annotate/queue.py
+        f"i.review_state = '{ReviewState.QUEUED}'",  # a constant: see _OPEN in annotate/queue_leases.py
         "(i.review_leased_by_id IS NULL OR i.review_leased_by_id = %s OR i.review_lease_expires_at <= %s)",
         f"NOT EXISTS (SELECT 1 FROM {_ANNOTATION} a WHERE a.item_id = i.id AND a.annotator_id = %s)",
     ]
@@ -281,7 +281,7 @@ def review_decide(
                 raise ValidationError(
                     {"annotation": f"annotation {annotation_id} is not an annotation of item {item.pk}"}
                 )
-        votes_before = votes_from_rows((a.annotator_id, a.value, a.counted) for a in annotations)
+        votes_before = votes_from_rows((a.annotator_id, a.value, a.counted, a.rejected) for a in annotations)
         reviewed_value = None
         counts = {"annotation_count": item.annotation_count}
         if decision == Review.Decision.REJECT:
@@ -301,7 +301,7 @@ def review_decide(
                 reviewed_value = chosen.value
             else:
                 reviewed_value = correction
-        votes_after = votes_from_rows((a.annotator_id, a.value, a.counted) for a in annotations)
+        votes_after = votes_from_rows((a.annotator_id, a.value, a.counted, a.rejected) for a in annotations)
         change = item_change(
             item=item,
             multi_label=project.multi_label,

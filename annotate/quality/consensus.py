@@ -1,8 +1,9 @@
 """The final label of an item: its annotators' votes (consensus), a review, or a gold value.
 
-One vote per annotator who holds a counted annotation of the item: their latest annotation
-(a resubmit corrects their own vote; a late, uncounted submit from someone else is kept but
-does not vote; a rejected annotation is uncounted, so it does not vote either).
+One vote per annotator who holds a counted, not rejected annotation of the item: their latest
+annotation not rejected (a changed answer replaces their own vote; a late, uncounted submit from
+someone else is kept but does not vote; a rejected annotation never votes, so rejecting a
+changed, uncounted answer lets the one before it vote again).
 
 Precedence (final_of): a gold item's true value, then the value a review put in force, then
 the voters: none, one ("single"), a majority ("consensus") or a tie.

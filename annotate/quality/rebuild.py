@@ -39,6 +39,7 @@ def project_quality_rebuild(*, project, models) -> int:
             "annotator_id",
             "value",
             "counted",
+            "rejected",
             "created_at",
             "active_ms",
             "proposal_model_version_id",
@@ -46,8 +47,8 @@ def project_quality_rebuild(*, project, models) -> int:
         )
         .iterator(chunk_size=5000)
     ):
-        item_id, annotator_id, value, counted, created_at, active_ms, version_id, accepted = row
-        rows_by_item.setdefault(item_id, []).append((annotator_id, value, counted, created_at))
+        item_id, annotator_id, value, counted, rejected, created_at, active_ms, version_id, accepted = row
+        rows_by_item.setdefault(item_id, []).append((annotator_id, value, counted, rejected, created_at))
         tallies.update(
             annotation_tallies(
                 annotator_id=annotator_id,
@@ -70,7 +71,7 @@ def project_quality_rebuild(*, project, models) -> int:
         batch = []
         for item in Item.objects.filter(project_id=project.pk).order_by("id").iterator(chunk_size=_BATCH):
             rows = rows_by_item.get(item.pk, [])
-            votes = votes_from_rows((a, v, c) for a, v, c, _ in rows)
+            votes = votes_from_rows(row[:4] for row in rows)
             gold = item.gold_value if item.pick_kind == "gold" else None
             item.final_value, item.final_source = final_of(
                 votes=list(votes.values()),
@@ -83,7 +84,7 @@ def project_quality_rebuild(*, project, models) -> int:
             tallies.update(final_tallies(item.final_value, item.final_source))
             tallies.update(agreement_tallies(votes, multi_label=multi_label, label_names=label_names))
             if gold is None and item.is_complete:
-                day = completed_day(created_at for _, _, counted, created_at in rows if counted)
+                day = completed_day(created_at for _, _, counted, _, created_at in rows if counted)
                 if day is not None:
                     tallies["completed_day", day] += 1
                 if item.review_state == "none" and item.last_review_id is None:

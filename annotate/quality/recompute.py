@@ -287,7 +287,7 @@ def _fit(*, project: Project, classes: dict[str, int]) -> _Fit:
     rows = (
         Annotation.objects.filter(project_id=project.pk)
         .order_by("item_id", "id")
-        .values_list("id", "item_id", "annotator_id", "value", "counted")
+        .values_list("id", "item_id", "annotator_id", "value", "counted", "rejected")
         .iterator(chunk_size=_STREAM_CHUNK)
     )
     item_index: dict[int, int] = {}
@@ -331,24 +331,26 @@ def _fit(*, project: Project, classes: dict[str, int]) -> _Fit:
 
 
 def _by_item(rows: Iterable[tuple], *, known: dict[int, int]) -> Iterator[tuple[int, dict[int, dict]]]:
-    """From (item id, annotator id, value, counted) rows ordered by item, id: each item's answers.
+    """From (item id, annotator id, value, counted, rejected) rows ordered by item, id: each
+    item's answers.
 
     The voters (votes_from_rows), except on an item whose truth is known: there every
-    annotator's latest answer, since each measures its annotator against the truth."""
+    annotator's latest answer, rejected or not, since each measures its annotator against the
+    truth (a rejected answer never votes, but leaving it out would flatter its annotator)."""
     current, group = None, []
-    for item_id, annotator_id, value, counted in rows:
+    for item_id, *answer in rows:
         if item_id != current:
             if group:
                 yield current, _answers(group, known=current in known)
             current, group = item_id, []
-        group.append((annotator_id, value, counted))
+        group.append(tuple(answer))
     if group:
         yield current, _answers(group, known=current in known)
 
 
 def _answers(group: list[tuple], *, known: bool) -> dict[int, dict]:
     if known:
-        return {annotator_id: value for annotator_id, value, _ in group}
+        return {annotator_id: value for annotator_id, value, *_ in group}
     return votes_from_rows(group)
 
 
@@ -403,7 +405,7 @@ def _rewrite_batch(
         rows = (
             Annotation.objects.filter(item_id__in=list(current))
             .order_by("item_id", "id")
-            .values_list("item_id", "annotator_id", "value", "counted")
+            .values_list("item_id", "annotator_id", "value", "counted", "rejected")
         )
         votes_by_item: dict[int, dict] = {item_id: {} for item_id in current}
         for item_id, votes in _by_item(rows, known={}):

@@ -101,10 +101,19 @@ def _object_tallies(votes: Votes, *, kind: str) -> Counter:
 
 
 def votes_from_rows(rows) -> dict[int, dict]:
-    """From (annotator id, value, counted) rows of one item, oldest first: each voter's latest value."""
+    """From (annotator id, value, counted, rejected) rows of one item, oldest first: each voter's vote.
+
+    A voter is an annotator who holds a counted answer that is not rejected; their vote is their
+    latest answer that is not rejected (a changed answer replaces it; a rejected one never
+    votes, and the answer before it stands). A review's reject uncounts the row it rejects
+    (annotate/review.py), so an annotator whose only counted answer was rejected stops voting,
+    and one whose changed, uncounted answer was rejected votes again with the one before.
+    """
     latest: dict[int, dict] = {}
     voters: set[int] = set()
-    for annotator_id, value, counted in rows:
+    for annotator_id, value, counted, rejected in rows:
+        if rejected:
+            continue
         latest[annotator_id] = value
         if counted:
             voters.add(annotator_id)
@@ -112,15 +121,16 @@ def votes_from_rows(rows) -> dict[int, dict]:
 
 
 _VALUE = Annotation._meta.get_field("value")
+VOTE_COLUMNS = "annotator_id, value, counted, rejected"  # the rows votes_from_rows reads, in order
 
 
 def item_votes(cursor, *, item_id: int) -> dict[int, dict]:
     """Caller holds the item's lock. The item's voters and their values (one statement)."""
     cursor.execute(
-        f"SELECT annotator_id, value, counted FROM {table(Annotation)} WHERE item_id = %s ORDER BY id",
+        f"SELECT {VOTE_COLUMNS} FROM {table(Annotation)} WHERE item_id = %s ORDER BY id",
         [item_id],
     )
     return votes_from_rows(
-        (annotator_id, _VALUE.from_db_value(value, None, connection), counted)
-        for annotator_id, value, counted in cursor.fetchall()
+        (annotator_id, _VALUE.from_db_value(value, None, connection), counted, rejected)
+        for annotator_id, value, counted, rejected in cursor.fetchall()
     )

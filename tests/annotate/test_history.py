@@ -233,6 +233,76 @@ def test_a_new_answer_after_a_reject_does_not_count_when_another_annotator_fille
     assert_kept_right(project)
 
 
+def _reject(project, reviewer, annotation, supersedes=None):
+    return review_decide(
+        project=project,
+        item_id=annotation.item_id,
+        reviewer=reviewer,
+        decision="reject",
+        supersedes=supersedes,
+        annotation_id=annotation.pk,
+        reason="read the guideline again",
+    )
+
+
+def test_a_rejected_changed_answer_stops_voting_and_the_answer_before_it_votes_again():
+    project, (a, b), (reviewer,) = _team(items=1, overlap=2)
+    item = _label(project, a, POS)
+    _label(project, b, POS)
+    changed = annotation_submit(project=project, item_id=item.pk, annotator=b, value=NEG)
+    item.refresh_from_db()
+    assert not changed.counted and item.final_source == "tie"
+
+    _reject(project, reviewer, changed)
+
+    item.refresh_from_db()
+    assert (item.annotation_count, item.is_complete) == (2, True)  # b's first answer still counts
+    assert (item.final_value, item.final_source, item.disagreement) == (POS, "consensus", False)
+    assert_kept_right(project)
+
+
+def test_an_answer_rejected_before_counts_as_changed_when_given_again_on_a_reviewed_item():
+    project, (a, b), (reviewer,) = _team(items=1, overlap=2)
+    item = _label(project, a, POS)
+    _label(project, b, POS)
+    changed = annotation_submit(project=project, item_id=item.pk, annotator=b, value=NEG)
+    rejected = _reject(project, reviewer, changed)
+    accepted = review_decide(
+        project=project,
+        item_id=item.pk,
+        reviewer=reviewer,
+        decision="accept",
+        supersedes=rejected.pk,
+        annotation_id=Annotation.objects.get(item=item, annotator=a).pk,
+    )
+    item.refresh_from_db()
+    assert item.review_state == ReviewState.DONE
+
+    # b's vote is POS again, so the rejected NEG given anew changes it: back to review.
+    annotation_submit(project=project, item_id=item.pk, annotator=b, value=NEG)
+
+    item.refresh_from_db()
+    assert item.review_state == ReviewState.QUEUED
+    assert (item.final_value, item.final_source, item.last_review_id) == (POS, "review", accepted.pk)
+    assert item.disagreement
+    assert_kept_right(project)
+
+
+def test_rejecting_the_counted_answer_under_a_changed_one_takes_the_annotators_vote_away():
+    project, (a, b), (reviewer,) = _team(items=1, overlap=2)
+    item = _label(project, a, POS)
+    _label(project, b, NEG)
+    annotation_submit(project=project, item_id=item.pk, annotator=b, value=POS)  # uncounted change
+    first = Annotation.objects.filter(item=item, annotator=b).earliest("id")
+
+    _reject(project, reviewer, first)
+
+    item.refresh_from_db()
+    assert (item.annotation_count, item.is_complete) == (1, False)
+    assert (item.final_value, item.final_source) == (POS, "single")  # a's vote alone
+    assert_kept_right(project)
+
+
 def test_a_late_answer_changed_later_is_never_counted_twice():
     project, (a, _), _ = _team(items=1, overlap=2)
     start = timezone.now()

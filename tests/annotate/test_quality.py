@@ -38,5 +38,16 @@ def test_each_voter_votes_once_with_their_latest_value_and_uncounted_late_submit
         A(annotator_id=1, value=_v("dog"), counted=False),  # 1 corrects their own vote
         A(annotator_id=3, value=_v("cat"), counted=False),  # late, not counted: no vote
     ]
-    rows = [(a.annotator_id, a.value, a.counted) for a in annotations]
+    rows = [(a.annotator_id, a.value, a.counted, False) for a in annotations]
     assert list(votes_from_rows(rows).values()) == [_v("dog"), _v("dog")]
+
+
+def test_a_rejected_answer_never_votes_and_the_voters_answer_before_it_stands():
+    rows = [
+        (1, _v("cat"), True, False),
+        (1, _v("dog"), False, True),  # 1's changed answer, rejected: their cat stands
+        (2, _v("dog"), False, True),  # 2's only counted answer, rejected (and so uncounted)
+        (2, _v("cat"), False, False),  # 2 answers again without a free slot: no vote
+        (3, _v("dog"), True, False),
+    ]
+    assert votes_from_rows(rows) == {1: _v("cat"), 3: _v("dog")}

@@ -103,7 +103,9 @@ def _expected(project_id: int):
     # Recomputed here from the votes, independently of the final labels the items keep.
     finals = {
         item_id: final_of(
-            votes=list(votes_from_rows((a.annotator_id, a.value, a.counted) for a in rows).values()),
+            votes=list(
+                votes_from_rows((a.annotator_id, a.value, a.counted, a.rejected) for a in rows).values()
+            ),
             multi_label=False,
             label_order=LABELS,
         )
