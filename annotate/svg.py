@@ -1,5 +1,5 @@
 """What the studio's SVG pictures share: the palette and two small helpers. Pure Python (no
-Django), for the dashboards' charts (annotate/charts.py) and the model pictures
+Django), for the dashboards' charts (annotate/charts/) and the model pictures
 (training/pictures.py) alike."""
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"

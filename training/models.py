@@ -91,7 +91,7 @@ class Prediction(models.Model):
             models.UniqueConstraint(fields=["item", "model_version"], name="prediction_unique_per_version"),
         ]
         indexes = [
-            # The item browser sorted by the model's confidence (annotate/browser.py): a version's
+            # The item browser sorted by the model's confidence (annotate/browser/pages.py): a version's
             # predictions in score order. 80 against 9 ms p95 at 100,000 items.
             models.Index(fields=["model_version", "score", "item"], name="prediction_version_score_idx"),
         ]

@@ -1,7 +1,7 @@
 """The item browser's API (managers only): the filtered, keyset-paginated item list, one item
 with its annotations, reviews and proposal, and the actions on a selection.
 
-The same services as the page (annotate/browser.py) with the page's query parameters. The
+The same services as the page (annotate/browser/) with the page's query parameters. The
 serializers live here, beside the one resource they describe.
 """
 

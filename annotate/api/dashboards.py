@@ -1,7 +1,7 @@
 """The leads' dashboards as JSON: one endpoint per chart, and all of them at once.
 
 Managers of the project only (403 for its other members, 404 for everyone else). Every figure
-is read from the project's tallies (annotate/dashboards.py): a few queries whatever the number of
+is read from the project's tallies (annotate/dashboards/): a few queries whatever the number of
 annotations. An undefined figure (no answers, no shared items) is null, never 0. Model versions
 are named here (`model_version_number`), in the web layer: annotate's domain never imports
 training.

@@ -1,4 +1,4 @@
-"""The leads' dashboards page: every chart of annotate/dashboards.py as SVG, with its figures as a
+"""The leads' dashboards page: every chart of annotate/dashboards/ as SVG, with its figures as a
 table beside it. Managers of the project only (403 for its other members, 404 for everyone else).
 
 The figures come from the project's tallies (a few queries whatever the number of annotations);
@@ -82,7 +82,7 @@ def dashboard_cards(*, project: Project, figures: dict) -> list[Card]:
 
 
 def _svg(text: str) -> SafeString:
-    # Drawn by annotate/charts.py, which escapes every piece of text it writes.
+    # Drawn by annotate/charts/, which escapes every piece of text it writes.
     return mark_safe(text)
 
 

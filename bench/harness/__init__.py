@@ -13,6 +13,8 @@
 - dataset.py: the data: the reviews CSV, bulk labels, the text and image projects;
 - digits.py: augmented digits (NumPy and Pillow only: no Django needed);
 - editors_data.py: the editors benchmark's photographs with boxes and texts with spans;
+- item_browser_data.py: the item browser benchmark's project: texts, annotations, final labels,
+  gold, suspicious labels and predictions;
 - browser.py: chromium launched alike by every browser benchmark, a logged-in context, and the
   page script timing a key press to the next item painted;
 - runs.py: a training run as the studio runs it, timed by phase, memory and CPU;

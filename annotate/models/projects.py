@@ -1,0 +1,206 @@
+"""Projects, their labels and their members (roles, queue bookmarks, gold counters, pauses)."""
+
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+
+def _new_salt() -> str:
+    return secrets.token_hex(8)
+
+
+class Project(models.Model):
+    class TaskType(models.TextChoices):
+        TEXT_CLASSIFICATION = "text_classification", "Text classification"
+        IMAGE_CLASSIFICATION = "image_classification", "Image classification"
+        IMAGE_BOXES = "image_boxes", "Bounding boxes on images"
+        TEXT_SPANS = "text_spans", "Text spans (entities)"
+
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Markdown, shown beside every item.")
+    task_type = models.CharField(max_length=32, choices=TaskType.choices)
+    multi_label = models.BooleanField(
+        default=False, help_text="Annotators may choose several labels per item."
+    )
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="How many annotators label each item.")
+    lease_seconds = models.PositiveIntegerField(
+        default=600, help_text="How long an annotator holds an item before it returns to the queue."
+    )
+    # Text spans (annotate/values.py, annotate/tokens.py).
+    spans_snap_to_tokens = models.BooleanField(
+        default=True,
+        help_text="Text spans: a selection widens to whole tokens (off: character precision).",
+    )
+    spans_may_overlap = models.BooleanField(default=False, help_text="Text spans may overlap one another.")
+    # Training settings (training reads them; annotate never imports training).
+    training_min_labels = models.PositiveIntegerField(
+        default=10, help_text="Train only once this many items have a final label."
+    )
+    retrain_every = models.PositiveIntegerField(
+        default=0, help_text="Retrain automatically every N new labels (0: off)."
+    )
+    sampling_strategy = models.CharField(
+        max_length=24,
+        choices=[
+            ("margin", "Margin (default)"),
+            ("least_confidence", "Least confidence"),
+            ("entropy", "Entropy"),
+            ("random", "Random"),
+        ],
+        default="margin",
+        help_text="How the active model orders the queue.",
+    )
+    # Label quality (annotate/quality/): how the final label of an item is found, and gold items.
+    consensus_method = models.CharField(
+        max_length=16,
+        choices=[("majority", "Majority vote"), ("dawid_skene", "Dawid–Skene (weighs annotators)")],
+        default="majority",
+        help_text="Majority is kept with every annotation; Dawid–Skene is recomputed in the background.",
+    )
+    consensus_every = models.PositiveIntegerField(
+        default=0, help_text="Dawid–Skene: recompute after N new annotations (0: on demand only)."
+    )
+    consensus_computed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The newest annotation when Dawid–Skene last ran: "after N annotations" counts from here.
+    consensus_last_annotation_id = models.BigIntegerField(default=0, editable=False)
+    gold_share = models.FloatField(
+        default=0.0, help_text="Share of each annotator's queue that is gold items (0 to 0.5)."
+    )
+    gold_pause_below = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Pause an annotator whose gold accuracy is surely below this (0 to 1; empty: never).",
+    )
+    # Fixes the train / validation split of every item forever (training/datasets.py).
+    salt = models.CharField(max_length=32, default=_new_salt, editable=False)
+    # The queue's order version (annotate/queue.py): bumped whenever items may move ahead of an
+    # annotator's bookmark (priorities rewritten, items added, overlap raised); a bookmark
+    # counts only while its epoch is the project's and no reordering is under way.
+    queue_epoch = models.PositiveBigIntegerField(default=0, editable=False)
+    queue_reordering = models.BooleanField(default=False, editable=False)
+    # When the last rewrite of priorities ended: a lease taken before it was chosen by the old
+    # order, so its holder is not served it first again (annotate/queue.py assignment_next).
+    queue_reordered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_at_least_1"),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"),
+            models.CheckConstraint(
+                condition=Q(gold_share__gte=0, gold_share__lte=0.5), name="project_gold_share_0_to_half"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_pause_below__isnull=True)
+                | Q(gold_pause_below__gte=0, gold_pause_below__lte=1),
+                name="project_gold_pause_below_0_to_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not self.is_classification and self.multi_label:
+            raise ValidationError(
+                {
+                    "multi_label": "multi-label applies to classification;"
+                    " boxes and spans hold any number already"
+                }
+            )
+        if not self.is_classification and self.consensus_method == "dawid_skene":
+            raise ValidationError(
+                {"consensus_method": "Dawid–Skene applies to classification projects only; use majority"}
+            )
+        if self.consensus_method == "dawid_skene" and self.multi_label:
+            raise ValidationError(
+                {
+                    "consensus_method": "Dawid–Skene applies to single-label projects only (a multi-label"
+                    " item has no one true class); this project is multi-label"
+                }
+            )
+
+    @property
+    def is_image(self) -> bool:
+        return self.task_type in (self.TaskType.IMAGE_CLASSIFICATION, self.TaskType.IMAGE_BOXES)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task_type in (self.TaskType.TEXT_CLASSIFICATION, self.TaskType.IMAGE_CLASSIFICATION)
+
+
+class Label(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    colour = models.CharField(max_length=7, default="#4c78a8", help_text="#rrggbb")
+    hotkey = models.CharField(max_length=1, blank=True)
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name"],
+                name="label_name_unique_in_project",
+                violation_error_message="a label with this name already exists in this project",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "hotkey"],
+                condition=~Q(hotkey=""),
+                name="label_hotkey_unique_in_project",
+                violation_error_message="another label of this project has this hotkey",
+            ),
+            models.CheckConstraint(condition=Q(colour__regex=r"^#[0-9a-fA-F]{6}$"), name="label_colour_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        REVIEWER = "reviewer", "Reviewer"
+        MANAGER = "manager", "Manager"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The annotator's bookmark in the queue (annotate/queue.py): every item before this
+    # (priority, item id) in queue order is complete, or labeled or skipped by this member.
+    # The next-item query starts there instead of walking everything they already did.
+    # A plain id, not a foreign key: deleting that item must not delete the membership.
+    queue_mark_priority = models.FloatField(null=True, editable=False)
+    queue_mark_item_id = models.BigIntegerField(null=True, editable=False)
+    queue_mark_epoch = models.PositiveBigIntegerField(null=True, editable=False)
+    # Gold answers (annotate/quality/gold.py), kept with each submit on a gold item.
+    gold_answers = models.PositiveIntegerField(default=0, editable=False)
+    gold_correct = models.PositiveIntegerField(default=0, editable=False)
+    # A paused member's queue serves nothing (a lead's decision, or the gold threshold's).
+    paused = models.BooleanField(default=False)
+    paused_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["project_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
+
+    @property
+    def can_review(self) -> bool:
+        return self.role in (self.Role.REVIEWER, self.Role.MANAGER)
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role == self.Role.MANAGER
