@@ -30,6 +30,7 @@ PROJECT_FIELDS = (
     "consensus_every",
     "gold_share",
     "gold_pause_below",
+    "random_share",
     "spans_snap_to_tokens",
     "spans_may_overlap",
 )

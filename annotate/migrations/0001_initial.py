@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,182 +15,413 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Project',
+            name="Project",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('instructions', models.TextField(blank=True, help_text='Markdown, shown beside every item.')),
-                ('task_type', models.CharField(choices=[('text_classification', 'Text classification'), ('image_classification', 'Image classification')], max_length=32)),
-                ('multi_label', models.BooleanField(default=False, help_text='Annotators may choose several labels per item.')),
-                ('overlap', models.PositiveSmallIntegerField(default=1, help_text='How many annotators label each item.')),
-                ('lease_seconds', models.PositiveIntegerField(default=600, help_text='How long an annotator holds an item before it returns to the queue.')),
-                ('salt', models.CharField(default=annotate.models._new_salt, editable=False, max_length=32)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "instructions",
+                    models.TextField(blank=True, help_text="Markdown, shown beside every item."),
+                ),
+                (
+                    "task_type",
+                    models.CharField(
+                        choices=[
+                            ("text_classification", "Text classification"),
+                            ("image_classification", "Image classification"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "multi_label",
+                    models.BooleanField(
+                        default=False, help_text="Annotators may choose several labels per item."
+                    ),
+                ),
+                (
+                    "overlap",
+                    models.PositiveSmallIntegerField(
+                        default=1, help_text="How many annotators label each item."
+                    ),
+                ),
+                (
+                    "lease_seconds",
+                    models.PositiveIntegerField(
+                        default=600,
+                        help_text="How long an annotator holds an item before it returns to the queue.",
+                    ),
+                ),
+                ("salt", models.CharField(default=annotate.models._new_salt, editable=False, max_length=32)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('annotator', 'Annotator'), ('reviewer', 'Reviewer'), ('manager', 'Manager')], default='annotator', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("annotator", "Annotator"),
+                            ("reviewer", "Reviewer"),
+                            ("manager", "Manager"),
+                        ],
+                        default="annotator",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project_id', 'id'],
+                "ordering": ["project_id", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Label',
+            name="Label",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('colour', models.CharField(default='#4c78a8', help_text='#rrggbb', max_length=7)),
-                ('hotkey', models.CharField(blank=True, max_length=1)),
-                ('order', models.PositiveIntegerField(default=0)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labels', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("colour", models.CharField(default="#4c78a8", help_text="#rrggbb", max_length=7)),
+                ("hotkey", models.CharField(blank=True, max_length=1)),
+                ("order", models.PositiveIntegerField(default=0)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="labels",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['order', 'id'],
+                "ordering": ["order", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Item',
+            name="Item",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_id', models.CharField(max_length=255)),
-                ('text', models.TextField(blank=True)),
-                ('image', models.FileField(blank=True, max_length=500, upload_to=annotate.models._item_upload_to)),
-                ('width', models.PositiveIntegerField(blank=True, null=True)),
-                ('height', models.PositiveIntegerField(blank=True, null=True)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('priority', models.FloatField(default=0.0)),
-                ('annotation_count', models.PositiveIntegerField(default=0)),
-                ('lease_count', models.PositiveIntegerField(default=0)),
-                ('is_complete', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("external_id", models.CharField(max_length=255)),
+                ("text", models.TextField(blank=True)),
+                (
+                    "image",
+                    models.FileField(blank=True, max_length=500, upload_to=annotate.models._item_upload_to),
+                ),
+                ("width", models.PositiveIntegerField(blank=True, null=True)),
+                ("height", models.PositiveIntegerField(blank=True, null=True)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("priority", models.FloatField(default=0.0)),
+                ("annotation_count", models.PositiveIntegerField(default=0)),
+                ("lease_count", models.PositiveIntegerField(default=0)),
+                ("is_complete", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="items",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('open', 'Open'), ('submitted', 'Submitted'), ('skipped', 'Skipped'), ('expired', 'Expired')], default='open', max_length=16)),
-                ('created_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to=settings.AUTH_USER_MODEL)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='annotate.item')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "Open"),
+                            ("submitted", "Submitted"),
+                            ("skipped", "Skipped"),
+                            ("expired", "Expired"),
+                        ],
+                        default="open",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="annotate.item",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Annotation',
+            name="Annotation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('value', models.JSONField()),
-                ('active_ms', models.PositiveIntegerField(default=0, help_text='Active time spent, in ms.')),
-                ('created_at', models.DateTimeField()),
-                ('late', models.BooleanField(default=False, help_text='Submitted after its lease expired.')),
-                ('counted', models.BooleanField(default=True, help_text="Counts toward the item's overlap.")),
-                ('source', models.CharField(blank=True, help_text='Where an imported annotation came from.', max_length=64)),
-                ('proposal_value', models.JSONField(blank=True, null=True)),
-                ('proposal_model_version_id', models.BigIntegerField(blank=True, null=True)),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='annotations', to=settings.AUTH_USER_MODEL)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='annotations', to='annotate.item')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='annotations', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("value", models.JSONField()),
+                ("active_ms", models.PositiveIntegerField(default=0, help_text="Active time spent, in ms.")),
+                ("created_at", models.DateTimeField()),
+                ("late", models.BooleanField(default=False, help_text="Submitted after its lease expired.")),
+                ("counted", models.BooleanField(default=True, help_text="Counts toward the item's overlap.")),
+                (
+                    "source",
+                    models.CharField(
+                        blank=True, help_text="Where an imported annotation came from.", max_length=64
+                    ),
+                ),
+                ("proposal_value", models.JSONField(blank=True, null=True)),
+                ("proposal_model_version_id", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="annotations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="annotations",
+                        to="annotate.item",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="annotations",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Skip',
+            name="Skip",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField()),
-                ('annotator', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='skips', to=settings.AUTH_USER_MODEL)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='skips', to='annotate.item')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='skips', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="skips",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="skips", to="annotate.item"
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="skips",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('overlap__gte', 1)), name='project_overlap_at_least_1'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("overlap__gte", 1)), name="project_overlap_at_least_1"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('lease_seconds__gte', 10)), name='project_lease_at_least_10s'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("lease_seconds__gte", 10)), name="project_lease_at_least_10s"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('project', 'user'), name='membership_unique'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(fields=("project", "user"), name="membership_unique"),
         ),
         migrations.AddConstraint(
-            model_name='label',
-            constraint=models.UniqueConstraint(fields=('project', 'name'), name='label_name_unique_in_project', violation_error_message='a label with this name already exists in this project'),
+            model_name="label",
+            constraint=models.UniqueConstraint(
+                fields=("project", "name"),
+                name="label_name_unique_in_project",
+                violation_error_message="a label with this name already exists in this project",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='label',
-            constraint=models.UniqueConstraint(condition=models.Q(('hotkey', ''), _negated=True), fields=('project', 'hotkey'), name='label_hotkey_unique_in_project', violation_error_message='another label of this project has this hotkey'),
+            model_name="label",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("hotkey", ""), _negated=True),
+                fields=("project", "hotkey"),
+                name="label_hotkey_unique_in_project",
+                violation_error_message="another label of this project has this hotkey",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='label',
-            constraint=models.CheckConstraint(condition=models.Q(('colour__regex', '^#[0-9a-fA-F]{6}$')), name='label_colour_hex'),
+            model_name="label",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("colour__regex", "^#[0-9a-fA-F]{6}$")), name="label_colour_hex"
+            ),
         ),
         migrations.AddIndex(
-            model_name='item',
-            index=models.Index(models.F('project'), models.OrderBy(models.F('priority'), descending=True), models.F('id'), condition=models.Q(('is_complete', False)), name='item_queue_idx'),
+            model_name="item",
+            index=models.Index(
+                models.F("project"),
+                models.OrderBy(models.F("priority"), descending=True),
+                models.F("id"),
+                condition=models.Q(("is_complete", False)),
+                name="item_queue_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='item',
-            constraint=models.UniqueConstraint(fields=('project', 'external_id'), name='item_external_id_unique_in_project', violation_error_message='an item with this external id already exists in this project'),
+            model_name="item",
+            constraint=models.UniqueConstraint(
+                fields=("project", "external_id"),
+                name="item_external_id_unique_in_project",
+                violation_error_message="an item with this external id already exists in this project",
+            ),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(condition=models.Q(('status', 'open')), fields=['project', 'expires_at'], name='assignment_open_expiry_idx'),
+            model_name="assignment",
+            index=models.Index(
+                condition=models.Q(("status", "open")),
+                fields=["project", "expires_at"],
+                name="assignment_open_expiry_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(condition=models.Q(('status', 'open')), fields=['annotator', 'project'], name='assignment_open_by_user_idx'),
+            model_name="assignment",
+            index=models.Index(
+                condition=models.Q(("status", "open")),
+                fields=["annotator", "project"],
+                name="assignment_open_by_user_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(fields=['item', 'annotator'], name='assignment_item_user_idx'),
+            model_name="assignment",
+            index=models.Index(fields=["item", "annotator"], name="assignment_item_user_idx"),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'open')), fields=('item', 'annotator'), name='assignment_one_open_per_item_and_annotator'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "open")),
+                fields=("item", "annotator"),
+                name="assignment_one_open_per_item_and_annotator",
+            ),
         ),
         migrations.AddIndex(
-            model_name='annotation',
-            index=models.Index(fields=['annotator', 'item'], name='annotation_user_item_idx'),
+            model_name="annotation",
+            index=models.Index(fields=["annotator", "item"], name="annotation_user_item_idx"),
         ),
         migrations.AddIndex(
-            model_name='annotation',
-            index=models.Index(fields=['item'], name='annotation_item_idx'),
+            model_name="annotation",
+            index=models.Index(fields=["item"], name="annotation_item_idx"),
         ),
         migrations.AddConstraint(
-            model_name='annotation',
-            constraint=models.CheckConstraint(condition=models.Q(('active_ms__gte', 0)), name='annotation_active_ms_gte_0'),
+            model_name="annotation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("active_ms__gte", 0)), name="annotation_active_ms_gte_0"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='skip',
-            constraint=models.UniqueConstraint(fields=('item', 'annotator'), name='skip_unique'),
+            model_name="skip",
+            constraint=models.UniqueConstraint(fields=("item", "annotator"), name="skip_unique"),
         ),
     ]

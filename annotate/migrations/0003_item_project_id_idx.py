@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0002_import_export_jobs'),
+        ("annotate", "0002_import_export_jobs"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='item',
-            index=models.Index(fields=['project', 'id'], name='item_project_id_idx'),
+            model_name="item",
+            index=models.Index(fields=["project", "id"], name="item_project_id_idx"),
         ),
     ]

@@ -4,25 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0003_item_project_id_idx'),
+        ("annotate", "0003_item_project_id_idx"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='retrain_every',
-            field=models.PositiveIntegerField(default=0, help_text='Retrain automatically every N new labels (0: off).'),
+            model_name="project",
+            name="retrain_every",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Retrain automatically every N new labels (0: off)."
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='sampling_strategy',
-            field=models.CharField(choices=[('margin', 'Margin (default)'), ('least_confidence', 'Least confidence'), ('entropy', 'Entropy'), ('random', 'Random')], default='margin', help_text='How the active model orders the queue.', max_length=24),
+            model_name="project",
+            name="sampling_strategy",
+            field=models.CharField(
+                choices=[
+                    ("margin", "Margin (default)"),
+                    ("least_confidence", "Least confidence"),
+                    ("entropy", "Entropy"),
+                    ("random", "Random"),
+                ],
+                default="margin",
+                help_text="How the active model orders the queue.",
+                max_length=24,
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='training_min_labels',
-            field=models.PositiveIntegerField(default=10, help_text='Train only once this many items have a final label.'),
+            model_name="project",
+            name="training_min_labels",
+            field=models.PositiveIntegerField(
+                default=10, help_text="Train only once this many items have a final label."
+            ),
         ),
     ]

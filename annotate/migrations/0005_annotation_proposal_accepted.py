@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0004_project_training_settings'),
+        ("annotate", "0004_project_training_settings"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='annotation',
-            name='proposal_accepted',
+            model_name="annotation",
+            name="proposal_accepted",
             field=models.BooleanField(blank=True, null=True),
         ),
     ]

@@ -5,43 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0005_annotation_proposal_accepted'),
+        ("annotate", "0005_annotation_proposal_accepted"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='item',
-            name='item_queue_idx',
+            model_name="item",
+            name="item_queue_idx",
         ),
         migrations.AddField(
-            model_name='membership',
-            name='queue_mark_epoch',
+            model_name="membership",
+            name="queue_mark_epoch",
             field=models.PositiveBigIntegerField(editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='queue_mark_item_id',
+            model_name="membership",
+            name="queue_mark_item_id",
             field=models.BigIntegerField(editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='queue_mark_priority',
+            model_name="membership",
+            name="queue_mark_priority",
             field=models.FloatField(editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='project',
-            name='queue_epoch',
+            model_name="project",
+            name="queue_epoch",
             field=models.PositiveBigIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='project',
-            name='queue_reordering',
+            model_name="project",
+            name="queue_reordering",
             field=models.BooleanField(default=False, editable=False),
         ),
         migrations.AddIndex(
-            model_name='item',
-            index=models.Index(models.F('project'), annotate.models.Neg('priority'), models.F('id'), condition=models.Q(('is_complete', False)), name='item_queue_idx'),
+            model_name="item",
+            index=models.Index(
+                models.F("project"),
+                annotate.models.Neg("priority"),
+                models.F("id"),
+                condition=models.Q(("is_complete", False)),
+                name="item_queue_idx",
+            ),
         ),
     ]

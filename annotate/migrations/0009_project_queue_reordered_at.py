@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0008_import_job_heartbeat'),
+        ("annotate", "0008_import_job_heartbeat"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='queue_reordered_at',
+            model_name="project",
+            name="queue_reordered_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0009_project_queue_reordered_at'),
+        ("annotate", "0009_project_queue_reordered_at"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='exportjob',
-            name='base_url',
+            model_name="exportjob",
+            name="base_url",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='exportjob',
-            name='heartbeat_at',
+            model_name="exportjob",
+            name="heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

@@ -9,223 +9,318 @@ def fill_final_labels(apps, schema_editor):
     """Every existing project's final labels, agreement and dashboard tallies, from its annotations."""
     from annotate.quality.rebuild import project_quality_rebuild
 
-    models_ = {name: apps.get_model("annotate", name) for name in ("Item", "Annotation", "Label", "Tally", "Review")}
+    models_ = {
+        name: apps.get_model("annotate", name) for name in ("Item", "Annotation", "Label", "Tally", "Review")
+    }
     for project in apps.get_model("annotate", "Project").objects.order_by("id"):
         project_quality_rebuild(project=project, models=models_)
 
 
-
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0010_export_job_heartbeat'),
+        ("annotate", "0010_export_job_heartbeat"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Review',
+            name="Review",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('decision', models.CharField(choices=[('accept', 'Accept'), ('correct', 'Correct'), ('reject', 'Reject')], max_length=8)),
-                ('value', models.JSONField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True)),
-                ('outcomes', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField()),
-                ('seen_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[("accept", "Accept"), ("correct", "Correct"), ("reject", "Reject")],
+                        max_length=8,
+                    ),
+                ),
+                ("value", models.JSONField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True)),
+                ("outcomes", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField()),
+                ("seen_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Tally',
+            name="Tally",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=24)),
-                ('key', models.CharField(max_length=400)),
-                ('n', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=24)),
+                ("key", models.CharField(max_length=400)),
+                ("n", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.AddField(
-            model_name='annotation',
-            name='rejected',
+            model_name="annotation",
+            name="rejected",
             field=models.BooleanField(db_default=False, default=False),
         ),
         migrations.AddField(
-            model_name='exportjob',
-            name='reviewed_only',
+            model_name="exportjob",
+            name="reviewed_only",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='exportjob',
-            name='selection',
+            model_name="exportjob",
+            name="selection",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='item',
-            name='disagreement',
+            model_name="item",
+            name="disagreement",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='item',
-            name='final_source',
-            field=models.CharField(choices=[('none', 'No label yet'), ('single', 'One annotator'), ('consensus', 'Consensus'), ('tie', 'Tie (no final label)'), ('review', 'Review'), ('gold', 'Gold')], default='none', max_length=16),
+            model_name="item",
+            name="final_source",
+            field=models.CharField(
+                choices=[
+                    ("none", "No label yet"),
+                    ("single", "One annotator"),
+                    ("consensus", "Consensus"),
+                    ("tie", "Tie (no final label)"),
+                    ("review", "Review"),
+                    ("gold", "Gold"),
+                ],
+                default="none",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='item',
-            name='final_value',
+            model_name="item",
+            name="final_value",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='item',
-            name='gold_value',
-            field=models.JSONField(blank=True, help_text='The true value of a gold item.', null=True),
+            model_name="item",
+            name="gold_value",
+            field=models.JSONField(blank=True, help_text="The true value of a gold item.", null=True),
         ),
         migrations.AddField(
-            model_name='item',
-            name='pick_kind',
-            field=models.CharField(choices=[('queue', 'Queue'), ('gold', 'Gold')], default='queue', max_length=8),
+            model_name="item",
+            name="pick_kind",
+            field=models.CharField(
+                choices=[("queue", "Queue"), ("gold", "Gold")], default="queue", max_length=8
+            ),
         ),
         migrations.AddField(
-            model_name='item',
-            name='review_lease_expires_at',
+            model_name="item",
+            name="review_lease_expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='item',
-            name='review_leased_by_id',
+            model_name="item",
+            name="review_leased_by_id",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='item',
-            name='review_priority',
+            model_name="item",
+            name="review_priority",
             field=models.FloatField(default=0.0),
         ),
         migrations.AddField(
-            model_name='item',
-            name='review_state',
-            field=models.CharField(choices=[('none', 'Not for review'), ('queued', 'Waiting for review'), ('done', 'Reviewed')], default='none', max_length=8),
+            model_name="item",
+            name="review_state",
+            field=models.CharField(
+                choices=[("none", "Not for review"), ("queued", "Waiting for review"), ("done", "Reviewed")],
+                default="none",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='item',
-            name='reviewed_value',
+            model_name="item",
+            name="reviewed_value",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='item',
-            name='suspect_value',
+            model_name="item",
+            name="suspect_value",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='item',
-            name='suspicion',
+            model_name="item",
+            name="suspicion",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='gold_answers',
+            model_name="membership",
+            name="gold_answers",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='gold_correct',
+            model_name="membership",
+            name="gold_correct",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='paused',
+            model_name="membership",
+            name="paused",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='paused_reason',
+            model_name="membership",
+            name="paused_reason",
             field=models.CharField(blank=True, max_length=300),
         ),
         migrations.AddField(
-            model_name='project',
-            name='consensus_computed_at',
+            model_name="project",
+            name="consensus_computed_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='project',
-            name='consensus_every',
-            field=models.PositiveIntegerField(default=0, help_text='Dawid–Skene: recompute after N new annotations (0: on demand only).'),
+            model_name="project",
+            name="consensus_every",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Dawid–Skene: recompute after N new annotations (0: on demand only)."
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='consensus_last_annotation_id',
+            model_name="project",
+            name="consensus_last_annotation_id",
             field=models.BigIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='project',
-            name='consensus_method',
-            field=models.CharField(choices=[('majority', 'Majority vote'), ('dawid_skene', 'Dawid–Skene (weighs annotators)')], default='majority', help_text='Majority is kept with every annotation; Dawid–Skene is recomputed in the background.', max_length=16),
+            model_name="project",
+            name="consensus_method",
+            field=models.CharField(
+                choices=[("majority", "Majority vote"), ("dawid_skene", "Dawid–Skene (weighs annotators)")],
+                default="majority",
+                help_text="Majority is kept with every annotation; Dawid–Skene is recomputed in the background.",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_pause_below',
-            field=models.FloatField(blank=True, help_text='Pause an annotator whose gold accuracy is surely below this (0 to 1; empty: never).', null=True),
+            model_name="project",
+            name="gold_pause_below",
+            field=models.FloatField(
+                blank=True,
+                help_text="Pause an annotator whose gold accuracy is surely below this (0 to 1; empty: never).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_share',
-            field=models.FloatField(default=0.0, help_text="Share of each annotator's queue that is gold items (0 to 0.5)."),
+            model_name="project",
+            name="gold_share",
+            field=models.FloatField(
+                default=0.0, help_text="Share of each annotator's queue that is gold items (0 to 0.5)."
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('gold_share__gte', 0), ('gold_share__lte', 0.5)), name='project_gold_share_0_to_half'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("gold_share__gte", 0), ("gold_share__lte", 0.5)),
+                name="project_gold_share_0_to_half",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('gold_pause_below__isnull', True), models.Q(('gold_pause_below__gte', 0), ('gold_pause_below__lte', 1)), _connector='OR'), name='project_gold_pause_below_0_to_1'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("gold_pause_below__isnull", True),
+                    models.Q(("gold_pause_below__gte", 0), ("gold_pause_below__lte", 1)),
+                    _connector="OR",
+                ),
+                name="project_gold_pause_below_0_to_1",
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='annotation',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='reviews', to='annotate.annotation'),
+            model_name="review",
+            name="annotation",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="reviews",
+                to="annotate.annotation",
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='item',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to='annotate.item'),
+            model_name="review",
+            name="item",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="reviews", to="annotate.item"
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to='annotate.project'),
+            model_name="review",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="reviews", to="annotate.project"
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='reviewer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reviews', to=settings.AUTH_USER_MODEL),
+            model_name="review",
+            name="reviewer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="reviews",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='supersedes',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='annotate.review'),
+            model_name="review",
+            name="supersedes",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="annotate.review",
+            ),
         ),
         migrations.AddField(
-            model_name='item',
-            name='last_review',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='annotate.review'),
+            model_name="item",
+            name="last_review",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="annotate.review",
+            ),
         ),
         migrations.AddIndex(
-            model_name='item',
-            index=models.Index(condition=models.Q(('review_state', 'queued')), fields=['project', '-disagreement', '-review_priority', 'id'], name='item_review_queue_idx'),
+            model_name="item",
+            index=models.Index(
+                condition=models.Q(("review_state", "queued")),
+                fields=["project", "-disagreement", "-review_priority", "id"],
+                name="item_review_queue_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='item',
-            index=models.Index(condition=models.Q(('pick_kind', 'gold')), fields=['project', 'id'], name='item_gold_idx'),
+            model_name="item",
+            index=models.Index(
+                condition=models.Q(("pick_kind", "gold")), fields=["project", "id"], name="item_gold_idx"
+            ),
         ),
         migrations.AddField(
-            model_name='tally',
-            name='project',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='tallies', to='annotate.project'),
+            model_name="tally",
+            name="project",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="tallies",
+                to="annotate.project",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tally',
-            constraint=models.UniqueConstraint(fields=('project', 'kind', 'key'), name='tally_unique'),
+            model_name="tally",
+            constraint=models.UniqueConstraint(fields=("project", "kind", "key"), name="tally_unique"),
         ),
         migrations.RunPython(fill_final_labels, migrations.RunPython.noop, elidable=True),
     ]

@@ -6,43 +6,84 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0012_item_browser_indexes'),
+        ("annotate", "0012_item_browser_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='spans_may_overlap',
-            field=models.BooleanField(default=False, help_text='Text spans may overlap one another.'),
+            model_name="project",
+            name="spans_may_overlap",
+            field=models.BooleanField(default=False, help_text="Text spans may overlap one another."),
         ),
         migrations.AddField(
-            model_name='project',
-            name='spans_snap_to_tokens',
-            field=models.BooleanField(default=True, help_text='Text spans: a selection widens to whole tokens (off: character precision).'),
+            model_name="project",
+            name="spans_snap_to_tokens",
+            field=models.BooleanField(
+                default=True,
+                help_text="Text spans: a selection widens to whole tokens (off: character precision).",
+            ),
         ),
         migrations.AlterField(
-            model_name='project',
-            name='task_type',
-            field=models.CharField(choices=[('text_classification', 'Text classification'), ('image_classification', 'Image classification'), ('image_boxes', 'Bounding boxes on images'), ('text_spans', 'Text spans (entities)')], max_length=32),
+            model_name="project",
+            name="task_type",
+            field=models.CharField(
+                choices=[
+                    ("text_classification", "Text classification"),
+                    ("image_classification", "Image classification"),
+                    ("image_boxes", "Bounding boxes on images"),
+                    ("text_spans", "Text spans (entities)"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.CreateModel(
-            name='ItemNote',
+            name="ItemNote",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField(blank=True)),
-                ('flagged', models.BooleanField(default=False, help_text="Flagged for the project's leads.")),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notes', to='annotate.item')),
-                ('project', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='notes', to='annotate.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.TextField(blank=True)),
+                ("flagged", models.BooleanField(default=False, help_text="Flagged for the project's leads.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="notes", to="annotate.item"
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notes",
+                        to="annotate.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(condition=models.Q(('flagged', True), ('resolved_at__isnull', True)), fields=['project', 'id'], name='note_open_flag_idx')],
+                "ordering": ["id"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("flagged", True), ("resolved_at__isnull", True)),
+                        fields=["project", "id"],
+                        name="note_open_flag_idx",
+                    )
+                ],
             },
         ),
     ]

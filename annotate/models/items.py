@@ -36,6 +36,7 @@ class FinalSource(models.TextChoices):
 class PickKind(models.TextChoices):
     QUEUE = "queue", "Queue"
     GOLD = "gold", "Gold"
+    RANDOM = "random", "Random slice"
 
 
 class ReviewState(models.TextChoices):

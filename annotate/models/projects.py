@@ -46,6 +46,7 @@ class Project(models.Model):
         max_length=24,
         choices=[
             ("margin", "Margin (default)"),
+            ("margin_diversity", "Margin + diversity (uncertain items from different clusters)"),
             ("least_confidence", "Least confidence"),
             ("entropy", "Entropy"),
             ("random", "Random"),
@@ -68,6 +69,12 @@ class Project(models.Model):
     consensus_last_annotation_id = models.BigIntegerField(default=0, editable=False)
     gold_share = models.FloatField(
         default=0.0, help_text="Share of each annotator's queue that is gold items (0 to 0.5)."
+    )
+    # Active learning's proof (training/evaluation.py): a share of queue picks drawn uniformly at
+    # random, served without a proposal, whose labels estimate the model's accuracy without bias.
+    random_share = models.FloatField(
+        default=0.1,
+        help_text="Share of queue picks drawn uniformly at random, to measure the model (0 to 0.5).",
     )
     gold_pause_below = models.FloatField(
         null=True,
@@ -96,6 +103,9 @@ class Project(models.Model):
             models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"),
             models.CheckConstraint(
                 condition=Q(gold_share__gte=0, gold_share__lte=0.5), name="project_gold_share_0_to_half"
+            ),
+            models.CheckConstraint(
+                condition=Q(random_share__gte=0, random_share__lte=0.5), name="project_random_share_0_to_half"
             ),
             models.CheckConstraint(
                 condition=Q(gold_pause_below__isnull=True)

@@ -25,7 +25,7 @@ from annotate.views.access import page_membership
 
 GROUPS = (
     ("Labeling", ("name", "instructions", "overlap", "lease_seconds")),
-    ("Training", ("training_min_labels", "retrain_every", "sampling_strategy")),
+    ("Training", ("training_min_labels", "retrain_every", "sampling_strategy", "random_share")),
     ("Label quality", ("consensus_method", "consensus_every", "gold_share", "gold_pause_below")),
     ("Text spans", ("spans_snap_to_tokens", "spans_may_overlap")),
 )
@@ -44,6 +44,7 @@ class ProjectSettingsForm(forms.ModelForm):
         "overlap": (1, 32767),
         "lease_seconds": (10, None),
         "gold_share": (0, 0.5),
+        "random_share": (0, 0.5),
         "gold_pause_below": (0, 1),
     }
 
@@ -61,7 +62,7 @@ class ProjectSettingsForm(forms.ModelForm):
             if high is not None:
                 field.validators.append(MaxValueValidator(high))
                 field.widget.attrs["max"] = high
-        for name in ("gold_share", "gold_pause_below"):
+        for name in ("gold_share", "gold_pause_below", "random_share"):
             self.fields[name].widget.attrs["step"] = "0.01"
         # Another type's settings are not on the page: an absent checkbox must not read as "off".
         for title, kind in TYPE_GROUPS.items():

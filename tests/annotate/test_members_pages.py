@@ -328,6 +328,7 @@ def _settings_data(project: Project, **changes) -> dict:
         "training_min_labels": project.training_min_labels,
         "retrain_every": project.retrain_every,
         "sampling_strategy": project.sampling_strategy,
+        "random_share": project.random_share,
         "consensus_method": project.consensus_method,
         "consensus_every": project.consensus_every,
         "gold_share": project.gold_share,
