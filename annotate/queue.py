@@ -12,6 +12,10 @@ queue epoch, so that an annotator far ahead does not walk everything they labele
 annotate/queue_leases.py (expiry, leases given back after a reordering, release) and
 annotate/queue_gold.py (a gold item to serve, a gold answer counted). Their public names are
 importable from here too.
+
+Each new pick is drawn: a gold item at the project's `gold_share`; otherwise, while the project
+has a random slice (queue_order.py), a slice item at its `random_share`; otherwise the queue's
+order. Both draws are for members' requests only (the pages and the API pass the membership).
 """
 
 import logging
@@ -50,10 +54,13 @@ from annotate.queue_leases import (
 from annotate.queue_order import (
     QUEUE_ORDER_SQL,
     _bookmark_advance,
+    _random_slice_candidate,
+    _random_slice_top_up,
     item_candidates_sql,
     queue_order_changed,
     queue_reordering,
     queue_reordering_end,
+    random_slice_redraw,
 )
 from annotate.raw_rows import columns, from_row, insert
 from annotate.signals import annotations_stored_on_commit
@@ -74,10 +81,11 @@ __all__ = [
     "queue_order_changed",
     "queue_reordering",
     "queue_reordering_end",
+    "random_slice_redraw",
 ]
 
 logger = logging.getLogger(__name__)
-_random = random.Random()  # the gold draw; tests seed it
+_random = random.Random()  # the gold and random-slice draws; tests seed it
 
 
 class QueueError(Exception):
@@ -139,8 +147,11 @@ def assignment_next(
     A held lease on an item not in `exclude_item_ids` is returned first (a reloaded page gets
     its item back). Otherwise a new item is leased, unless the annotator already holds
     LABELLOOP_MAX_LEASES_PER_ANNOTATOR (LeaseLimitReached). Returns None when nothing is left.
-    With the annotator's `membership` the search starts at their bookmark. At most 6 SQL
-    statements, whatever the project's size.
+    With the annotator's `membership` the search starts at their bookmark, and a share of picks
+    is gold or random-slice (see the module's docstring). At most 6 SQL statements, whatever the
+    project's size: one more when a draw finds nothing to serve, a few more when that empties
+    the random slice (a fresh batch is marked); when the queue's order has nothing left, the
+    slice's leftovers are served (one more statement).
     """
     _membership_check(project=project, annotator=annotator, membership=membership)
     if membership is not None and membership.paused:
@@ -171,6 +182,14 @@ def assignment_next(
             row = None
             if project.gold_share and membership is not None and _gold_draw(project.gold_share):
                 row = _gold_candidate(cursor, project=project, annotator_id=annotator.pk, held=held)
+            slice_open = project.random_slice_open and project.random_share and membership is not None
+            if row is None and slice_open and _random_draw(project.random_share):
+                row = _random_slice_candidate(cursor, project=project, annotator_id=annotator.pk, held=held)
+                if row is None and _random_slice_top_up(cursor, project=project):
+                    row = _random_slice_candidate(
+                        cursor, project=project, annotator_id=annotator.pk, held=held
+                    )
+                slice_open = False  # looked already
             if row is None:
                 sql, params = item_candidates_sql(
                     project=project,
@@ -182,6 +201,9 @@ def assignment_next(
                     sql += " FOR UPDATE SKIP LOCKED"
                 cursor.execute(sql, params)
                 row = cursor.fetchone()
+            if row is None and slice_open:
+                # The queue's order is done for them: the slice's leftovers are all that is left.
+                row = _random_slice_candidate(cursor, project=project, annotator_id=annotator.pk, held=held)
             if row is None:
                 return None
             item = from_row(Item, row)
@@ -205,6 +227,11 @@ def assignment_next(
 
 def _gold_draw(share: float) -> bool:
     """Whether this request serves a gold item: a draw with the project's gold share."""
+    return _random.random() < share
+
+
+def _random_draw(share: float) -> bool:
+    """Whether this request serves a random-slice item: a draw with the project's random share."""
     return _random.random() < share
 
 

@@ -34,6 +34,7 @@ class ProjectFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Project {n}")
     task_type = Project.TaskType.TEXT_CLASSIFICATION
+    random_share = 0.0  # no random-slice draws unless a test asks (see make_project)
     overlap = 1
     lease_seconds = 600
 
@@ -108,6 +109,9 @@ def make_project(*, labels=("positive", "negative"), items=0, members=(), **fiel
 
     fields.setdefault("name", f"Project {Project.objects.count() + 1}")
     fields.setdefault("task_type", Project.TaskType.TEXT_CLASSIFICATION)
+    # No random-slice draws unless a test asks for them (tests/annotate/test_random_slice.py): a
+    # draw at the studio's 10% would make every "the queue serves …" assertion flaky.
+    fields.setdefault("random_share", 0.0)
     project = project_create(created_by=UserFactory(), labels=list(labels), **fields)
     if items:
         item_create_bulk(

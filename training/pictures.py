@@ -185,14 +185,19 @@ def confusion_matrix_svg(
 
 
 def learning_curve_svg(
-    points: Sequence[Mapping[str, Any]], title: str = "Learning curve", *, measure: str = "accuracy"
+    points: Sequence[Mapping[str, Any]],
+    title: str = "Learning curve",
+    *,
+    measure: str = "accuracy",
+    axis: str | None = None,
 ) -> str:
     """Validation accuracy against the number of training labels, one point per model version.
 
     Each point is a dict with `n_labels` and `accuracy`, and optionally `ci_low`/`ci_high` (drawn as
     whiskers, and as a band when every point has them) and `version` (written above the point). Give the
     points in version order: the last one is the latest, which is filled and summed up under the title.
-    `measure` names the figure the points' `accuracy` holds (a spans model's is "entity F1").
+    `measure` names the figure the points' `accuracy` holds (a spans model's is "entity F1"); `axis`
+    titles the vertical axis ("Validation <measure>" by default; the random slice's curve says so).
     """
     width, height = 640, 400
     left, right, top, bottom = 64, 28, 72, 58
@@ -264,7 +269,7 @@ def learning_curve_svg(
     out.append(_text(left + plot_w / 2, height - 14, "Number of training labels", size=13, weight="600"))
     out.append(
         f'<text x="0" y="0" transform="translate(18,{top + plot_h / 2}) rotate(-90)" text-anchor="middle" '
-        f'font-size="13" font-weight="600" fill="{INK}">Validation {measure}</text>'
+        f'font-size="13" font-weight="600" fill="{INK}">{escape(axis or "Validation " + measure)}</text>'
     )
 
     with_ci = [r for r in rows if r["lo"] is not None]

@@ -3,25 +3,44 @@
 The labeling page (web layer) reads proposals through proposal_for; annotate stores the proposal
 an annotation was shown as plain data (Annotation.proposal_value, proposal_model_version_id),
 and counts it per model version in the project's tallies, which proposal_acceptance reads.
+
+A random-slice item (annotate/queue_order.py) is served without a proposal; proposal_for records
+instead, on its lease, what the active version predicts for it (`Assignment.slice_value`,
+`slice_model_version_id`), before its label exists. `random_slice_report` reads them back: per
+version, the slice items served while it was active, scored against their final labels, an
+unbiased estimate of its accuracy on the pool (Wilson interval); the learning curve of those
+estimates; and the stopping advice (consecutive versions' predictions agree, by Cohen's kappa,
+and the estimates have flattened).
 """
+
+import json
+from dataclasses import dataclass
 
 from django.db import connection
 
 from annotate.dashboards import proposal_acceptance_list
-from annotate.models import Item, PickKind, Project
+from annotate.models import Assignment, FinalSource, Item, PickKind, Project
+from annotate.quality.agreement import cohen_kappa
 from annotate.raw_rows import columns, from_row
 from training.models import ModelVersion, Prediction
 
 
-def proposal_for(*, item: Item) -> dict | None:
+def proposal_for(*, item: Item, assignment: Assignment | None = None) -> dict | None:
     """The label proposed for `item`: the active version's prediction, else one imported with the
-    data; none for a gold item.
+    data; none for a gold item, nor for a random-slice one.
 
     A model's proposal names its version twice: `model_version_id` (the database id an
     annotation stores) and `model_version_number` (the project's vN). An imported one has neither.
+    Given the lease of a random-slice item (`assignment`), the active version's hidden prediction
+    is recorded on it, once: one statement, as the proposal's lookup would have been.
     """
     if item.pick_kind == PickKind.GOLD:
         return None  # a gold item is served unannounced: a proposal would give its value away
+    if item.pick_kind == PickKind.RANDOM:
+        # The label must not lean on the model it measures.
+        if assignment is not None:
+            _slice_prediction_record(assignment_id=assignment.pk, item_id=item.pk)
+        return None
     # On the labeling page's path (next item): SQL, see annotate/raw_rows.py.
     fields = ("value", "score", "model_version_id")
     with connection.cursor() as cursor:
@@ -43,6 +62,21 @@ def proposal_for(*, item: Item) -> dict | None:
     return item.proposal
 
 
+def _slice_prediction_record(*, assignment_id: int, item_id: int) -> None:
+    """Write the active version's prediction for the item onto its lease, unless one is there:
+    one UPDATE … FROM (nothing is written before the first model)."""
+    table = Assignment._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET slice_value = q.value, slice_model_version_id = q.model_version_id"
+            f" FROM (SELECT p.value, p.model_version_id FROM {Prediction._meta.db_table} p"
+            f" JOIN {ModelVersion._meta.db_table} v ON v.id = p.model_version_id"
+            " WHERE p.item_id = %s AND v.is_active LIMIT 1) AS q"
+            f" WHERE {table}.id = %s AND {table}.slice_model_version_id IS NULL",
+            [item_id, assignment_id],
+        )
+
+
 def proposal_acceptance(*, project: Project) -> dict[int, dict]:
     """Per model version id: proposals shown, accepted as they were, and the rate.
 
@@ -53,3 +87,195 @@ def proposal_acceptance(*, project: Project) -> dict[int, dict]:
         v.model_version_id: {"shown": v.shown, "accepted": v.accepted, "rate": v.rate}
         for v in proposal_acceptance_list(project_id=project.pk)
     }
+
+
+# Stopping advice: consecutive versions' predictions agree at least this much (Cohen's kappa), and
+# the last FLAT_VERSIONS versions' estimates, each on at least MIN_SLICE_ITEMS slice items, lie
+# within one another's intervals.
+KAPPA_STOP = 0.95
+FLAT_VERSIONS = 3
+MIN_SLICE_ITEMS = 30
+
+
+@dataclass(frozen=True)
+class SliceEstimate:
+    """One version's accuracy on the random-slice items served while it was active."""
+
+    version_id: int
+    number: int
+    n_labels: int  # the labels the version was trained on
+    n: int  # slice items it predicted before their label, now labeled
+    correct: int
+    accuracy: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class StoppingAdvice:
+    kappa: float
+    accuracy: float
+    half_width: float
+    flat_over: int
+
+    @property
+    def text(self) -> str:
+        return (
+            f"predictions agree \u03ba = {self.kappa:.2f} with the previous version; estimated accuracy"
+            f" {self.accuracy:.2f} \u00b1 {self.half_width:.2f}, flat over the last {self.flat_over}"
+            " versions: labeling more is unlikely to help"
+        )
+
+
+@dataclass(frozen=True)
+class SliceReport:
+    estimates: list[SliceEstimate]  # in version order
+    active: SliceEstimate | None
+    kappa: float | None  # the active version's predictions against the one before it
+    advice: StoppingAdvice | None
+    curve_svg: str
+
+
+def _choices(value) -> tuple | None:
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict) or not isinstance(value.get("choices"), list):
+        return None
+    return tuple(sorted(value["choices"]))
+
+
+def random_slice_estimates(*, project: Project) -> list[SliceEstimate]:
+    """Per model version (in version order), the random-slice items it predicted when they were
+    served, scored against their final labels, with a 95% Wilson interval.
+
+    An item counts once, for the version of its first recorded serve (which preceded all of its
+    labels, so that version never trained on it), and only once it has a final label. Exact match
+    of the choices (subset accuracy for multi-label); classification projects only.
+    """
+    if not project.is_classification:
+        return []
+    from training.evaluation import wilson_interval
+
+    rows = (
+        Assignment.objects.filter(
+            project=project, item__pick_kind=PickKind.RANDOM, slice_model_version_id__isnull=False
+        )
+        .exclude(item__final_source__in=[FinalSource.NONE, FinalSource.TIE])
+        .order_by("item_id", "id")
+        .values_list("item_id", "slice_model_version_id", "slice_value", "item__final_value")
+    )
+    counts: dict[int, list[int]] = {}
+    seen: set[int] = set()
+    for item_id, version_id, predicted, final in rows:
+        if item_id in seen:
+            continue
+        seen.add(item_id)
+        truth = _choices(final)
+        if truth is None:
+            continue
+        tally = counts.setdefault(version_id, [0, 0])
+        tally[0] += 1
+        tally[1] += _choices(predicted) == truth
+    versions = ModelVersion.objects.filter(project=project, pk__in=counts).order_by("number")
+    estimates = []
+    for version in versions:
+        n, correct = counts[version.pk]
+        low, high = wilson_interval(correct, n)
+        estimates.append(
+            SliceEstimate(
+                version_id=version.pk,
+                number=version.number,
+                n_labels=int(version.metrics.get("n_train") or 0),
+                n=n,
+                correct=correct,
+                accuracy=correct / n,
+                low=low,
+                high=high,
+            )
+        )
+    return estimates
+
+
+def prediction_agreement(*, version: ModelVersion, previous: ModelVersion) -> float | None:
+    """Cohen's kappa between two versions' predictions on the pool items both scored: one GROUP BY
+    over the pairs of predicted values (k x k rows, whatever the pool's size)."""
+    table = Prediction._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.value, b.value, COUNT(*) FROM {table} a JOIN {table} b ON b.item_id = a.item_id"
+            " WHERE a.model_version_id = %s AND b.model_version_id = %s GROUP BY a.value, b.value",
+            [version.pk, previous.pk],
+        )
+        pairs = [(_key(a), _key(b), n) for a, b, n in cursor.fetchall()]
+    confusion: dict[tuple[str, str], int] = {}
+    for a, b, n in pairs:
+        confusion[a, b] = confusion.get((a, b), 0) + n
+    if not confusion:
+        return None
+    kappa = cohen_kappa(confusion)
+    if kappa is None:  # one value throughout: agreement is total or none
+        return 1.0 if all(a == b for a, b in confusion) else 0.0
+    return kappa
+
+
+def _key(raw) -> str:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return json.dumps(value, sort_keys=True)
+
+
+def _flat(estimates: list[SliceEstimate]) -> bool:
+    """Each estimate lies inside every other's interval."""
+    return all(e.low <= f.accuracy <= e.high for e in estimates for f in estimates)
+
+
+def random_slice_report(*, project: Project, active: ModelVersion | None) -> SliceReport:
+    """The random slice's figures for the project page: estimates, curve, stopping advice."""
+    from training.pictures import learning_curve_svg
+
+    estimates = random_slice_estimates(project=project)
+    by_version = {e.version_id: e for e in estimates}
+    kappa = None
+    if active is not None:
+        previous = (
+            ModelVersion.objects.filter(project=project, number__lt=active.number).order_by("-number").first()
+        )
+        if previous is not None:
+            kappa = prediction_agreement(version=active, previous=previous)
+    advice = None
+    last = [e for e in estimates if e.n >= MIN_SLICE_ITEMS][-FLAT_VERSIONS:]
+    current = by_version.get(active.pk) if active is not None else None
+    if (
+        kappa is not None
+        and kappa >= KAPPA_STOP
+        and len(last) == FLAT_VERSIONS
+        and current is not None
+        and last[-1] is current
+        and _flat(last)
+    ):
+        advice = StoppingAdvice(
+            kappa=kappa,
+            accuracy=current.accuracy,
+            half_width=(current.high - current.low) / 2,
+            flat_over=FLAT_VERSIONS,
+        )
+    points = [
+        {
+            "n_labels": e.n_labels,
+            "accuracy": e.accuracy,
+            "ci_low": e.low,
+            "ci_high": e.high,
+            "version": e.number,
+        }
+        for e in estimates
+    ]
+    svg = (
+        learning_curve_svg(
+            points,
+            title="Accuracy on the random slice",
+            measure="accuracy",
+            axis="Random-slice accuracy",
+        )
+        if points
+        else ""
+    )
+    return SliceReport(estimates=estimates, active=current, kappa=kappa, advice=advice, curve_svg=svg)

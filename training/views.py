@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from annotate.models import Project
 from annotate.views.access import page_membership
 from training.models import TrainingRun
+from training.proposals import random_slice_report
 from training.runs import training_run_cancel, training_run_list, training_run_request
 from training.versions import NoModelForTask, model_version_active, model_version_list_with_acceptance
 
@@ -28,7 +29,12 @@ def _run_partial(
         versions = model_version_list_with_acceptance(project=project)
         # The active version may be older than the newest few listed (a rollback).
         active = next((v for v in versions if v.is_active), None) or model_version_active(project=project)
-        context.update(refresh_model=True, versions=versions, active_version=active)
+        context.update(
+            refresh_model=True,
+            versions=versions,
+            active_version=active,
+            slice_report=random_slice_report(project=project, active=active),
+        )
     return render(request, "training/partials/_run.html", context)
 
 

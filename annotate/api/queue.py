@@ -18,7 +18,7 @@ def _next_data(lease: queue.Lease | None) -> dict | None:
     if lease is None:
         return None
     # Shown, not saved: the active model's proposal takes the place of one imported with the item.
-    lease.item.proposal = proposal_for(item=lease.item)
+    lease.item.proposal = proposal_for(item=lease.item, assignment=lease.assignment)
     return s.next_data(lease.assignment, lease.item)
 
 

@@ -123,6 +123,12 @@ class Item(models.Model):
             ),
             # The gold share of the queue.
             models.Index(fields=["project", "id"], condition=Q(pick_kind="gold"), name="item_gold_idx"),
+            # The random slice still to label (annotate/queue_order.py): a few dozen rows at a time.
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(pick_kind="random", is_complete=False),
+                name="item_random_slice_idx",
+            ),
             # The item browser's keyset pages in time order (annotate/browser/pages.py), either way:
             # a page starts at its cursor's (created_at, id) and reads one page of index rows.
             models.Index(fields=["project", "created_at", "id"], name="item_browser_created_idx"),
@@ -151,6 +157,10 @@ class Assignment(models.Model):
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    # A random-slice item's hidden prediction, recorded when it was served (training/proposals.py),
+    # before its label trained anything: the value and the model version's id, as plain data.
+    slice_value = models.JSONField(null=True, blank=True)
+    slice_model_version_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -76,6 +76,9 @@ class Project(models.Model):
         default=0.1,
         help_text="Share of queue picks drawn uniformly at random, to measure the model (0 to 0.5).",
     )
+    # Whether the random slice has been drawn and may hold items (annotate/queue_order.py): read
+    # from the row the queue already holds, so a project without a slice pays no statement for it.
+    random_slice_open = models.BooleanField(default=False, editable=False)
     gold_pause_below = models.FloatField(
         null=True,
         blank=True,

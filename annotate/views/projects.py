@@ -18,6 +18,7 @@ from annotate.models import ExportJob, ImportJob, Project
 from annotate.projects import membership_list, project_list_with_progress, project_progress
 from annotate.review import review_notices, review_notices_seen
 from annotate.views.access import page_membership
+from training.proposals import random_slice_report
 from training.runs import training_run_list
 from training.versions import model_version_active, model_version_list_with_acceptance
 from training.workers import training_unavailable_reason
@@ -33,12 +34,15 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = page_membership(request, project_id)
     project = membership.project
     reviews = membership.can_review
+    # Not looked for among the newest versions only: after a rollback it is an older one.
+    active_version = model_version_active(project=project) if reviews else None
     context = {
         "project": project,
         "membership": membership,
         "versions": model_version_list_with_acceptance(project=project) if reviews else [],
-        # Not looked for among the newest versions only: after a rollback it is an older one.
-        "active_version": model_version_active(project=project) if reviews else None,
+        "active_version": active_version,
+        # The random slice's estimates, their learning curve and the stopping advice.
+        "slice_report": random_slice_report(project=project, active=active_version) if reviews else None,
         "run": training_run_list(project=project).first() if membership.can_manage else None,
         "progress": project_progress(project=project, user=request.user),
         "members": membership_list(project=project) if membership.can_review else None,

@@ -116,6 +116,9 @@ def test_the_pools_predictions_hold_span_values_and_priorities_come_from_the_mar
 
 def test_the_queue_api_serves_the_least_certain_text_first_with_its_span_proposal(trained):
     project, run = trained
+    # The strategy's order alone: no random-slice draw (annotate/queue_order.py), none held out.
+    project.items.filter(pick_kind="random").update(pick_kind="queue")
+    Project.objects.filter(pk=project.pk).update(random_share=0, random_slice_open=False)
     annotator = UserFactory()
     project.memberships.create(user=annotator, role="annotator")
     api = APIClient()

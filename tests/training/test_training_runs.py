@@ -104,6 +104,8 @@ def test_the_queue_serves_the_least_certain_item_first_after_scoring(project):
 
 
 def test_scoring_retires_bookmarks_so_the_queue_follows_the_new_order(project):
+    Project.objects.filter(pk=project.pk).update(random_share=0)  # no random-slice draws
+    project.refresh_from_db()
     annotator = UserFactory()
     project.memberships.create(user=annotator, role="annotator")
     api = APIClient()

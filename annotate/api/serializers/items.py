@@ -5,7 +5,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from annotate.models import Item
+from annotate.models import Item, PickKind
 
 MAX_ITEMS_PER_REQUEST = 10_000
 
@@ -35,10 +35,25 @@ class QueueItemOutput(serializers.ModelSerializer):
     # The label proposed for this item, pre-selected on the labeling page: {"value", "score",
     # "model_version_id", "model_version_number"}; null when there is none.
     proposal = ProposalOutput(allow_null=True, read_only=True)
+    # Drawn by the random slice (served without a proposal, to measure the model without bias).
+    random_slice = serializers.SerializerMethodField()
 
     class Meta:
         model = Item
-        fields = ["id", "external_id", "text", "image_url", "width", "height", "metadata", "proposal"]
+        fields = [
+            "id",
+            "external_id",
+            "text",
+            "image_url",
+            "width",
+            "height",
+            "metadata",
+            "proposal",
+            "random_slice",
+        ]
+
+    def get_random_slice(self, item: Item) -> bool:
+        return item.pick_kind == PickKind.RANDOM
 
     def get_image_url(self, item: Item) -> str | None:
         if not item.image:

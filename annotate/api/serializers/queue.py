@@ -8,7 +8,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from annotate.api.serializers.items import QueueItemOutput
-from annotate.models import Annotation, Assignment, Item, Skip
+from annotate.models import Annotation, Assignment, Item, PickKind, Skip
 
 MAX_EXCLUDED_ITEMS = 100
 
@@ -107,6 +107,7 @@ def next_data(assignment: Assignment, item: Item) -> dict:
                 "model_version_id": _int_or_none(proposal.get("model_version_id")),
                 "model_version_number": _int_or_none(proposal.get("model_version_number")),
             },
+            "random_slice": item.pick_kind == PickKind.RANDOM,
         },
     }
 
