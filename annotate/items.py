@@ -57,12 +57,13 @@ def item_create_bulk(*, project: Project, rows: Iterable[dict], source: str = "i
 
     The rows pass the import's row rules and its batch writer (COPY on PostgreSQL): errors
     (ImportRejected, a ValidationError) name the row (1-based) and the field, and a duplicate
-    external id names both rows; an absent external id gets a random one.
+    external id names both rows; an absent external id gets a random one. The items keep the
+    body's order in the queue (priority 0): an API client chooses it, unlike a file's import.
     """
     rows = rows if isinstance(rows, list) else list(rows)
     if not rows:
         return ImportResult(items_created=0, annotations_created=0, proposals=0)
-    return import_records(project=project, records=rows, source=source)
+    return import_records(project=project, records=rows, source=source, shuffle=False)
 
 
 def item_locked(cursor, *, project: Project, item_id: int) -> Item | None:

@@ -1,4 +1,5 @@
-"""The training app; its ready() connects the receiver of annotate's annotations_stored signal."""
+"""The training app; its ready() connects the receivers of annotate's signals (annotations_stored,
+items_imported)."""
 
 from django.apps import AppConfig
 
@@ -9,7 +10,9 @@ class TrainingConfig(AppConfig):
 
     def ready(self) -> None:
         # annotate never imports training: it announces stored annotations, training listens.
-        from annotate.signals import annotations_stored
+        from annotate.signals import annotations_stored, items_imported
+        from training.coldstart import cold_start_receiver
         from training.runs import training_auto_request_receiver
 
         annotations_stored.connect(training_auto_request_receiver, dispatch_uid="training_auto_request")
+        items_imported.connect(cold_start_receiver, dispatch_uid="training_cold_start")

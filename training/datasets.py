@@ -5,8 +5,13 @@
 - Split: an item is on the validation side when sha256(project salt, item id) mod 5 = 0, fixed
   forever, whatever else is added. A class with no validation item lends its smallest-hash
   training item to validation for that run only; the snapshot records it.
-- Too few labels (fewer than 2 per class, or fewer than the project's minimum) raise
-  NotEnoughLabels with a message that says what is missing.
+- A first model as soon as it is useful: the snapshot keeps the classes that have at least
+  MIN_PER_CLASS labeled items and leaves the others out (their items, single-label; their
+  choices, multi-label), so the model proposes only those. `snapshot.classes_left_out` says
+  which, with their counts (the run's metrics carry it), and pool scoring looks for them with
+  the diversity strategy meanwhile (training/scoring.py). Too few labels (fewer than 2 classes
+  with 2, or fewer than the project's minimum) raise NotEnoughLabels with a message that says
+  exactly what is missing.
 - Text spans: a labeled text is one whose final value holds a spans list, empty lists included
   (an annotator saying "no entity here" teaches the model as much). A spans project trains from
   the project's minimum of labeled texts (`training_min_labels`, never fewer than
@@ -25,6 +30,7 @@ from annotate.models import Item, Label, Project
 from training.models import DatasetSnapshot
 
 VALIDATION_MODULUS = 5
+MIN_PER_CLASS = 2
 SPANS_MIN_TEXTS = 5
 SPANS_MIN_ENTITIES = 2
 
@@ -87,25 +93,74 @@ def _class_counts(labels: FinalLabels) -> dict[str, int]:
     return counts
 
 
-def labels_check(*, project: Project, labels: FinalLabels) -> None:
-    """Raise NotEnoughLabels unless every class has 2 labels and the project's minimum is met
-    (for spans: the minimum of labeled texts, with SPANS_MIN_ENTITIES entities among them)."""
+def labels_trainable(*, project: Project, labels: FinalLabels) -> tuple[FinalLabels, dict[str, int]]:
+    """The labels a model trains on, and the classes left out with their counts.
+
+    Classes with fewer than MIN_PER_CLASS labeled items are left out: single-label, with their
+    items; multi-label, from the items' choices (an item then says "no" to the classes kept).
+    Raises NotEnoughLabels, saying exactly what is missing, when fewer than 2 classes remain
+    (single-label) or none (multi-label), or when the project's minimum is not met; for spans,
+    the minimum of labeled texts with SPANS_MIN_ENTITIES entities among them (nothing left out).
+    """
     if project.task_type == Project.TaskType.TEXT_SPANS:
         _span_labels_check(project=project, labels=labels)
-        return
+        return labels, {}
     if len(labels.classes) < 2 and not project.multi_label:
         raise NotEnoughLabels(
             "not enough labels yet: a single-label project needs at least 2 labels (classes)"
         )
-    minimum = project.training_min_labels
-    if len(labels.item_ids) < minimum:
+    counts = _class_counts(labels)
+    kept = [name for name in labels.classes if counts[name] >= MIN_PER_CLASS]
+    left_out = {name: n for name, n in counts.items() if n < MIN_PER_CLASS}
+    needed = 1 if project.multi_label else 2
+    if len(kept) < needed:
+        listed = ", ".join(f"{name!r} has {n}" for name, n in counts.items())
+        what = "at least 1 label" if project.multi_label else "at least 2 labels"
         raise NotEnoughLabels(
-            f"not enough labels yet: {len(labels.item_ids)} labeled items, this project trains from {minimum}"
+            f"not enough labels yet: {what} need {MIN_PER_CLASS} labeled items each to train a first"
+            f" model ({listed}); {_missing(counts, needed)}"
         )
-    short = {name: n for name, n in _class_counts(labels).items() if n < 2}
-    if short:
-        listed = ", ".join(f"{name!r} has {n}" for name, n in short.items())
-        raise NotEnoughLabels(f"not enough labels yet: every label needs at least 2 labeled items ({listed})")
+    trained = _labels_keep(labels, kept, multi_label=project.multi_label)
+    minimum = project.training_min_labels
+    if len(trained.item_ids) < minimum:
+        left = f" (left out: {_listed(left_out)})" if left_out else ""
+        raise NotEnoughLabels(
+            f"not enough labels yet: {len(trained.item_ids)} labeled items, this project trains"
+            f" from {minimum}{left}"
+        )
+    return trained, left_out
+
+
+def labels_check(*, project: Project, labels: FinalLabels) -> None:
+    """Raise NotEnoughLabels unless a first model can train (labels_trainable)."""
+    labels_trainable(project=project, labels=labels)
+
+
+def _listed(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name!r} has {n}" for name, n in counts.items())
+
+
+def _missing(counts: dict[str, int], needed: int) -> str:
+    """What to label next: the fewest labels that give `needed` classes MIN_PER_CLASS each."""
+    have = sum(n >= MIN_PER_CLASS for n in counts.values())
+    closest = sorted((n for n in counts.values() if n < MIN_PER_CLASS), reverse=True)[: needed - have]
+    more = sum(MIN_PER_CLASS - n for n in closest)
+    return f"{more} more label{'s' if more != 1 else ''} of the labels short of {MIN_PER_CLASS} would do"
+
+
+def _labels_keep(labels: FinalLabels, kept: list[str], *, multi_label: bool) -> FinalLabels:
+    if len(kept) == len(labels.classes):
+        return labels
+    keep = set(kept)
+    item_ids, values = [], []
+    for item_id, value in zip(labels.item_ids, labels.values, strict=True):
+        if multi_label:
+            value = {**value, "choices": [c for c in value["choices"] if c in keep]}
+        elif value["choices"][0] not in keep:
+            continue
+        item_ids.append(item_id)
+        values.append(value)
+    return FinalLabels(classes=kept, item_ids=item_ids, values=values)
 
 
 def _span_labels_check(*, project: Project, labels: FinalLabels) -> None:
@@ -144,14 +199,23 @@ def _fingerprint(labels: FinalLabels, validation: list[int]) -> str:
 
 @transaction.atomic
 def dataset_snapshot_create(*, project: Project) -> DatasetSnapshot:
-    """Freeze the project's final labels and split; an identical earlier snapshot is reused."""
-    labels = final_labels(project=project)
-    labels_check(project=project, labels=labels)
+    """Freeze the project's final labels and split; an identical earlier snapshot is reused.
+
+    The snapshot holds the classes with MIN_PER_CLASS labels or more; `classes_left_out` (an
+    attribute of the returned object, not stored) names the others with their counts.
+    """
+    labels, left_out = labels_trainable(project=project, labels=final_labels(project=project))
     validation, lent = _split(project=project, labels=labels)
     fingerprint = _fingerprint(labels, validation)
-    existing = DatasetSnapshot.objects.filter(project=project, fingerprint=fingerprint).first()
-    if existing is not None:
-        return existing
+    snapshot = DatasetSnapshot.objects.filter(project=project, fingerprint=fingerprint).first()
+    if snapshot is None:
+        snapshot = _snapshot_store(project=project, labels=labels, validation=validation, lent=lent,
+                                   fingerprint=fingerprint)  # fmt: skip
+    snapshot.classes_left_out = left_out
+    return snapshot
+
+
+def _snapshot_store(*, project, labels, validation, lent, fingerprint) -> DatasetSnapshot:
     return DatasetSnapshot.objects.create(
         project=project,
         classes=labels.classes,

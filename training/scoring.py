@@ -5,6 +5,13 @@ Text spans: the span CRF's proposal is its spans ({"spans": [...]}, `probabiliti
 span's confidence in that order, `score` the confidence of its least sure token), and the
 priority is strategies.sequence_scores over the token marginals (the least certain token).
 
+Margin + diversity ("margin_diversity"): the batches write margins; then the most uncertain
+candidates of the whole pool are clustered on the model's own inputs (hashed n-grams, pixels;
+hashed n-grams of the text for spans) and written as ranks interleaved across the clusters
+(strategies.margin_diversity). While some label has too few labels for the version to know it
+(training/datasets.py trains with the classes that have 2), the pool is ordered this way whatever
+the project's strategy, so the queue goes looking for the missing classes (`scoring_strategy`).
+
 Called by training runs (training/runs.py) once a version is trained, and again when an older
 version is activated (a rollback), so the order and the proposals always come from the same model.
 """
@@ -14,10 +21,29 @@ from collections.abc import Callable
 
 from django.db import connection, transaction
 
-from annotate.models import Item, Project
-from annotate.queue import queue_reordering
+from annotate.models import Item, Label, Project
+from annotate.queue import queue_reordering, random_slice_redraw
 from training.models import ModelVersion, Prediction
 from training.versions import model_inputs, model_version_backend, span_documents
+
+# The batch the diversity step spreads over clusters when the project does not retrain every N.
+DIVERSITY_BATCH = 20
+DIVERSITY_BATCH_MAX = 200
+
+
+def scoring_strategy(*, project: Project, version: ModelVersion) -> str:
+    """The strategy that orders the pool: margin_diversity while the version lacks some of the
+    project's labels (too few labels to train them), the project's own strategy otherwise."""
+    if project.task_type != Project.TaskType.TEXT_SPANS:
+        names = set(Label.objects.filter(project=project).values_list("name", flat=True))
+        if names - set(version.dataset.classes):
+            return "margin_diversity"
+    return project.sampling_strategy
+
+
+def diversity_batch(*, project: Project) -> int:
+    """How many items the diversity step spreads over clusters: the labels between retrains."""
+    return min(project.retrain_every or DIVERSITY_BATCH, DIVERSITY_BATCH_MAX)
 
 
 def prediction_pool_score(
@@ -26,19 +52,59 @@ def prediction_pool_score(
     """Predict every item still in the queue, store the proposals and set each item's priority.
 
     Works in keyset batches of `batch_size` items, so memory stays flat whatever the pool size.
-    Priority is the project's sampling strategy score (margin by default): the queue then
-    serves the least certain item first with no change to its query.
+    Priority is the sampling strategy's score (scoring_strategy; margin by default): the queue
+    then serves the least certain item first with no change to its query. With margin_diversity
+    a last step reorders the most uncertain candidates of the whole pool (_diversity_rerank).
     """
     project = version.project
     backend = model_version_backend(version)
     pool = Item.objects.filter(project=project, is_complete=False)
     total = pool.count()
+    strategy = scoring_strategy(project=project, version=version)
     # Annotators' bookmarks assume the order stands: none is used or written meanwhile.
     with queue_reordering(project_id=project.pk):
-        done = _pool_score_batches(pool, version=version, backend=backend, batch_size=batch_size,
-                                   total=total, progress=progress)  # fmt: skip
+        done, ids, uncertainty = _pool_score_batches(
+            pool, version=version, backend=backend, strategy=strategy, batch_size=batch_size,
+            total=total, progress=progress,
+        )  # fmt: skip
+        if strategy == "margin_diversity" and ids:
+            _diversity_rerank(version=version, backend=backend, ids=ids, uncertainty=uncertainty)
+        # The random slice is drawn afresh from the pool this version scored (annotate/queue_order.py).
+        random_slice_redraw(project_id=project.pk)
         _items_analyze()
     return done
+
+
+def _diversity_rerank(*, version: ModelVersion, backend, ids: list[int], uncertainty: list[float]) -> None:
+    """Write the pool's most uncertain candidates as ranks interleaved across k-means clusters of
+    the model's inputs (strategies.margin_diversity's batch step), above every other margin."""
+    import numpy as np
+
+    from training.strategies import cluster_interleave, diversity_prefilter_size, most_uncertain, rank_scores
+
+    project = version.project
+    batch = diversity_batch(project=project)
+    scores = np.asarray(uncertainty, dtype=np.float64)
+    candidates = most_uncertain(scores, diversity_prefilter_size(batch))
+    chosen = [ids[i] for i in candidates]
+    order = cluster_interleave(
+        _diversity_features(project=project, backend=backend, item_ids=chosen),
+        clusters=batch, priority=scores[candidates], seed=version.number,
+    )  # fmt: skip
+    ranks = rank_scores(order, len(chosen))
+    item_priorities_write(ids=chosen, priorities=ranks.tolist())
+
+
+def _diversity_features(*, project: Project, backend, item_ids: list[int]):
+    """The model's own inputs of these items, for clustering: pixels, or hashed n-grams of the text."""
+    if project.is_image:
+        return model_inputs(project=project, backend=backend, item_ids=item_ids)
+    texts = dict(Item.objects.filter(pk__in=item_ids).values_list("pk", "text"))
+    if project.task_type == Project.TaskType.TEXT_SPANS:
+        from training.backends.text import TextFeaturizer
+
+        return TextFeaturizer().featurize([texts[i] for i in item_ids])
+    return backend.featurize([texts[i] for i in item_ids])
 
 
 def _items_analyze() -> None:
@@ -54,13 +120,18 @@ def _items_analyze() -> None:
         cursor.execute(f"ANALYZE {connection.ops.quote_name(Item._meta.db_table)}")
 
 
-def _pool_score_batches(pool, *, version, backend, batch_size, total, progress) -> int:
+def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, progress):
+    """Score the pool in keyset batches: (items done, their ids and uncertainties, in id order)."""
     from training.strategies import proposals, scores, sequence_scores
 
     project = version.project
     classes = version.dataset.classes
     multi_label = version.dataset.multi_label
+    # margin_diversity's per-item score is margin (tokens' margins for spans).
+    per_item = "margin" if strategy == "margin_diversity" else strategy
     done, last_id = 0, 0
+    all_ids: list[int] = []
+    all_uncertainty: list[float] = []
     while True:
         batch = list(pool.filter(id__gt=last_id).order_by("id").values_list("id", "text")[:batch_size])
         if not batch:
@@ -73,7 +144,7 @@ def _pool_score_batches(pool, *, version, backend, batch_size, total, progress) 
             values = [{"spans": p.spans} for p in predicted]
             proba = [p.confidence for p in predicted]
             confidence = 1.0 - sequence_scores("least_confidence", marginals)
-            uncertainty = sequence_scores(project.sampling_strategy, marginals, seed=version.number)
+            uncertainty = sequence_scores(per_item, marginals, seed=version.number)
         else:
             if project.is_image:
                 X = model_inputs(project=project, backend=backend, item_ids=ids)
@@ -82,14 +153,15 @@ def _pool_score_batches(pool, *, version, backend, batch_size, total, progress) 
                 X = backend.featurize([text for _, text in batch])
             proba = backend.predict_proba(X)
             values, confidence = proposals(proba, classes, multi_label=multi_label)
-            uncertainty = scores(
-                project.sampling_strategy, proba, multi_label=multi_label, seed=version.number
-            )
+            uncertainty = scores(per_item, proba, multi_label=multi_label, seed=version.number)
         _predictions_store(version, ids, values, proba, confidence, uncertainty)
+        if strategy == "margin_diversity":
+            all_ids += ids
+            all_uncertainty += [float(u) for u in uncertainty]
         done += len(ids)
         if progress is not None:
             progress(done, total)
-    return done
+    return done, all_ids, all_uncertainty
 
 
 def _predictions_store(version, ids, values, proba, confidence, uncertainty) -> None:
@@ -106,7 +178,7 @@ def _predictions_store(version, ids, values, proba, confidence, uncertainty) -> 
         [float(c) for c in confidence],
         [float(u) for u in uncertainty],
     )
-    prediction_table, item_table = Prediction._meta.db_table, Item._meta.db_table
+    prediction_table = Prediction._meta.db_table
     columns = "item_id, model_version_id, value, probabilities, score, uncertainty"
     insert = f"INSERT INTO {prediction_table} ({columns})"
     with transaction.atomic(), connection.cursor() as cursor:
@@ -121,11 +193,6 @@ def _predictions_store(version, ids, values, proba, confidence, uncertainty) -> 
                 " uncertainty = EXCLUDED.uncertainty",
                 [version.pk, *rows],
             )
-            cursor.execute(
-                f"UPDATE {item_table} AS i SET priority = v.priority"
-                " FROM unnest(%s::bigint[], %s::float8[]) AS v(id, priority) WHERE i.id = v.id",
-                [rows[0], rows[4]],
-            )
         else:
             cursor.executemany(
                 insert
@@ -134,7 +201,41 @@ def _predictions_store(version, ids, values, proba, confidence, uncertainty) -> 
                 " uncertainty = excluded.uncertainty",
                 [(i, version.pk, v, p, c, u) for i, v, p, c, u in zip(*rows, strict=True)],
             )
-            cursor.executemany(
-                f"UPDATE {item_table} SET priority = %s WHERE id = %s",
-                list(zip(rows[4], rows[0], strict=True)),
-            )
+        _priorities_update(cursor, rows[0], rows[4])
+
+
+def item_priorities_write(
+    *, ids: list[int], priorities: list[float], unless_scored: int | None = None
+) -> int:
+    """Set these items' priorities in one statement (PostgreSQL) or one executemany (SQLite).
+
+    With `unless_scored=project_id`, nothing is written once the project has a model version
+    (the cold start's seed set never overwrites a model's order): the test is part of the same
+    statement, so a version stored before it runs is seen. Returns the rows updated.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        return _priorities_update(
+            cursor, [int(i) for i in ids], [float(p) for p in priorities], unless_scored
+        )
+
+
+def _priorities_update(cursor, ids, priorities, unless_scored: int | None = None) -> int:
+    item_table, version_table = Item._meta.db_table, ModelVersion._meta.db_table
+    guard, extra = "", []
+    if unless_scored is not None:
+        guard, extra = (
+            f" AND NOT EXISTS (SELECT 1 FROM {version_table} WHERE project_id = %s)",
+            [unless_scored],
+        )
+    if connection.vendor == "postgresql":
+        cursor.execute(
+            f"UPDATE {item_table} AS i SET priority = v.priority"
+            f" FROM unnest(%s::bigint[], %s::float8[]) AS v(id, priority) WHERE i.id = v.id{guard}",
+            [ids, priorities, *extra],
+        )
+        return cursor.rowcount
+    cursor.executemany(
+        f"UPDATE {item_table} SET priority = %s WHERE id = %s{guard}",
+        [(p, i, *extra) for i, p in zip(ids, priorities, strict=True)],
+    )
+    return cursor.rowcount

@@ -1,4 +1,5 @@
-"""Celery tasks of the training app: thin wrappers that call the services (training/runs.py).
+"""Celery tasks of the training app: thin wrappers that call the services (training/runs.py,
+training/coldstart.py).
 
 Runs go to the `training` queue (a worker with concurrency 1, prefork pool). acks_late without
 reject_on_worker_lost: a run killed with its worker is not redelivered (an out-of-memory kill
@@ -74,3 +75,16 @@ def training_runs_sweep() -> None:
     failed = runs.training_runs_sweep()
     if failed:
         logger.warning("runs failed by the sweeper (worker lost): %s", failed)
+
+
+@shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
+def cold_start_compute(project_id: int) -> None:
+    """Write the diverse seed set of project `project_id` (coldstart.cold_start_compute)."""
+    from annotate.models import Project
+    from training import coldstart
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return  # deleted since the import
+    written = coldstart.cold_start_compute(project=project)
+    logger.info("cold start of project %s: %s items in the seed set", project_id, written)

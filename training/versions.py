@@ -214,6 +214,8 @@ def model_version_train(
         label_issues_store(project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues)
         metrics["label_issues"] = issues.summary()
         phase("label issues", "fit", 60)
+    # Labels with too few items to train (training/datasets.py): the model does not propose them.
+    metrics["classes_left_out"] = snapshot.classes_left_out
     metrics["fit"] = backend.fit(X, Y, classes=classes, multi_label=multi_label, seed=seed)
     phase("fit", "store", 90)
     version = _version_store(

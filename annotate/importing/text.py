@@ -220,9 +220,12 @@ def import_text(
     )
 
 
-def import_records(*, project: Project, records: Iterable[Any], source: str = "items") -> ImportResult:
+def import_records(
+    *, project: Project, records: Iterable[Any], source: str = "items", shuffle: bool = True
+) -> ImportResult:
     """Import records already parsed, `{"text", "external_id"?, "metadata"?}` each, as "row 1",
-    "row 2"… of `source`; an absent external id gets a random one. All or nothing."""
+    "row 2"… of `source`; an absent external id gets a random one. All or nothing. `shuffle`:
+    random priorities (writer.rows_write); off, the queue serves them in the records' order."""
     records = records if isinstance(records, list) else list(records)
 
     def parse(_text: str, builder: RowBuilder):
@@ -247,6 +250,7 @@ def import_records(*, project: Project, records: Iterable[Any], source: str = "i
         ),
         label_source="",
         progress=None,
+        shuffle=shuffle,
     )
 
 
@@ -260,6 +264,7 @@ def _text_import(
     builder: dict,
     label_source: str,
     progress: Progress | None,
+    shuffle: bool = True,
 ) -> ImportResult:
     """The set-up every text format shares: check the project's task type and the label source,
     decode the file, build rows with one RowBuilder (`builder` holds its field names) and write them."""
@@ -275,6 +280,7 @@ def _text_import(
         id_field=builder["id_field"],
         source=source,
         progress=progress,
+        shuffle=shuffle,
     )
 
 

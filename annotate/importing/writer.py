@@ -5,10 +5,12 @@ thread and written by a second one (`BatchWriter`) over this thread's connection
 stores batch k while batch k+1 is validated. Elsewhere they go in with bulk_create. After the
 commit the planner's statistics are refreshed (`_statistics_refresh`): a next-item query right
 after a bulk import took 193 ms (p50) until the items table was analysed, 5.6 ms after.
+New items get random priorities (files are often class-sorted); training/coldstart.py reorders.
 """
 
 import json
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +28,7 @@ from annotate.models import Annotation, FinalSource, Item, PickKind, Project, Re
 from annotate.quality.finals import final_tallies
 from annotate.quality.tallies import annotation_tallies, tallies_add
 from annotate.queue import queue_order_changed
-from annotate.signals import annotations_stored_on_commit
+from annotate.signals import annotations_stored_on_commit, items_imported_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ def rows_import(
     id_field: str | None,
     source: str | None,
     progress: Progress | None,
+    shuffle: bool = True,
 ) -> ImportResult:
     """Validate and write the rows in one pass, in one transaction: a bad row, or an id that
     repeats or already exists, raises ImportRejected and rolls back whatever was written, so
@@ -82,8 +85,9 @@ def rows_import(
             yield row
 
     result = rows_write(
-        project=project, rows=checked(), source=source, filename=filename, before_write=ids.check_existing
-    )
+        project=project, rows=checked(), source=source, filename=filename, before_write=ids.check_existing,
+        shuffle=shuffle,
+    )  # fmt: skip
     reporter.finish(result.items_created)
     return result
 
@@ -95,14 +99,17 @@ def rows_write(
     source: str | None,
     filename: str,
     before_write: Callable[..., None] | None = None,
+    shuffle: bool = True,
 ) -> ImportResult:
     """Write validated rows in one transaction: items in batches, each batch's annotations after it.
 
     On PostgreSQL the batches go in with COPY (POSTGRES_COPY), elsewhere with bulk_create.
     `before_write(batch, using=connection)` may refuse a batch (ImportRejected), rolling back
-    what went before. Once committed, the planner's statistics are refreshed.
+    what went before. Once committed, the planner's statistics are refreshed. `shuffle`: random
+    priorities and items_imported; off, priority 0 (the queue serves the rows in their order).
     """
     now = timezone.now()
+    draw = random.Random().random if shuffle else float
     copy = POSTGRES_COPY and connection.vendor == "postgresql"
     created = annotations = proposals = 0
     try:
@@ -120,11 +127,12 @@ def rows_write(
                     writer.wait()  # the connection is free again
                     annotator_id = _source_user(source).pk
                 tallies.update(_rows_tallies(project, batch, annotator_id, now))
+                priorities, rest = [draw() for _ in batch], (annotator_id, source, now, before_write)
                 if copy:  # the lines are built here: the writer thread's share is PostgreSQL's
-                    items = _item_copy(project, batch, now)
-                    writer.submit(_batch_copy, project, batch, items, annotator_id, source, now, before_write)
+                    items = _item_copy(project, batch, priorities, now)
+                    writer.submit(_batch_copy, project, batch, items, *rest)
                 else:
-                    writer.submit(_batch_bulk_create, project, batch, annotator_id, source, now, before_write)
+                    writer.submit(_batch_bulk_create, project, batch, priorities, *rest)
                 batch = []
 
             tallies: Counter = Counter()
@@ -145,6 +153,8 @@ def rows_write(
             with connection.cursor() as cursor:
                 tallies_add(cursor, project_id=project.id, added=tallies)
             queue_order_changed(project_id=project.id)
+            if shuffle:
+                items_imported_on_commit(project=project)
             transaction.on_commit(
                 lambda: _statistics_refresh(items=created, annotations=annotations), robust=True
             )
@@ -280,7 +290,7 @@ def _rows_tallies(project: Project, rows: list[Row], annotator_id: int | None, n
     return added
 
 
-def _item_fields(project: Project, row: Row, now: datetime) -> dict:
+def _item_fields(project: Project, row: Row, priority: float, now: datetime) -> dict:
     count, complete = _item_counters(project, row)
     final_value, final_source, review_state = _item_quality(project, row)
     return {
@@ -299,6 +309,7 @@ def _item_fields(project: Project, row: Row, now: datetime) -> dict:
         "review_state": review_state,
         "pick_kind": PickKind.GOLD if row.gold is not None else PickKind.QUEUE,
         "gold_value": row.gold,
+        "priority": priority,
         "created_at": now,
     }
 
@@ -319,6 +330,7 @@ def _batch_bulk_create(
     using,
     project: Project,
     rows: list[Row],
+    priorities: list[float],
     annotator_id: int | None,
     source: str | None,
     now: datetime,
@@ -328,7 +340,8 @@ def _batch_bulk_create(
     items, then their annotations, with bulk_create."""
     if before_write is not None:
         before_write(rows, using=using)
-    items = Item.objects.bulk_create([Item(**_item_fields(project, row, now)) for row in rows])
+    fields = [_item_fields(project, row, p, now) for row, p in zip(rows, priorities, strict=True)]
+    items = Item.objects.bulk_create([Item(**f) for f in fields])
     if any(item.pk is None for item in items):  # a database that cannot return ids from a bulk insert
         ids = dict(
             Item.objects.filter(
@@ -352,27 +365,27 @@ def _batch_bulk_create(
 _ITEM_VARYING = (
     "external_id", "text", "image", "width", "height",
     "metadata", "proposal", "annotation_count", "is_complete",
-    "final_value", "final_source", "review_state", "pick_kind", "gold_value",
+    "final_value", "final_source", "review_state", "pick_kind", "gold_value", "priority",
 )  # fmt: skip
 _ANNOTATION_VARYING = ("item_id", "value")
 
 
-def _item_copy(project: Project, rows: list[Row], now: datetime) -> tuple[str, str]:
+def _item_copy(project: Project, rows: list[Row], priorities: list[float], now: datetime) -> tuple[str, str]:
     """The COPY statement for the batch's items, and the items as lines of its text format."""
     copy_rows = _copy_rows(
         Item, _ITEM_VARYING, {"project_id": project.id, "created_at": now}, using=connection
     )
     text, number, json_text = _copy_text, _copy_number, _copy_json
     lines = []
-    for row in rows:
+    for row, priority in zip(rows, priorities, strict=True):
         count, complete = _item_counters(project, row)
         final_value, final_source, review_state = _item_quality(project, row)
         lines.append(
             f"{text(row.external_id)}\t{text(row.text)}\t{text(row.image)}\t{number(row.width)}\t"
             f"{number(row.height)}\t{json_text(row.metadata)}\t{json_text(row.proposal)}\t{count}\t"
             f"{'t' if complete else 'f'}\t{json_text(final_value)}\t{final_source}\t{review_state}\t"
-            f"{PickKind.GOLD if row.gold is not None else PickKind.QUEUE}\t{json_text(row.gold)}"
-            f"{copy_rows.tail}"
+            f"{PickKind.GOLD if row.gold is not None else PickKind.QUEUE}\t{json_text(row.gold)}\t"
+            f"{priority!r}{copy_rows.tail}"
         )
     return copy_rows.sql, "".join(lines)
 

@@ -50,7 +50,8 @@ def test_both_write_paths_store_the_same_rows(project, monkeypatch, postgres_cop
     import_json(project=project, file=file(data), filename="w.json", label_source="gold")
 
     a, b = Item.objects.order_by("external_id")
-    assert (a.text, a.annotation_count, a.is_complete, a.lease_count, a.priority) == ("x", 1, True, 0, 0.0)
+    assert (a.text, a.annotation_count, a.is_complete, a.lease_count) == ("x", 1, True, 0)
+    assert 0 <= a.priority < 1 and 0 <= b.priority < 1  # random: the queue never serves a file in its order
     assert a.proposal == {"value": {"choices": ["positive"]}, "score": 0.5}
     assert (b.metadata, b.proposal, b.annotation_count, b.is_complete) == (
         {"note": {"nested": [1, "two"]}},

@@ -107,11 +107,14 @@ def test_rows_from_a_json_body_are_stored_as_the_same_rows_imported_from_a_file(
     created = item_create_bulk(project=body, rows=rows)
     import_jsonl(project=imported, file=file(jsonl), filename="same.jsonl")
 
-    fields = ("external_id", "text", "metadata", "proposal", "annotation_count", "is_complete", "priority")
+    fields = ("external_id", "text", "metadata", "proposal", "annotation_count", "is_complete")
     assert created.items_created == 2
     assert list(body.items.order_by("id").values_list(*fields)) == list(
         imported.items.order_by("id").values_list(*fields)
     )
+    # A body keeps its order in the queue; a file's rows get random priorities (the cold start).
+    assert set(body.items.values_list("priority", flat=True)) == {0.0}
+    assert all(0 <= p < 1 for p in imported.items.values_list("priority", flat=True))
 
 
 def test_a_row_without_an_external_id_gets_a_random_one():

@@ -74,10 +74,48 @@ def test_too_few_labels_per_class_is_a_clear_message():
         labels=["a", "b", "c"], items=5, members=[(user, "annotator")], training_min_labels=1
     )
     _label_all(project, user, lambda item: "a" if item.external_id != "t0" else "b")
-    with pytest.raises(
-        NotEnoughLabels, match=r"not enough labels yet: every label needs at least 2 .*'b' has 1, 'c' has 0"
-    ):
+    with pytest.raises(NotEnoughLabels) as refused:
         dataset_snapshot_create(project=project)
+    assert str(refused.value) == (
+        "not enough labels yet: at least 2 labels need 2 labeled items each to train a first model"
+        " ('a' has 4, 'b' has 1, 'c' has 0); 1 more label of the labels short of 2 would do"
+    )
+
+
+def test_a_first_model_trains_with_the_classes_that_have_two_labels_and_names_the_others():
+    user = UserFactory()
+    project = make_project(
+        labels=["a", "b", "c", "d"], items=9, members=[(user, "annotator")], training_min_labels=2
+    )
+    names = {"t0": "a", "t1": "a", "t2": "a", "t3": "b", "t4": "b", "t5": "c"}
+    _label_all(project, user, lambda item: names.get(item.external_id, "a"))
+    snapshot = dataset_snapshot_create(project=project)
+    assert snapshot.classes == ["a", "b"]
+    assert snapshot.classes_left_out == {"c": 1, "d": 0}
+    # The item labeled "c" is left out: the model knows nothing of "c" yet.
+    c_item = project.items.get(external_id="t5").pk
+    assert c_item not in snapshot.item_ids
+    assert {v["choices"][0] for v in snapshot.values} == {"a"} | {"b"}
+    # Reused, the snapshot still says what is left out.
+    assert dataset_snapshot_create(project=project).classes_left_out == {"c": 1, "d": 0}
+
+
+def test_multi_label_leaves_a_short_class_out_of_the_choices_and_keeps_the_item():
+    user = UserFactory()
+    project = make_project(
+        labels=["x", "y", "z"], items=4, multi_label=True, members=[(user, "annotator")],
+        training_min_labels=2,
+    )  # fmt: skip
+    choices = {"t0": ["x", "z"], "t1": ["x", "y"], "t2": ["y"], "t3": []}
+    while (lease := assignment_next(project=project, annotator=user)) is not None:
+        annotation_submit(
+            project=project, item_id=lease.item.pk, annotator=user,
+            value={"choices": choices[lease.item.external_id]},
+        )  # fmt: skip
+    snapshot = dataset_snapshot_create(project=project)
+    assert snapshot.classes == ["x", "y"] and snapshot.classes_left_out == {"z": 1}
+    by_item = dict(zip(snapshot.item_ids, snapshot.values, strict=True))
+    assert by_item[project.items.get(external_id="t0").pk] == {"choices": ["x"]}
 
 
 def test_fewer_labels_than_the_project_minimum_is_a_clear_message():
