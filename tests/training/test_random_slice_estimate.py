@@ -28,7 +28,9 @@ class _Always:
 
 def _project(items=200):
     lead, annotator = UserFactory(), UserFactory()
-    project = make_project(items=items, random_share=0.1, members=[(lead, "manager"), (annotator, "annotator")])
+    project = make_project(
+        items=items, random_share=0.1, members=[(lead, "manager"), (annotator, "annotator")]
+    )
     return project, lead, annotator
 
 
