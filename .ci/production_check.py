@@ -229,15 +229,29 @@ def go_through_the_loop(api: Api, password: str) -> None:
     if run["status"] != "succeeded":
         fail(f"the training run ended {run}:\n{api.studio.tail('training')}")
     say(f"training run {run['id']} succeeded; {run['items_scored']} items scored")
-    status, lease = api.call("POST", f"{base}/next/", {})
+    # A random-slice pick (the project's random share) is served without a proposal, by design:
+    # label it and ask again; the queue's order then serves a proposed item.
+    slice_labeled = 0
+    for _ in range(20):
+        status, lease = api.call("POST", f"{base}/next/", {})
+        if status != 200 or not lease["item"].get("random_slice"):
+            break
+        if lease["item"]["proposal"] is not None:
+            fail(f"a random-slice item came with a proposal: {lease}")
+        value = {"choices": ["good"]}
+        api.call(
+            "POST", f"{base}/annotations/", {"item": lease["item"]["id"], "value": value, "active_ms": 900}
+        )
+        slice_labeled += 1
     proposal = lease["item"]["proposal"] if status == 200 else None
     if not proposal or proposal["value"]["choices"][0] not in ("good", "bad"):
         fail(f"no proposal on the next item: {lease}")
     say(f"the next item comes with a proposal: {proposal}")
+    say(f"random-slice items served first, without a proposal: {slice_labeled}")
     _, export = api.call("GET", f"{base}/export/?format=jsonl")
     records = [json.loads(line) for line in export.decode().splitlines()]
     labeled = sum(1 for record in records if record["annotations"])
-    if len(records) != N_ITEMS or labeled != N_LABELED:
+    if len(records) != N_ITEMS or labeled != N_LABELED + slice_labeled:
         fail(f"the export has {len(records)} items, {labeled} labeled")
     say(f"exported {len(records)} items, {labeled} with annotations")
 

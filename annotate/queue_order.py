@@ -146,14 +146,16 @@ def _random_slice_candidate(
 
 
 def _random_slice_mark(cursor, *, project_id: int, size: int) -> int:
-    """Caller holds a transaction. Mark about `size` items of the pool (open, queue-picked, never
-    labeled nor leased) as the random slice, uniformly at random; return how many were marked.
+    """Caller holds a transaction. Mark `size` items of the pool (open, queue-picked, never
+    labeled nor leased; fewer if it has fewer) as the random slice, uniformly at random; return
+    how many were marked.
 
     Rejection sampling: ids drawn without replacement from the project's id range (read from
     item_project_id_idx's two ends), kept where they name an item of the pool. Every id is
-    equally likely, so every item of the pool is, however sparse the project's ids; the rounds
-    stop on the count marked alone, which keeps the marked set a uniform one. A pool sparser than
-    the rounds can find gives a smaller slice, topped up again when it runs out.
+    equally likely, so every item of the pool is, however sparse the project's ids: the pool's
+    items are taken in the sample's order until `size` are marked, so the marked set is a
+    uniform one. A pool sparser than the rounds can find gives a smaller slice, topped up again
+    when it runs out.
     """
     cursor.execute(f"SELECT MIN(id), MAX(id) FROM {_ITEM} WHERE project_id = %s", [project_id])
     low, high = cursor.fetchone()
@@ -163,17 +165,23 @@ def _random_slice_mark(cursor, *, project_id: int, size: int) -> int:
     ids = _slice_random.sample(range(low, high + 1), min(span, _SAMPLE_ROUNDS * _SAMPLE_IDS_PER_STATEMENT))
     marked, tried = 0, 0
     while tried < len(ids) and marked < size:
-        # Guess the pool's density from the rounds so far, to ask for about what is missing.
-        density = marked / tried if marked else (1.0 if not tried else 1 / _SAMPLE_IDS_PER_STATEMENT)
-        chunk = ids[tried : tried + min(_SAMPLE_IDS_PER_STATEMENT, max(1, round((size - marked) / density)))]
+        chunk = ids[tried : tried + _SAMPLE_IDS_PER_STATEMENT]
         tried += len(chunk)
         cursor.execute(
-            f"UPDATE {_ITEM} SET pick_kind = {_RANDOM} WHERE project_id = %s AND pick_kind = {_QUEUE}"
+            f"SELECT id FROM {_ITEM} WHERE project_id = %s AND pick_kind = {_QUEUE}"
             " AND NOT is_complete AND annotation_count = 0 AND lease_count = 0"
             f" AND id IN ({', '.join(['%s'] * len(chunk))})",
             [project_id, *chunk],
         )
-        marked += cursor.rowcount
+        pool = {item_id for (item_id,) in cursor.fetchall()}
+        # The first of the pool in the sample's (random) order: exactly what is missing.
+        chosen = [item_id for item_id in chunk if item_id in pool][: size - marked]
+        if chosen:
+            cursor.execute(
+                f"UPDATE {_ITEM} SET pick_kind = {_RANDOM} WHERE id IN ({', '.join(['%s'] * len(chosen))})",
+                chosen,
+            )
+            marked += len(chosen)
     return marked
 
 
