@@ -134,6 +134,9 @@ class SliceReport:
     kappa: float | None  # the active version's predictions against the one before it
     advice: StoppingAdvice | None
     curve_svg: str
+    # The active version's metrics["random_curve"], re-inverted at its slice estimate when it has
+    # one (training/random_curve.py): what random sampling would have needed for its accuracy.
+    random_curve: dict | None = None
 
 
 def _choices(value) -> tuple | None:
@@ -278,4 +281,18 @@ def random_slice_report(*, project: Project, active: ModelVersion | None) -> Sli
         if points
         else ""
     )
-    return SliceReport(estimates=estimates, active=current, kappa=kappa, advice=advice, curve_svg=svg)
+    from training.random_curve import random_curve_for_page
+
+    random_curve = (
+        random_curve_for_page(metrics=active.metrics, slice_accuracy=current.accuracy if current else None)
+        if active is not None
+        else None
+    )
+    return SliceReport(
+        estimates=estimates,
+        active=current,
+        kappa=kappa,
+        advice=advice,
+        curve_svg=svg,
+        random_curve=random_curve,
+    )

@@ -169,6 +169,7 @@ def model_version_train(
     from training.backends import get_backend
     from training.evaluation import cross_validation_summary, evaluate, fold_assignments
     from training.label_errors import label_issues_find, label_issues_store
+    from training.random_curve import random_curve_measure
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -213,6 +214,11 @@ def model_version_train(
         issues = label_issues_find(labels=Y, proba=proba, classes=classes, multi_label=multi_label)
         label_issues_store(project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues)
         metrics["label_issues"] = issues.summary()
+        # What random sampling would have needed for this accuracy (training/random_curve.py).
+        metrics["random_curve"] = random_curve_measure(
+            project=project, snapshot=snapshot, X=X, Y=Y, target=metrics["accuracy"], seed=seed,
+            make_backend=lambda: backend_class(**(params or {})),
+        )  # fmt: skip
         phase("label issues", "fit", 60)
     # Labels with too few items to train (training/datasets.py): the model does not propose them.
     metrics["classes_left_out"] = snapshot.classes_left_out
