@@ -85,3 +85,11 @@ def log_in(page, live_server, username: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+
+
+def in_import_order(project) -> None:
+    """Serve `project`'s items in the order they were imported, as an API-made project's are. A
+    file import writes random priorities (so that a file sorted by class does not decide what is
+    labeled first: tests/training/test_cold_start.py); these tests are written against the order
+    of the files they make."""
+    project.items.update(priority=0.0)

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from annotate import importing
 from annotate.colours import text_colour_for
 from annotate.models import Annotation, Item
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import in_import_order, log_in, screenshot
 from tests.factories import PASSWORD, UserFactory, make_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -39,6 +39,7 @@ def _boxes_project(annotator, n=3, size=(800, 600)):
     )
     files = [(f"street-{i}.jpg", io.BytesIO(_scene_jpeg(*size, seed=i))) for i in range(n)]
     importing.import_images(project=project, files=files)
+    in_import_order(project)
     return project
 
 

@@ -9,7 +9,7 @@ import pytest
 from annotate import importing
 from annotate.demo import digit_png, digits_arrays
 from annotate.models import Annotation, Item, Skip
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import in_import_order, log_in, screenshot
 from tests.factories import PASSWORD, UserFactory, make_project
 from tests.training.data import reviews as rotten_tomatoes_reviews
 
@@ -27,6 +27,7 @@ def _digits_project(annotator, n=8):
     pixels, targets = digits_arrays()
     files = [(f"digit-{i:04d}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(n)]
     importing.import_images(project=project, files=files)
+    in_import_order(project)
     return project, targets[:n]
 
 
@@ -35,6 +36,7 @@ def _reviews_project(annotator, n=8):
     reviews = rotten_tomatoes_reviews()[:n]
     rows = "".join(json.dumps({"id": f"rt-{i}", "text": r.text}) + "\n" for i, r in enumerate(reviews))
     importing.import_jsonl(project=project, file=io.BytesIO(rows.encode()), filename="rt.jsonl")
+    in_import_order(project)
     return project, reviews
 
 
@@ -145,6 +147,7 @@ def test_the_labeling_page_shows_the_models_proposal_and_records_whether_it_was_
     more = rotten_tomatoes_reviews()[120:140]
     rows = "".join(json.dumps({"id": f"pool-{i}", "text": r.text}) + "\n" for i, r in enumerate(more))
     importing.import_jsonl(project=project, file=io.BytesIO(rows.encode()), filename="pool.jsonl")
+    in_import_order(project)
     version = model_version_train(project=project)
     prediction_pool_score(version=version)
 

@@ -14,7 +14,7 @@ from annotate import importing, queue
 from annotate.demo import digit_png, digits_arrays
 from annotate.gold import item_gold_set
 from annotate.models import Annotation, Item, Review
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import in_import_order, log_in, screenshot
 from tests.factories import PASSWORD, UserFactory, make_project
 from training.models import TrainingRun
 from training.runs import training_run_execute
@@ -42,6 +42,7 @@ def _project():
     pixels, targets = digits_arrays()
     files = [(f"digit-{i:04d}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(LABELED + GOLD)]
     importing.import_images(project=project, files=files)
+    in_import_order(project)
     truth = {item.pk: targets[int(item.external_id[6:10])] for item in Item.objects.filter(project=project)}
     for item in Item.objects.filter(project=project).order_by("-id")[:GOLD]:
         item_gold_set(project=project, item_id=item.pk, value={"choices": [str(truth[item.pk])]})

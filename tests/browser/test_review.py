@@ -16,7 +16,7 @@ from annotate.demo import digit_png, digits_arrays
 from annotate.models import Annotation, Item, Review
 from annotate.queue import annotation_submit, assignment_next
 from annotate.review import review_decide
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import in_import_order, log_in, screenshot
 from tests.factories import PASSWORD, UserFactory, make_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -41,6 +41,7 @@ def _two_annotators_label_digits(answers_b, answers_a=None, n=4):
     pixels, targets = digits_arrays()
     files = [(f"digit-{i:04d}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(n)]
     importing.import_images(project=project, files=files)
+    in_import_order(project)
     items = list(Item.objects.filter(project=project).order_by("id"))
     truths = [targets[int(item.external_id[6:10])] for item in items]
     truth_of = {item.pk: truth for item, truth in zip(items, truths, strict=True)}

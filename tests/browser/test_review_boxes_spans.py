@@ -18,7 +18,7 @@ from annotate.demo import digit_png, digits_arrays
 from annotate.items import item_create_bulk
 from annotate.models import Item, Review
 from annotate.queue import annotation_submit, assignment_next
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import in_import_order, log_in, screenshot
 from tests.factories import PASSWORD, UserFactory, make_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -182,6 +182,7 @@ def test_review_shows_both_annotators_boxes_an_accept_stores_and_the_editor_corr
     pixels, _ = digits_arrays()
     files = [(f"digits-{i}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(2)]
     importing.import_images(project=project, files=files)
+    in_import_order(project)
     # Ada and bob agree on one box (IoU 0.81); bob's second box is elsewhere than ada's.
     ada_value = {"boxes": [_box(0.1, 0.1, 0.4, 0.5), _box(0.55, 0.5, 0.35, 0.4, "LOC")]}
     bob_value = {"boxes": [_box(0.12, 0.12, 0.4, 0.5), _box(0.05, 0.7, 0.3, 0.25, "ORG")]}
