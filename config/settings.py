@@ -251,7 +251,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training runs on its own queue, consumed by a worker with concurrency 1.
-CELERY_TASK_ROUTES = {"training.tasks.training_run_execute": {"queue": "training"}}
+# The model work goes to the training worker: a cold start's k-means (seconds on a large import)
+# must not hold the default worker, which runs imports and exports (measured: an HTTP import
+# waited 17 s behind one, bench/bench_queue_http.py).
+CELERY_TASK_ROUTES = {
+    "training.tasks.training_run_execute": {"queue": "training"},
+    "training.tasks.cold_start_compute": {"queue": "training"},
+}
 CELERY_BEAT_SCHEDULE = {
     "training-runs-sweep": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
     "import-jobs-sweep": {"task": "annotate.tasks.import_jobs_sweep", "schedule": 60.0},
