@@ -136,6 +136,10 @@ def _targets(values: list[dict], classes: list[str], multi_label: bool) -> np.nd
     return np.asarray([index[value["choices"][0]] for value in values], dtype=np.int64)
 
 
+# metrics["label_issues"] and metrics["random_curve"] of a run with diagnostics=False.
+DIAGNOSTICS_SKIPPED = {"status": "skipped", "reason": "the label-issue phase was off (a simulation)"}
+
+
 # Services --------------------------------------------------------------------------------
 
 
@@ -148,6 +152,7 @@ def model_version_train(
     seed: int = 0,
     folds: int = CV_FOLDS,
     activate: bool = True,
+    diagnostics: bool = True,
     progress: Progress = _no_progress,
 ) -> ModelVersion:
     """Train, evaluate and store a new version from the project's final labels.
@@ -159,6 +164,12 @@ def model_version_train(
 
     A spans project runs the same shape with the span CRF (_spans_evaluate): plain k-fold, the
     entity metrics (seqeval), per-entity label issues.
+
+    `diagnostics=False` (the active-learning simulation) skips the label-issue phase: no label
+    issues found or written, no random-sampling curve (metrics["label_issues"] and
+    metrics["random_curve"] say {"status": "skipped"}); the metrics and the fit are unchanged.
+    With it, `folds=0` skips the k-fold fits too: the version is the same fit on all labels, with
+    no metrics of its own (metrics["cv"]["folds"] == 0); the simulation measures it on its split.
 
     Raises NoModelForTask for a task type no backend trains (boxes), and
     training.datasets.NotEnoughLabels when there is too little to learn from. Nothing is
@@ -191,11 +202,28 @@ def model_version_train(
     classes, multi_label = snapshot.classes, snapshot.multi_label
     X = model_inputs(project=project, backend=backend, item_ids=list(snapshot.item_ids))
     n = len(snapshot.item_ids)
-    if project.task_type == Project.TaskType.TEXT_SPANS:
+    if folds == 0:
+        # No k-fold fits (a simulation, which scores every version on a held-out split of its own).
+        if diagnostics:
+            raise ValueError("folds=0 needs diagnostics=False: label issues come from the k-fold fits")
+        spans = project.task_type == Project.TaskType.TEXT_SPANS
+        Y = (
+            [value["spans"] for value in snapshot.values]
+            if spans
+            else _targets(snapshot.values, classes, multi_label)
+        )
+        metrics = {
+            "task": "spans" if spans else "classification", "classes": classes, "multi_label": multi_label,
+            "n_train": n, "cv": {"folds": 0, "note": "no k-fold fits: the version was not evaluated"},
+            "label_issues": DIAGNOSTICS_SKIPPED, "random_curve": DIAGNOSTICS_SKIPPED,
+        }  # fmt: skip
+        issues, k = None, 0
+        phase("load", "fit", 60)
+    elif project.task_type == Project.TaskType.TEXT_SPANS:
         Y = [value["spans"] for value in snapshot.values]
         metrics, issues, k = _spans_evaluate(
             project=project, snapshot=snapshot, make_backend=lambda: backend_class(**(params or {})),
-            documents=X, folds=folds, seed=seed, progress=progress, phase=phase,
+            documents=X, folds=folds, seed=seed, progress=progress, phase=phase, diagnostics=diagnostics,
         )  # fmt: skip
     else:
         Y = _targets(snapshot.values, classes, multi_label)
@@ -211,14 +239,20 @@ def model_version_train(
         metrics = evaluate(Y, proba, classes=classes, multi_label=multi_label, n_train=n)
         metrics["cv"] = cross_validation_summary(Y, proba, fold_of, classes=classes, multi_label=multi_label)
         phase("evaluate", "label issues", 57)
-        issues = label_issues_find(labels=Y, proba=proba, classes=classes, multi_label=multi_label)
-        label_issues_store(project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues)
-        metrics["label_issues"] = issues.summary()
-        # What random sampling would have needed for this accuracy (training/random_curve.py).
-        metrics["random_curve"] = random_curve_measure(
-            project=project, snapshot=snapshot, X=X, Y=Y, target=metrics["accuracy"], seed=seed,
-            make_backend=lambda: backend_class(**(params or {})),
-        )  # fmt: skip
+        if diagnostics:
+            issues = label_issues_find(labels=Y, proba=proba, classes=classes, multi_label=multi_label)
+            label_issues_store(
+                project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues
+            )
+            metrics["label_issues"] = issues.summary()
+            # What random sampling would have needed for this accuracy (training/random_curve.py).
+            metrics["random_curve"] = random_curve_measure(
+                project=project, snapshot=snapshot, X=X, Y=Y, target=metrics["accuracy"], seed=seed,
+                make_backend=lambda: backend_class(**(params or {})),
+            )  # fmt: skip
+        else:
+            issues = None
+            metrics["label_issues"] = metrics["random_curve"] = DIAGNOSTICS_SKIPPED
         phase("label issues", "fit", 60)
     # Labels with too few items to train (training/datasets.py): the model does not propose them.
     metrics["classes_left_out"] = snapshot.classes_left_out
@@ -233,12 +267,14 @@ def model_version_train(
     version.save(update_fields=["timings"])
     logger.info(
         "trained %s: cross-validated %s=%.3f labels=%s folds=%s flagged=%s timings=%s",
-        version, *metric_headline(metrics), n, k, len(issues.flagged), timings,
+        version, *metric_headline(metrics), n, k, len(issues.flagged) if issues else "-", timings,
     )  # fmt: skip
     return version
 
 
-def _spans_evaluate(*, project, snapshot, make_backend, documents, folds, seed, progress, phase):
+def _spans_evaluate(
+    *, project, snapshot, make_backend, documents, folds, seed, progress, phase, diagnostics=True
+):
     """A spans project's k-fold fits: (metrics with "cv" and "label_issues", the issues, k).
 
     Every labeled text is tagged by the fold model that did not see it; seqeval scores those
@@ -246,9 +282,10 @@ def _spans_evaluate(*, project, snapshot, make_backend, documents, folds, seed, 
     marginals find the doubtful entities (training/label_errors.py span_issues_find), written to
     the items as the classification issues are.
     """
-    from training.backends.spans import spans_to_tags, tag_names
+    from training.backends.spans import spans_exact_key, spans_to_tags, tag_names
     from training.evaluation import evaluate_spans, span_cross_validation_summary, span_fold_assignments
     from training.label_errors import label_issues_store, span_issues_find
+    from training.random_curve import random_curve_measure
 
     classes = snapshot.classes
     spans = [value["spans"] for value in snapshot.values]
@@ -271,12 +308,33 @@ def _spans_evaluate(*, project, snapshot, make_backend, documents, folds, seed, 
     pred_tags = [p.tags for p in predicted]
     metrics = evaluate_spans(true_tags, pred_tags, classes=classes, n_train=len(documents))
     metrics["cv"] = span_cross_validation_summary(true_tags, pred_tags, fold_of, classes=classes)
+    # The texts whose spans are exactly right: what the random slice estimates and the random
+    # curve is inverted at (training/proposals.py, training/random_curve.py).
+    metrics["exact_match"] = round(
+        float(
+            np.mean(
+                [
+                    spans_exact_key(p.spans) == spans_exact_key(s)
+                    for p, s in zip(predicted, spans, strict=True)
+                ]
+            )
+        ),
+        4,
+    )
     phase("evaluate", "label issues", 57)
+    if not diagnostics:
+        metrics["label_issues"] = DIAGNOSTICS_SKIPPED
+        phase("label issues", "fit", 60)
+        return metrics, None, k
     issues = span_issues_find(
         true_tags=true_tags, predictions=predicted, tags=tag_names(classes), values=snapshot.values
     )
     label_issues_store(project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues)
     metrics["label_issues"] = issues.summary()
+    metrics["random_curve"] = random_curve_measure(
+        project=project, snapshot=snapshot, X=documents, Y=spans, target=metrics["exact_match"], seed=seed,
+        make_backend=make_backend,
+    )  # fmt: skip
     phase("label issues", "fit", 60)
     return metrics, issues, k
 

@@ -109,7 +109,7 @@ def rows_write(
     priorities and items_imported; off, priority 0 (the queue serves the rows in their order).
     """
     now = timezone.now()
-    draw = random.Random().random if shuffle else float
+    draw = _priorities.random if shuffle else float
     copy = POSTGRES_COPY and connection.vendor == "postgresql"
     created = annotations = proposals = 0
     try:
@@ -199,6 +199,8 @@ def _statistics_refresh(*, items: int, annotations: int) -> None:
 
 
 # Columns no query filters or sorts on by their value.
+_priorities = random.Random()  # new items' random priorities; the simulation seeds it
+
 _PAYLOAD = (models.CharField, models.TextField, models.JSONField, models.FileField)
 
 

@@ -12,7 +12,7 @@ from training.backends import get_backend
 from training.datasets import NotEnoughLabels
 from training.evaluation import fold_assignments
 from training.models import ModelVersion
-from training.versions import model_inputs, model_version_train, out_of_fold_proba
+from training.versions import model_inputs, model_version_backend, model_version_train, out_of_fold_proba
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +133,26 @@ def test_too_few_labels_is_the_not_enough_labels_message():
     project = make_project(items=3, training_min_labels=1)
     with pytest.raises(NotEnoughLabels, match="not enough labels yet"):
         model_version_train(project=project)
+
+
+def test_a_run_without_diagnostics_writes_no_label_issues_and_folds_0_fits_the_same_model_once():
+    project = reviews_project(n=120)
+    full = model_version_train(project=project, activate=False)
+    assert len(set(project.items.values_list("review_priority", flat=True))) > 1  # written by the run
+    project.items.update(review_priority=-1.0)
+    quiet = model_version_train(project=project, activate=False, diagnostics=False)
+    assert quiet.metrics["label_issues"]["status"] == "skipped"
+    assert quiet.metrics["random_curve"]["status"] == "skipped"
+    assert quiet.metrics["accuracy"] == full.metrics["accuracy"]  # the k-fold metrics still run
+    once = model_version_train(project=project, activate=False, diagnostics=False, folds=0)
+    # Neither run wrote the items' review columns.
+    assert set(project.items.values_list("review_priority", flat=True)) == {-1.0}
+    assert once.metrics["cv"]["folds"] == 0 and "accuracy" not in once.metrics
+    assert "cross-validate" not in once.timings
+    # The same final fit on all labels: the models predict the same.
+    X = model_inputs(project=project, backend=get_backend("text_logreg")(), item_ids=full.dataset.item_ids)
+    np.testing.assert_array_equal(
+        model_version_backend(once).predict_proba(X), model_version_backend(full).predict_proba(X)
+    )
+    with pytest.raises(ValueError, match="folds=0 needs diagnostics=False"):
+        model_version_train(project=project, folds=0)

@@ -110,3 +110,27 @@ def test_a_threshold_never_reached_within_the_budget_is_said_so():
     table = table_text(title="t", curves=curves, strategies=["margin"], budget=40, measure="accuracy")
     assert "not reached in 2/2 (budget 40)" in table
     assert "40 " in table.splitlines()[-2]  # 90% and 95% reached at 40 in both repeats (no spread)
+
+
+def test_repeats_in_forked_processes_give_the_curves_of_one_process(tmp_path):
+    args = ["--dataset", "synthetic_text", "--size", "300", "--strategy", "margin_diversity",
+            "--seed-size", "20", "--batch", "20", "--budget", "60", "--repeats", "2"]  # fmt: skip
+    before = Project.objects.count()
+    one = _run(tmp_path / "one", *args)
+    two = _run(tmp_path / "two", *args, "--jobs", "2")
+
+    def points(result):
+        return [(c["repeat"], [(p["n_labels"], p["score"]) for p in c["points"]]) for c in result["curves"]]
+
+    assert [c["repeat"] for c in two["curves"]] == [0, 1]
+    assert points(two) == points(one)
+    assert all(p["score"] is not None for c in two["curves"] for p in c["points"][1:])
+    # The parent's transaction (this test's) carried on, untouched.
+    assert Project.objects.count() == before
+
+
+def test_the_label_issue_phase_needs_k_fold_fits(tmp_path):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="needs k-fold fits"):
+        _run(tmp_path, "--dataset", "synthetic_text", "--size", "100", "--label-issues")

@@ -62,11 +62,9 @@ class SimulationResult:
 
 
 def simulate(*, source: Source, strategies: list[str], settings: Settings, repeats: int,
-             log: Log = lambda line: None) -> SimulationResult:  # fmt: skip
-    """Replay `source` with each strategy, `repeats` times, inside the sandbox."""
-    from django.contrib.auth import get_user_model
-
-    from training.simulation.sandbox import simulation_sandbox
+             log: Log = lambda line: None, jobs: int = 1) -> SimulationResult:  # fmt: skip
+    """Replay `source` with each strategy, `repeats` times, inside the sandbox. With `jobs` > 1
+    the replays run in that many forked processes, each in a sandbox of its own."""
     from training.strategies import STRATEGIES
 
     unknown = [s for s in strategies if s not in STRATEGIES]
@@ -74,14 +72,37 @@ def simulate(*, source: Source, strategies: list[str], settings: Settings, repea
         raise SourceUnusable(f"unknown strategy {unknown[0]!r}; known: {', '.join(STRATEGIES)}")
     if min(settings.seed_size, settings.batch, settings.budget) < 1:
         raise SourceUnusable("seed size, batch and budget must be at least 1")
+    if settings.label_issues and settings.folds < 2:
+        raise SourceUnusable("the label-issue phase needs k-fold fits: --folds 2 or more")
+    if jobs < 1:
+        raise SourceUnusable("jobs must be at least 1")
     started = time.perf_counter()
-    curves: list[Curve] = []
     notes = list(source.notes)
     if source.left_out:
         notes.append(f"{source.left_out} item(s) without a known label were left out")
+    if jobs == 1:
+        curves = _repeats_run(source, strategies, settings, list(range(repeats)), log)
+    else:
+        curves = _repeats_in_processes(source, strategies, settings, repeats, jobs, log)
+    if settings.budget > min(len(c.points) and c.points[-1].n_labels for c in curves):
+        notes.append("the pool ran out before the budget")
+    return SimulationResult(
+        source=source.name, measure=source.measure, strategies=list(strategies), settings=settings,
+        repeats=repeats, curves=curves, seconds=time.perf_counter() - started, notes=notes,
+    )  # fmt: skip
+
+
+def _repeats_run(source: Source, strategies: list[str], settings: Settings, repeats: list[int],
+                 log: Log) -> list[Curve]:  # fmt: skip
+    """The curves of these repeats, every strategy on each, in one sandbox."""
+    from django.contrib.auth import get_user_model
+
+    from training.simulation.sandbox import simulation_sandbox
+
+    curves: list[Curve] = []
     with simulation_sandbox():
         user = get_user_model().objects.create(username="simulated-annotator")
-        for repeat in range(repeats):
+        for repeat in repeats:
             split = split_make(source=source, repeat=repeat, settings=settings, user=user)
             log(f"repeat {repeat}: {len(split.pool):,} items in the pool, {len(split.test):,} held out")
             full = None
@@ -90,9 +111,55 @@ def simulate(*, source: Source, strategies: list[str], settings: Settings, repea
                                log=log, full=full)  # fmt: skip
                 full = curve.full_score
                 curves.append(curve)
-    if settings.budget > min(len(c.points) and c.points[-1].n_labels for c in curves):
-        notes.append("the pool ran out before the budget")
-    return SimulationResult(
-        source=source.name, measure=source.measure, strategies=list(strategies), settings=settings,
-        repeats=repeats, curves=curves, seconds=time.perf_counter() - started, notes=notes,
-    )  # fmt: skip
+    return curves
+
+
+# The forked workers' view of the run (set before the fork, read in the child; nothing is pickled
+# but the repeat number and the curves coming back).
+_FORKED: dict = {}
+
+
+def _forked_unit(unit: tuple[int, str]) -> Curve:
+    import sys
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    # One core per process, as a worker has (training/tasks.py): torch's and BLAS's threads.
+    torch.set_num_threads(1)
+    run = _FORKED
+    repeat, strategy = unit
+
+    def log(line: str) -> None:
+        print(line, file=sys.stdout, flush=True)
+
+    with threadpool_limits(limits=1):
+        (curve,) = _repeats_run(run["source"], [strategy], run["settings"], [repeat], log)
+    return curve
+
+
+def _repeats_in_processes(source: Source, strategies: list[str], settings: Settings, repeats: int,
+                          jobs: int, log: Log) -> list[Curve]:  # fmt: skip
+    """One (repeat, strategy) per task, so that the processes stay busy to the end: each makes
+    the repeat's split (seeded by the repeat, so the same in every process) and measures its
+    full-data score itself (the same fit, the same seed)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from django.db import connections
+
+    units = [(repeat, strategy) for strategy in strategies for repeat in range(repeats)]
+    log(f"{len(units)} replays ({repeats} repeats × {len(strategies)} strategies) in {jobs} processes")
+    # A forked child opens a sandbox of its own and never uses the parent's connections; they are
+    # closed first where they can be (not inside a transaction, a test's say, which the parent
+    # carries on with), and a child ends with os._exit, so it never closes the copy it inherited.
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+    _FORKED.update(source=source, strategies=strategies, settings=settings)
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            curves = list(pool.map(_forked_unit, units))
+    finally:
+        _FORKED.clear()
+    return sorted(curves, key=lambda c: (c.repeat, strategies.index(c.strategy)))

@@ -6,7 +6,8 @@ in a project of their own that nothing labels or scores. Per strategy, a fresh p
 pool's items, imported in the chosen order, is labeled the way annotators label it: the queue
 (annotate.queue.assignment_next) serves the seed set, each item is submitted with its known
 label (annotation_submit), then rounds of train (training.versions.model_version_train: the
-k-fold fits, label issues, the final fit on all labels), score the pool
+k-fold fits, the final fit on all labels; the label-issue phase only with
+settings.label_issues), score the pool
 (training.scoring.prediction_pool_score, the project's strategy), activate, evaluate the
 active version on the test split, and serve the next batch, until the budget is spent.
 """
@@ -48,7 +49,8 @@ class Settings:
     order: str = "source"  # source | sorted | shuffled
     test_share: float = 0.2
     random_share: float | None = None  # None: the project's default
-    folds: int = 2
+    folds: int = 0  # 0: no k-fold fits (model_version_train)
+    label_issues: bool = False  # the trainings' label-issue phase (and random-sampling curve)
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,13 @@ Log = Callable[[str], None]
 
 def _seed_everything(seed: int) -> None:
     """Seed the generators the loop draws from: the queue's gold and random-slice draws, the
-    import's and the strategies' (annotate.queue._random is seeded by its tests the same way)."""
-    from annotate import queue
+    import's random priorities, and the strategies' (their tests seed them the same way)."""
+    from annotate import queue, queue_order
+    from annotate.importing import writer
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    generator = getattr(queue, "_random", None)
-    if isinstance(generator, random.Random):
+    for generator in (queue._random, queue_order._slice_random, writer._priorities):
         generator.seed(seed)
 
 
@@ -167,6 +169,9 @@ def replay(
     def serve(count: int) -> int:
         served = 0
         while served < count:
+            # Read the project's row as each request does: the queue's state on it (the random
+            # slice open or closed) changes as items are scored, marked and labeled.
+            project.refresh_from_db()
             lease = assignment_next(project=project, annotator=user, membership=membership)
             if lease is None:
                 break
@@ -182,7 +187,11 @@ def replay(
         round_started = time.perf_counter()
         try:
             version = model_version_train(
-                project=project, seed=split.repeat, folds=settings.folds, activate=False
+                project=project,
+                seed=split.repeat,
+                folds=settings.folds,
+                activate=False,
+                diagnostics=settings.label_issues,
             )
         except NotEnoughLabels as exc:
             curve.points.append(Point(n_labels=labeled, score=None, note=str(exc)))

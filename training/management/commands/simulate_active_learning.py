@@ -48,8 +48,19 @@ class Command(BaseCommand):
             help="the projects' random slice (default: a new project's, as the studio ships)",
         )  # fmt: skip
         parser.add_argument(
-            "--folds", type=int, default=2,
-            help="k of each training's k-fold fits (its own metrics and label issues; 2 is the least)",
+            "--folds", type=int, default=0,
+            help="k of each training's k-fold fits (the version's own metrics, needed by --label-issues):"
+            " 0, the default, fits once on all labels, as the studio's final fit (the simulation scores"
+            " every version on its held-out split)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--jobs", type=int, default=1,
+            help="processes the replays run in, one (repeat, strategy) at a time each (one core each)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--label-issues", action="store_true",
+            help="run each training's label-issue phase too (label issues, random-sampling curve);"
+            " off by default",
         )  # fmt: skip
         parser.add_argument("--size", type=int, default=2000, help="items of a synthetic data set")
         parser.add_argument("--out", type=Path, help="folder for the results (default var/simulations/…)")
@@ -59,6 +70,7 @@ class Command(BaseCommand):
         run = Settings(
             seed_size=o["seed_size"], batch=o["batch"], budget=o["budget"], order=o["order"],
             test_share=o["test_share"], random_share=o["random_share"], folds=o["folds"],
+            label_issues=o["label_issues"],
         )  # fmt: skip
         if not 0 < run.test_share < 1:
             raise CommandError("--test-share must lie between 0 and 1")
@@ -74,7 +86,7 @@ class Command(BaseCommand):
                                  size=o["size"])  # fmt: skip
             self.stdout.write(f"{source.name}: {len(source.values):,} items with known labels")
             result = simulate(source=source, strategies=strategies, settings=run, repeats=o["repeats"],
-                              log=self.stdout.write)  # fmt: skip
+                              log=self.stdout.write, jobs=o["jobs"])  # fmt: skip
         except SourceUnusable as exc:
             raise CommandError(str(exc)) from exc
         folder = o["out"] or Path(settings.VAR_DIR) / "simulations" / (
@@ -87,7 +99,7 @@ class Command(BaseCommand):
             self.stdout.write(f"note: {note}")
         # The load model beside the figure: this process, one core at a time, on a machine with …
         self.stdout.write(
-            f"{result.seconds:.1f} s in one process on {os.cpu_count()} cores, load average"
+            f"{result.seconds:.1f} s in {o['jobs']} process(es) on {os.cpu_count()} cores, load average"
             f" {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end;"
             f" written: {', '.join(str(p) for p in paths)}"
         )
