@@ -39,6 +39,43 @@ def text_features(*, project: Project, item_ids: Sequence[int], featurizer):
     return cached.rows(list(item_ids))
 
 
+class PoolTextFeatures:
+    """Feature rows for scoring a pool: read from the project's cache where it holds them (the
+    cold start caches up to 10,000 open items, training/coldstart.py), hashed otherwise. Unlike
+    text_features it never grows the cache: the pool is scored once per run, and caching every
+    open item of a 100,000-item project would write a file that large on each run."""
+
+    def __init__(self, *, project: Project, featurizer):
+        from training.backends.text import TextFeatures
+
+        path = _cache_dir(project) / f"text-features-{featurizer.fingerprint[:12]}.npz"
+        self.featurizer = featurizer
+        self.cached = TextFeatures.load_npz(path, featurizer) if path.exists() else None
+        self.known = np.sort(self.cached.item_ids) if self.cached is not None else np.zeros(0, np.int64)
+
+    def rows(self, item_ids: Sequence[int], texts: Sequence[str]):
+        """The rows of `item_ids` (with their `texts`, in that order) as a CSR matrix."""
+        import scipy.sparse as sp
+
+        ids = np.asarray(item_ids, dtype=np.int64)
+        at = np.searchsorted(self.known, ids)
+        hit = at < len(self.known)
+        hit[hit] = self.known[at[hit]] == ids[hit]
+        if hit.all():
+            return self.cached.rows(ids)
+        if not hit.any():
+            return self.featurizer.featurize(list(texts))
+        fresh = np.flatnonzero(~hit)
+        parts = sp.vstack(
+            [self.cached.rows(ids[hit]), self.featurizer.featurize([texts[i] for i in fresh])],
+            format="csr",
+            dtype=np.float32,
+        )
+        # parts holds the hits, then the fresh rows: put each back at its place.
+        order = np.concatenate([np.flatnonzero(hit), fresh])
+        return parts[np.argsort(order, kind="stable")]
+
+
 def image_arrays(*, project: Project, item_ids: Sequence[int], size: int = IMAGE_SIZE) -> np.ndarray:
     """Images of `item_ids` as float32 (n, 1, size, size) in [0, 1], reading only uncached files."""
     from PIL import Image

@@ -22,6 +22,8 @@ STRATEGIES = ("margin", "margin_diversity", "least_confidence", "entropy", "rand
 DIVERSITY_PREFILTER_FACTOR = 10
 DIVERSITY_PREFILTER_MIN = 2000
 EMBED_DIMS = 64
+GRAM_MAX_ROWS = 4000
+KMEANS_FULL_MAX_ROWS = 20000  # plain k-means up to here (fast and tighter), mini-batch beyond
 
 
 def _binary(proba: np.ndarray) -> np.ndarray:
@@ -109,10 +111,12 @@ def embed(features, *, dims: int = EMBED_DIMS, seed: int = 0) -> np.ndarray:
         X = X - X.mean(axis=0, keepdims=True)
     if d > dims and n > 2:
         components = min(dims, n - 1, d - 1)
-        if sparse and n < d:
+        if sparse and n < d and n <= GRAM_MAX_ROWS:
             # Fewer rows than columns (hashed n-grams): the SVD's left side from the rows' Gram
             # matrix, which costs n² instead of a randomized SVD's passes over d columns
             # (bench/bench_diversity.py, 100,000 items: median 6.3 s before, 2.8 s after, load ~5 on 2 cores).
+            # Beyond GRAM_MAX_ROWS the n² matrix costs more than the passes: 10,000 snippets
+            # took 20 s this way and 2.6 s with the randomized SVD (the cold start's set).
             from scipy.sparse.linalg import eigsh
 
             gram = (X @ X.T).toarray().astype(np.float64)
@@ -148,9 +152,12 @@ def cluster_interleave(
         group = np.arange(n)
         key = np.zeros(n) if priority is None else -np.asarray(priority, dtype=np.float64)
     else:
-        from sklearn.cluster import MiniBatchKMeans
+        from sklearn.cluster import KMeans, MiniBatchKMeans
 
-        model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=1024)
+        if n <= KMEANS_FULL_MAX_ROWS:
+            model = KMeans(n_clusters=k, random_state=seed, n_init=3)
+        else:
+            model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=1024)
         group = model.fit_predict(X)
         if priority is None:
             key = ((X - model.cluster_centers_[group]) ** 2).sum(axis=1)  # nearest the centroid first
