@@ -137,6 +137,10 @@ class SliceReport:
     # The active version's metrics["random_curve"], re-inverted at its slice estimate when it has
     # one (training/random_curve.py): what random sampling would have needed for its accuracy.
     random_curve: dict | None = None
+    measure: str = "accuracy"  # what the slice estimates: SLICE_MEASURE_SPANS for spans
+
+
+SLICE_MEASURE_SPANS = "exact-match accuracy (texts whose spans are all right)"
 
 
 def _choices(value) -> tuple | None:
@@ -147,15 +151,33 @@ def _choices(value) -> tuple | None:
     return tuple(sorted(value["choices"]))
 
 
+def spans_key(value) -> tuple | None:
+    """A spans value as what exact match compares: its (start, end, label)s, sorted."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict) or not isinstance(value.get("spans"), list):
+        return None
+    from training.backends.spans import spans_exact_key
+
+    return spans_exact_key(value["spans"])
+
+
 def random_slice_estimates(*, project: Project) -> list[SliceEstimate]:
     """Per model version (in version order), the random-slice items it predicted when they were
     served, scored against their final labels, with a 95% Wilson interval.
 
     An item counts once, for the version of its first recorded serve (which preceded all of its
     labels, so that version never trained on it), and only once it has a final label. Exact match
-    of the choices (subset accuracy for multi-label); classification projects only.
+    of the choices (subset accuracy for multi-label); for spans, of the text's whole set of spans
+    (every span's start, end and label: the share of texts the model gets entirely right, a
+    per-item outcome, so the Wilson interval holds; entity F1 pools entities across texts and
+    has none). Boxes have no model.
     """
-    if not project.is_classification:
+    if project.task_type == Project.TaskType.TEXT_SPANS:
+        key = spans_key
+    elif project.is_classification:
+        key = _choices
+    else:
         return []
     from training.evaluation import wilson_interval
 
@@ -173,12 +195,12 @@ def random_slice_estimates(*, project: Project) -> list[SliceEstimate]:
         if item_id in seen:
             continue
         seen.add(item_id)
-        truth = _choices(final)
+        truth = key(final)
         if truth is None:
             continue
         tally = counts.setdefault(version_id, [0, 0])
         tally[0] += 1
-        tally[1] += _choices(predicted) == truth
+        tally[1] += key(predicted) == truth
     versions = ModelVersion.objects.filter(project=project, pk__in=counts).order_by("number")
     estimates = []
     for version in versions:
@@ -221,6 +243,39 @@ def prediction_agreement(*, version: ModelVersion, previous: ModelVersion) -> fl
     return kappa
 
 
+def _previous_version(version: ModelVersion) -> ModelVersion | None:
+    return (
+        ModelVersion.objects.filter(project_id=version.project_id, number__lt=version.number)
+        .order_by("-number")
+        .first()
+    )
+
+
+def pool_agreement_store(*, version: ModelVersion) -> float | None:
+    """Measure the version's agreement with the version before it once, as its pool is scored
+    (training/scoring.py), and keep it in metrics["pool_agreement"]: the project page reads it
+    there instead of joining two pools' predictions on every view."""
+    previous = _previous_version(version)
+    if previous is None:
+        return None
+    kappa = prediction_agreement(version=version, previous=previous)
+    version.metrics = {**version.metrics, "pool_agreement": {"previous_id": previous.pk, "kappa": kappa}}
+    ModelVersion.objects.filter(pk=version.pk).update(metrics=version.metrics)
+    return kappa
+
+
+def pool_agreement(*, version: ModelVersion) -> float | None:
+    """Cohen's kappa between the version's pool predictions and the previous version's: the
+    stored figure when it was measured against that same previous version, else measured now."""
+    previous = _previous_version(version)
+    if previous is None:
+        return None
+    stored = version.metrics.get("pool_agreement") or {}
+    if stored.get("previous_id") == previous.pk:
+        return stored["kappa"]
+    return prediction_agreement(version=version, previous=previous)
+
+
 def _key(raw) -> str:
     value = json.loads(raw) if isinstance(raw, str) else raw
     return json.dumps(value, sort_keys=True)
@@ -237,13 +292,7 @@ def random_slice_report(*, project: Project, active: ModelVersion | None) -> Sli
 
     estimates = random_slice_estimates(project=project)
     by_version = {e.version_id: e for e in estimates}
-    kappa = None
-    if active is not None:
-        previous = (
-            ModelVersion.objects.filter(project=project, number__lt=active.number).order_by("-number").first()
-        )
-        if previous is not None:
-            kappa = prediction_agreement(version=active, previous=previous)
+    kappa = pool_agreement(version=active) if active is not None else None
     advice = None
     last = [e for e in estimates if e.n >= MIN_SLICE_ITEMS][-FLAT_VERSIONS:]
     current = by_version.get(active.pk) if active is not None else None
@@ -295,4 +344,5 @@ def random_slice_report(*, project: Project, active: ModelVersion | None) -> Sli
         advice=advice,
         curve_svg=svg,
         random_curve=random_curve,
+        measure=SLICE_MEASURE_SPANS if project.task_type == Project.TaskType.TEXT_SPANS else "accuracy",
     )

@@ -14,8 +14,14 @@ re-inverts the stored fit at the active version's random-slice estimate once it 
 (`random_curve_for_page`), the unbiased figure. An n more than RANDOM_CURVE_EXTRAPOLATION times
 the largest fitted n is reported as beyond the fitted range.
 
-Classification backends only (text n-grams); image projects are skipped: the extra
-folds × fractions CNN fits would multiply the run's time. The fitting part (curve_points,
+Classification backends (text n-grams, the image CNN). A CNN fit costs what a hundred n-gram
+fits cost, so an image project's curve is smaller: IMAGE_CURVE_FOLDS × IMAGE_CURVE_FRACTIONS
+fits on at most IMAGE_SLICE_MAX slice labels (a uniform sample of a uniform sample is one
+still), about 9 fits of at most 100 images, a third of the run's own five k-fold fits at 500
+labels; beyond the largest fitted n the estimate is an extrapolation and says so. Spans: the
+span CRF on nested subsets of the slice texts, scored by exact match of each text's spans (the
+measure the random slice estimates, training/proposals.py), inverted at the run's cross-validated
+exact-match accuracy (metrics["exact_match"]). The fitting part (curve_points,
 curve_fit_power, labels_needed) takes arrays and knows no Django; random_curve_measure picks the
 slice items out of a run's snapshot.
 """
@@ -31,6 +37,9 @@ MIN_SLICE_LABELS = 20
 RANDOM_CURVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 RANDOM_CURVE_EXTRAPOLATION = 3.0
 RANDOM_CURVE_FOLDS = 5
+IMAGE_CURVE_FRACTIONS = (1 / 3, 2 / 3, 1.0)
+IMAGE_CURVE_FOLDS = 3
+IMAGE_SLICE_MAX = 150
 MIN_RISE = 1e-3  # accuracy gained over the fitted range, below which a fit is flat
 
 
@@ -80,6 +89,45 @@ def curve_points(
             sizes[j] += len(rows)
     return [
         {"n": round(float(sizes[j]) / k, 1), "accuracy": round(float(correct[j]) / len(Y), 4)}
+        for j in range(len(fractions))
+    ]
+
+
+def span_curve_points(
+    *,
+    make_backend: Callable[[], object],
+    documents: list,
+    spans: list[list[dict]],
+    classes: list[str],
+    fractions=RANDOM_CURVE_FRACTIONS,
+    folds: int = RANDOM_CURVE_FOLDS,
+    seed: int = 0,
+) -> list[dict]:
+    """curve_points for the span CRF: a point's accuracy is the share of texts whose predicted
+    spans (start, end, label) are exactly the labeled ones."""
+    from training.backends.spans import spans_exact_key
+    from training.evaluation import span_fold_assignments
+
+    fold_of = span_fold_assignments(len(documents), folds=folds, seed=seed)
+    k = int(fold_of.max()) + 1
+    rng = np.random.default_rng(seed)
+    truth = [spans_exact_key(s) for s in spans]
+    correct = np.zeros(len(fractions), dtype=np.int64)
+    sizes = np.zeros(len(fractions), dtype=np.float64)
+    for fold in range(k):
+        held_out = np.flatnonzero(fold_of == fold)
+        seen = rng.permutation(np.flatnonzero(fold_of != fold))
+        for j, fraction in enumerate(fractions):
+            rows = np.sort(seen[: max(2, round(fraction * len(seen)))])
+            model = make_backend()
+            model.fit([documents[i] for i in rows], [spans[i] for i in rows], classes=classes, seed=seed)
+            predicted = model.predict_marginals([documents[i] for i in held_out])
+            correct[j] += sum(
+                spans_exact_key(p.spans) == truth[i] for i, p in zip(held_out, predicted, strict=True)
+            )
+            sizes[j] += len(rows)
+    return [
+        {"n": round(float(sizes[j]) / k, 1), "accuracy": round(float(correct[j]) / len(documents), 4)}
         for j in range(len(fractions))
     ]
 
@@ -169,7 +217,7 @@ def random_curve_estimate(*, points: list[dict], fit: dict, target: float, targe
 def random_curve_measure(
     *, project, snapshot, X, Y: np.ndarray, make_backend: Callable[[], object], target: float, seed: int = 0
 ) -> dict:
-    """metrics["random_curve"] for a classification run: the slice labels among the snapshot's,
+    """metrics["random_curve"] for a run (classification or spans): the slice labels among the snapshot's,
     the points, the fit and the estimate at `target` (the run's cross-validated accuracy), or
     {"status": ..., "reason": ...} saying why there is none.
 
@@ -178,16 +226,10 @@ def random_curve_measure(
     unlabeled ones, so every labeled slice item was drawn uniformly from the pool before its
     label existed. (Items a lead later made gold are no longer random and drop out.)
     """
-    from annotate.models import Item, PickKind
+    from annotate.models import Item, PickKind, Project
 
     started = time.perf_counter()
     base = {"model_labels": len(snapshot.item_ids), "min_slice_labels": MIN_SLICE_LABELS}
-    if project.is_image:
-        return {
-            **base,
-            "status": "skipped",
-            "reason": "not measured for image models: its extra CNN fits would multiply the run's time",
-        }
     slice_ids = set(
         Item.objects.filter(project=project, pick_kind=PickKind.RANDOM).values_list("pk", flat=True)
     )
@@ -202,11 +244,24 @@ def random_curve_measure(
             "reason": f"{len(rows)} labeled random-slice item{'' if len(rows) == 1 else 's'},"
             f" {MIN_SLICE_LABELS} needed",
         }
+    spans = project.task_type == Project.TaskType.TEXT_SPANS
+    schedule = {}
+    if project.is_image:
+        schedule = {"fractions": IMAGE_CURVE_FRACTIONS, "folds": IMAGE_CURVE_FOLDS}
+        if len(rows) > IMAGE_SLICE_MAX:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, IMAGE_SLICE_MAX, replace=False))
+        base["slice_labels_used"] = len(rows)
     try:
-        points = curve_points(
-            make_backend=make_backend, X=X[rows], Y=np.asarray(Y)[rows], classes=snapshot.classes,
-            multi_label=snapshot.multi_label, seed=seed,
-        )  # fmt: skip
+        if spans:
+            points = span_curve_points(
+                make_backend=make_backend, documents=[X[r] for r in rows], spans=[Y[r] for r in rows],
+                classes=snapshot.classes, seed=seed,
+            )  # fmt: skip
+        else:
+            points = curve_points(
+                make_backend=make_backend, X=X[rows], Y=np.asarray(Y)[rows], classes=snapshot.classes,
+                multi_label=snapshot.multi_label, seed=seed, **schedule,
+            )  # fmt: skip
     except ValueError as exc:  # a class with a single slice item: no two folds
         return {**base, "status": "too few", "reason": str(exc)}
     fit = curve_fit_power(points)

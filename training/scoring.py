@@ -23,7 +23,9 @@ from django.db import connection, transaction
 
 from annotate.models import Item, Label, Project
 from annotate.queue import queue_reordering, random_slice_redraw
+from training.features import PoolTextFeatures
 from training.models import ModelVersion, Prediction
+from training.proposals import pool_agreement_store
 from training.versions import model_inputs, model_version_backend, span_documents
 
 # The batch the diversity step spreads over clusters when the project does not retrain every N.
@@ -72,6 +74,8 @@ def prediction_pool_score(
         # The random slice is drawn afresh from the pool this version scored (annotate/queue_order.py).
         random_slice_redraw(project_id=project.pk)
         _items_analyze()
+    # The stopping advice's kappa, measured once here rather than on every view of the page.
+    pool_agreement_store(version=version)
     return done
 
 
@@ -104,7 +108,9 @@ def _diversity_features(*, project: Project, backend, item_ids: list[int]):
         from training.backends.text import TextFeaturizer
 
         return TextFeaturizer().featurize([texts[i] for i in item_ids])
-    return backend.featurize([texts[i] for i in item_ids])
+    return PoolTextFeatures(project=project, featurizer=backend.featurizer).rows(
+        item_ids, [texts[i] for i in item_ids]
+    )
 
 
 def _items_analyze() -> None:
@@ -130,6 +136,9 @@ def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, 
     # margin_diversity's per-item score is margin (tokens' margins for spans).
     per_item = "margin" if strategy == "margin_diversity" else strategy
     done, last_id = 0, 0
+    pool_features = None if project.is_image or project.task_type == Project.TaskType.TEXT_SPANS else (
+        PoolTextFeatures(project=project, featurizer=backend.featurizer)
+    )  # fmt: skip
     all_ids: list[int] = []
     all_uncertainty: list[float] = []
     while True:
@@ -149,8 +158,7 @@ def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, 
             if project.is_image:
                 X = model_inputs(project=project, backend=backend, item_ids=ids)
             else:
-                # The pool is scored once per run: hash its texts directly rather than grow the cache.
-                X = backend.featurize([text for _, text in batch])
+                X = pool_features.rows(ids, [text for _, text in batch])
             proba = backend.predict_proba(X)
             values, confidence = proposals(proba, classes, multi_label=multi_label)
             uncertainty = scores(per_item, proba, multi_label=multi_label, seed=version.number)

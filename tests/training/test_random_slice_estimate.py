@@ -159,3 +159,53 @@ def test_no_slice_figures_before_any_slice_item_is_labeled(client):
     client.force_login(lead)
     page = client.get(f"/projects/{project.pk}/").content.decode()
     assert 'id="random-slice-curve"' not in page and "No random-slice estimate for this version yet" in page
+
+
+def test_the_kappa_is_measured_once_when_the_pool_is_scored_and_read_back_by_the_page():
+    from training.proposals import pool_agreement, pool_agreement_store
+
+    project, _, annotator = _project(items=200)
+    versions = _three_flat_versions(project, annotator, agree=False)
+    measured = pool_agreement(version=versions[2])
+    assert measured is not None and measured < 0.95
+    assert pool_agreement_store(version=versions[2]) == measured
+    assert pool_agreement_store(version=versions[0]) is None  # no version before the first
+    # The page reads the stored figure: predictions that changed since do not move it.
+    Prediction.objects.filter(model_version=versions[2]).update(value=POS)
+    versions[2].refresh_from_db()
+    assert versions[2].metrics["pool_agreement"] == {"previous_id": versions[1].pk, "kappa": measured}
+    assert random_slice_report(project=project, active=versions[2]).kappa == measured
+    # Measured against another previous version, it is measured afresh.
+    versions[1].delete()
+    assert pool_agreement(version=versions[2]) != measured
+
+
+def test_a_spans_project_is_estimated_by_exact_match_of_each_texts_spans(client):
+    lead, annotator = UserFactory(), UserFactory()
+    project = make_project(
+        task_type="text_spans", labels=["PER", "LOC"], items=20, random_share=0.1,
+        members=[(lead, "manager"), (annotator, "annotator")],
+    )  # fmt: skip
+    version = _version(project, 1, active=True, n_train=30)
+    version.metrics = {**version.metrics, "task": "spans", "f1": 0.8, "per_class": {}, "exact_match": 0.6}
+    version.save(update_fields=["metrics"])
+    ann = {"start": 0, "end": 3, "label": "PER"}
+    other = {"start": 5, "end": 9, "label": "LOC"}
+    cases = [
+        ({"spans": [ann, other]}, {"spans": [other, ann]}, True),  # the same spans, in another order
+        ({"spans": [ann]}, {"spans": [ann]}, True),
+        ({"spans": []}, {"spans": []}, True),  # nothing to find, nothing found
+        ({"spans": [ann]}, {"spans": [{**ann, "label": "LOC"}]}, False),  # wrong label
+        ({"spans": [ann]}, {"spans": [{**ann, "end": 4}]}, False),  # wrong end
+        ({"spans": [ann, other]}, {"spans": [ann]}, False),  # one missed
+    ]
+    for item, (predicted, truth, _) in zip(project.items.order_by("id"), cases, strict=False):
+        _served(item, version, predicted=predicted, truth=truth, annotator=annotator)
+    (estimate,) = random_slice_estimates(project=project)
+    assert (estimate.n, estimate.correct) == (6, sum(right for *_, right in cases))
+    report = random_slice_report(project=project, active=version)
+    client.force_login(lead)
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert f"Estimated on the random slice: {report.measure} <strong>0.500</strong>" in page
+    assert "texts with every span right 0.600" in page  # the cross-validated figure beside it
+    assert "texts whose spans are all right" in report.measure

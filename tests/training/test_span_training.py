@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotate.models import Item, Project
+from annotate.models import Item, PickKind, Project
 from annotate.queue import annotation_submit, assignment_next
 from tests.factories import UserFactory, make_project
 from tests.training.span_data import LABELS, make_split
@@ -15,6 +15,7 @@ from training.artifact_store import artifact_local
 from training.backends.spans import MODEL_FILE
 from training.datasets import NotEnoughLabels
 from training.models import ModelVersion, Prediction, TrainingRun
+from training.random_curve import RANDOM_CURVE_FRACTIONS
 from training.runs import training_auto_request, training_run_execute, training_run_request
 from training.strategies import sequence_scores
 from training.versions import (
@@ -246,3 +247,19 @@ def test_a_spans_project_request_queues_a_run_as_a_text_projects_does(django_cap
     with django_capture_on_commit_callbacks() as callbacks:
         run, created = training_run_request(project=project, trigger="test")
     assert created and run.status == "queued" and len(callbacks) == 1
+
+
+def test_a_spans_run_measures_the_random_curve_by_exact_match_on_the_slice_texts():
+    project = spans_project(labeled=80)
+    ids = list(project.items.order_by("id").values_list("pk", flat=True))[::2]  # 40 slice texts
+    Item.objects.filter(pk__in=ids).update(pick_kind=PickKind.RANDOM)
+    version = model_version_train(project=project)
+    m = version.metrics
+    assert 0.5 <= m["exact_match"] <= 1.0  # templated sentences: most texts come out whole
+    curve = m["random_curve"]
+    assert curve["slice_labels"] == 40 and curve["model_labels"] == 80
+    # Nested subsets of each fold's 32 training texts.
+    assert [p["n"] for p in curve["points"]] == [round(f * 32, 1) for f in RANDOM_CURVE_FRACTIONS]
+    assert curve["points"][-1]["accuracy"] > curve["points"][0]["accuracy"]
+    assert curve["target"] == m["exact_match"] and curve["target_source"] == "cross-validated"
+    assert curve["status"] in {"estimated", "beyond the fitted range", "unreachable"}

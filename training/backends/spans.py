@@ -48,6 +48,11 @@ def tag_names(classes: Sequence[str]) -> list[str]:
     return [OUTSIDE, *[f"{prefix}-{name}" for name in classes for prefix in ("B", "I")]]
 
 
+def spans_exact_key(spans: Sequence[dict]) -> tuple:
+    """What exact match of a text's spans compares: their (start, end, label)s, sorted."""
+    return tuple(sorted((s.get("start"), s.get("end"), s.get("label")) for s in spans))
+
+
 def spans_to_tags(offsets: Sequence[tuple[int, int]], spans: Sequence[dict]) -> tuple[list[str], int]:
     """IOB2 tags of the tokens at `offsets` for `spans`; also the number of spans left out
     (overlapping an earlier one, or covering no token)."""
