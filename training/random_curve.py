@@ -46,6 +46,33 @@ MIN_RISE = 1e-3  # accuracy gained over the fitted range, below which a fit is f
 # Fitting (arrays in, dicts out) ---------------------------------------------------------------
 
 
+def nested_fold_points(
+    *, fold_of: np.ndarray, fractions, seed: int, right_count: Callable[[np.ndarray, np.ndarray], int]
+) -> list[dict]:
+    """Points (n, accuracy) of a learning curve over k folds (`fold_of`, one fold per row).
+
+    Within each fold's training side one seeded permutation, whose first `fraction` rows train
+    a fresh model (so the subsets are nested); `right_count(rows, held_out)` fits on `rows` and
+    counts the held-out rows it gets right. A point's accuracy pools every row's out-of-fold
+    outcome at that fraction; its n is the mean training size over the folds.
+    """
+    k = int(fold_of.max()) + 1
+    rng = np.random.default_rng(seed)
+    correct = np.zeros(len(fractions), dtype=np.int64)
+    sizes = np.zeros(len(fractions), dtype=np.float64)
+    for fold in range(k):
+        held_out = np.flatnonzero(fold_of == fold)
+        seen = rng.permutation(np.flatnonzero(fold_of != fold))
+        for j, fraction in enumerate(fractions):
+            rows = np.sort(seen[: max(2, round(fraction * len(seen)))])
+            correct[j] += int(right_count(rows, held_out))
+            sizes[j] += len(rows)
+    return [
+        {"n": round(float(sizes[j]) / k, 1), "accuracy": round(float(correct[j]) / len(fold_of), 4)}
+        for j in range(len(fractions))
+    ]
+
+
 def curve_points(
     *,
     make_backend: Callable[[], object],
@@ -57,40 +84,23 @@ def curve_points(
     folds: int = RANDOM_CURVE_FOLDS,
     seed: int = 0,
 ) -> list[dict]:
-    """Points (n, accuracy) of the backend's learning curve on these labels alone.
-
-    k-fold: within each fold's training side one seeded permutation, whose first `fraction`
-    rows train a fresh backend (so the subsets are nested), scored on the fold's held-out rows.
-    A point's accuracy pools every row's out-of-fold prediction at that fraction; its n is the
-    mean training size over the folds. Exact match of the choices (subset accuracy, proba ≥ 0.5,
-    for multi-label), as the version's own accuracy is.
-    """
+    """Points (n, accuracy) of the backend's learning curve on these labels alone (k-fold,
+    nested subsets: nested_fold_points). Exact match of the choices (subset accuracy, proba ≥
+    0.5, for multi-label), as the version's own accuracy is."""
     from training.evaluation import fold_assignments
 
     Y = np.asarray(Y)
+
+    def right_count(rows, held_out):
+        model = make_backend()
+        model.fit(X[rows], Y[rows], classes=classes, multi_label=multi_label, seed=seed)
+        proba = model.predict_proba(X[held_out])
+        if multi_label:
+            return np.all((proba >= 0.5) == (Y[held_out] == 1), axis=1).sum()
+        return (proba.argmax(axis=1) == Y[held_out]).sum()
+
     fold_of = fold_assignments(Y, multi_label=multi_label, folds=folds, seed=seed)
-    k = int(fold_of.max()) + 1
-    rng = np.random.default_rng(seed)
-    correct = np.zeros(len(fractions), dtype=np.int64)
-    sizes = np.zeros(len(fractions), dtype=np.float64)
-    for fold in range(k):
-        held_out = np.flatnonzero(fold_of == fold)
-        seen = rng.permutation(np.flatnonzero(fold_of != fold))
-        for j, fraction in enumerate(fractions):
-            rows = np.sort(seen[: max(2, round(fraction * len(seen)))])
-            model = make_backend()
-            model.fit(X[rows], Y[rows], classes=classes, multi_label=multi_label, seed=seed)
-            proba = model.predict_proba(X[held_out])
-            if multi_label:
-                right = np.all((proba >= 0.5) == (Y[held_out] == 1), axis=1)
-            else:
-                right = proba.argmax(axis=1) == Y[held_out]
-            correct[j] += int(right.sum())
-            sizes[j] += len(rows)
-    return [
-        {"n": round(float(sizes[j]) / k, 1), "accuracy": round(float(correct[j]) / len(Y), 4)}
-        for j in range(len(fractions))
-    ]
+    return nested_fold_points(fold_of=fold_of, fractions=fractions, seed=seed, right_count=right_count)
 
 
 def span_curve_points(
@@ -108,28 +118,16 @@ def span_curve_points(
     from training.backends.spans import spans_exact_key
     from training.evaluation import span_fold_assignments
 
-    fold_of = span_fold_assignments(len(documents), folds=folds, seed=seed)
-    k = int(fold_of.max()) + 1
-    rng = np.random.default_rng(seed)
     truth = [spans_exact_key(s) for s in spans]
-    correct = np.zeros(len(fractions), dtype=np.int64)
-    sizes = np.zeros(len(fractions), dtype=np.float64)
-    for fold in range(k):
-        held_out = np.flatnonzero(fold_of == fold)
-        seen = rng.permutation(np.flatnonzero(fold_of != fold))
-        for j, fraction in enumerate(fractions):
-            rows = np.sort(seen[: max(2, round(fraction * len(seen)))])
-            model = make_backend()
-            model.fit([documents[i] for i in rows], [spans[i] for i in rows], classes=classes, seed=seed)
-            predicted = model.predict_marginals([documents[i] for i in held_out])
-            correct[j] += sum(
-                spans_exact_key(p.spans) == truth[i] for i, p in zip(held_out, predicted, strict=True)
-            )
-            sizes[j] += len(rows)
-    return [
-        {"n": round(float(sizes[j]) / k, 1), "accuracy": round(float(correct[j]) / len(documents), 4)}
-        for j in range(len(fractions))
-    ]
+
+    def right_count(rows, held_out):
+        model = make_backend()
+        model.fit([documents[i] for i in rows], [spans[i] for i in rows], classes=classes, seed=seed)
+        predicted = model.predict_marginals([documents[i] for i in held_out])
+        return sum(spans_exact_key(p.spans) == truth[i] for i, p in zip(held_out, predicted, strict=True))
+
+    fold_of = span_fold_assignments(len(documents), folds=folds, seed=seed)
+    return nested_fold_points(fold_of=fold_of, fractions=fractions, seed=seed, right_count=right_count)
 
 
 def _power(n, a, b, c):
