@@ -112,7 +112,7 @@ def test_a_threshold_never_reached_within_the_budget_is_said_so():
     assert "40 " in table.splitlines()[-2]  # 90% and 95% reached at 40 in both repeats (no spread)
 
 
-def test_repeats_in_forked_processes_give_the_curves_of_one_process(tmp_path):
+def test_repeats_in_forked_processes_or_a_later_run_give_the_curves_of_one_process(tmp_path):
     args = ["--dataset", "synthetic_text", "--size", "300", "--strategy", "margin_diversity",
             "--seed-size", "20", "--batch", "20", "--budget", "60", "--repeats", "2"]  # fmt: skip
     before = Project.objects.count()
@@ -124,6 +124,10 @@ def test_repeats_in_forked_processes_give_the_curves_of_one_process(tmp_path):
 
     assert [c["repeat"] for c in two["curves"]] == [0, 1]
     assert points(two) == points(one)
+    # A later run adds repeat 1 on its own: the same curve (each repeat is seeded by its number).
+    args[args.index("--repeats") + 1] = "1"
+    later = _run(tmp_path / "later", *args, "--first-repeat", "1")
+    assert points(later) == points(one)[1:]
     assert all(p["score"] is not None for c in two["curves"] for p in c["points"][1:])
     # The parent's transaction (this test's) carried on, untouched.
     assert Project.objects.count() == before

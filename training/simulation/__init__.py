@@ -61,9 +61,19 @@ class SimulationResult:
         return paths
 
 
-def simulate(*, source: Source, strategies: list[str], settings: Settings, repeats: int,
-             log: Log = lambda line: None, jobs: int = 1) -> SimulationResult:  # fmt: skip
-    """Replay `source` with each strategy, `repeats` times, inside the sandbox. With `jobs` > 1
+def simulate(
+    *,
+    source: Source,
+    strategies: list[str],
+    settings: Settings,
+    repeats: int,
+    log: Log = lambda line: None,
+    jobs: int = 1,
+    first_repeat: int = 0,
+) -> SimulationResult:
+    """Replay `source` with each strategy, `repeats` times, inside the sandbox: repeats
+    first_repeat, first_repeat + 1, …, each seeded by its number (its split and every draw), so
+    that a later run can add repeats to an earlier one's. With `jobs` > 1
     the replays run in that many forked processes, each in a sandbox of its own."""
     from training.strategies import STRATEGIES
 
@@ -74,16 +84,17 @@ def simulate(*, source: Source, strategies: list[str], settings: Settings, repea
         raise SourceUnusable("seed size, batch and budget must be at least 1")
     if settings.label_issues and settings.folds < 2:
         raise SourceUnusable("the label-issue phase needs k-fold fits: --folds 2 or more")
-    if jobs < 1:
-        raise SourceUnusable("jobs must be at least 1")
+    if jobs < 1 or first_repeat < 0:
+        raise SourceUnusable("jobs must be at least 1 and the first repeat at least 0")
+    numbers = list(range(first_repeat, first_repeat + repeats))
     started = time.perf_counter()
     notes = list(source.notes)
     if source.left_out:
         notes.append(f"{source.left_out} item(s) without a known label were left out")
     if jobs == 1:
-        curves = _repeats_run(source, strategies, settings, list(range(repeats)), log)
+        curves = _repeats_run(source, strategies, settings, numbers, log)
     else:
-        curves = _repeats_in_processes(source, strategies, settings, repeats, jobs, log)
+        curves = _repeats_in_processes(source, strategies, settings, numbers, jobs, log)
     if settings.budget > min(len(c.points) and c.points[-1].n_labels for c in curves):
         notes.append("the pool ran out before the budget")
     return SimulationResult(
@@ -94,24 +105,31 @@ def simulate(*, source: Source, strategies: list[str], settings: Settings, repea
 
 def _repeats_run(source: Source, strategies: list[str], settings: Settings, repeats: list[int],
                  log: Log) -> list[Curve]:  # fmt: skip
-    """The curves of these repeats, every strategy on each, in one sandbox."""
+    """The curves of these repeats, every strategy on each, one after the other."""
+    return [
+        replay_unit(source, strategy, settings, repeat, log) for repeat in repeats for strategy in strategies
+    ]
+
+
+def replay_unit(source: Source, strategy: str, settings: Settings, repeat: int, log: Log) -> Curve:
+    """One (repeat, strategy) in a sandbox of its own: the repeat's split, then the replay.
+
+    Fresh each time, so that a replay never depends on what ran before it in the process: the
+    ids its items get (the random slice samples them by id range) are the same in any run, one
+    process or several, and a later run with --first-repeat repeats it exactly.
+    """
     from django.contrib.auth import get_user_model
 
     from training.simulation.sandbox import simulation_sandbox
 
-    curves: list[Curve] = []
     with simulation_sandbox():
         user = get_user_model().objects.create(username="simulated-annotator")
-        for repeat in repeats:
-            split = split_make(source=source, repeat=repeat, settings=settings, user=user)
-            log(f"repeat {repeat}: {len(split.pool):,} items in the pool, {len(split.test):,} held out")
-            full = None
-            for strategy in strategies:
-                curve = replay(source=source, split=split, strategy=strategy, settings=settings, user=user,
-                               log=log, full=full)  # fmt: skip
-                full = curve.full_score
-                curves.append(curve)
-    return curves
+        split = split_make(source=source, repeat=repeat, settings=settings, user=user)
+        log(
+            f"repeat {repeat}, {strategy}: {len(split.pool):,} items in the pool,"
+            f" {len(split.test):,} held out"
+        )
+        return replay(source=source, split=split, strategy=strategy, settings=settings, user=user, log=log)
 
 
 # The forked workers' view of the run (set before the fork, read in the child; nothing is pickled
@@ -134,22 +152,19 @@ def _forked_unit(unit: tuple[int, str]) -> Curve:
         print(line, file=sys.stdout, flush=True)
 
     with threadpool_limits(limits=1):
-        (curve,) = _repeats_run(run["source"], [strategy], run["settings"], [repeat], log)
-    return curve
+        return replay_unit(run["source"], strategy, run["settings"], repeat, log)
 
 
-def _repeats_in_processes(source: Source, strategies: list[str], settings: Settings, repeats: int,
+def _repeats_in_processes(source: Source, strategies: list[str], settings: Settings, repeats: list[int],
                           jobs: int, log: Log) -> list[Curve]:  # fmt: skip
-    """One (repeat, strategy) per task, so that the processes stay busy to the end: each makes
-    the repeat's split (seeded by the repeat, so the same in every process) and measures its
-    full-data score itself (the same fit, the same seed)."""
+    """One (repeat, strategy) per task (replay_unit), so that the processes stay busy to the end."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from django.db import connections
 
-    units = [(repeat, strategy) for strategy in strategies for repeat in range(repeats)]
-    log(f"{len(units)} replays ({repeats} repeats × {len(strategies)} strategies) in {jobs} processes")
+    units = [(repeat, strategy) for strategy in strategies for repeat in repeats]
+    log(f"{len(units)} replays ({len(repeats)} repeats × {len(strategies)} strategies) in {jobs} processes")
     # A forked child opens a sandbox of its own and never uses the parent's connections; they are
     # closed first where they can be (not inside a transaction, a test's say, which the parent
     # carries on with), and a child ends with os._exit, so it never closes the copy it inherited.

@@ -39,6 +39,11 @@ class Command(BaseCommand):
         parser.add_argument("--budget", type=int, default=500, help="labels in all")
         parser.add_argument("--repeats", type=int, default=1)
         parser.add_argument(
+            "--first-repeat", type=int, default=0,
+            help="the first repeat's number (each repeat is seeded by its number: 3 with --repeats 2"
+            " adds repeats 3 and 4 to an earlier run of 3)",
+        )  # fmt: skip
+        parser.add_argument(
             "--order", choices=("source", "sorted", "shuffled"), default="source",
             help="import order of the pool: as in the source, sorted by class, or shuffled per repeat",
         )  # fmt: skip
@@ -86,7 +91,8 @@ class Command(BaseCommand):
                                  size=o["size"])  # fmt: skip
             self.stdout.write(f"{source.name}: {len(source.values):,} items with known labels")
             result = simulate(source=source, strategies=strategies, settings=run, repeats=o["repeats"],
-                              log=self.stdout.write, jobs=o["jobs"])  # fmt: skip
+                              log=self.stdout.write, jobs=o["jobs"],
+                              first_repeat=o["first_repeat"])  # fmt: skip
         except SourceUnusable as exc:
             raise CommandError(str(exc)) from exc
         folder = o["out"] or Path(settings.VAR_DIR) / "simulations" / (
