@@ -65,12 +65,24 @@ def prediction_pool_score(
     strategy = scoring_strategy(project=project, version=version)
     # Annotators' bookmarks assume the order stands: none is used or written meanwhile.
     with queue_reordering(project_id=project.pk):
+        # Text classification reads the cached feature rows once for both steps below.
+        pool_features = (
+            PoolTextFeatures(project=project, featurizer=backend.featurizer)
+            if project.task_type == Project.TaskType.TEXT_CLASSIFICATION
+            else None
+        )
         done, ids, uncertainty = _pool_score_batches(
             pool, version=version, backend=backend, strategy=strategy, batch_size=batch_size,
-            total=total, progress=progress,
+            total=total, progress=progress, pool_features=pool_features,
         )  # fmt: skip
         if strategy == "margin_diversity" and ids:
-            _diversity_rerank(version=version, backend=backend, ids=ids, uncertainty=uncertainty)
+            _diversity_rerank(
+                version=version,
+                backend=backend,
+                ids=ids,
+                uncertainty=uncertainty,
+                pool_features=pool_features,
+            )
         # The random slice is drawn afresh from the pool this version scored (annotate/queue_order.py).
         random_slice_redraw(project_id=project.pk)
         _items_analyze()
@@ -79,7 +91,9 @@ def prediction_pool_score(
     return done
 
 
-def _diversity_rerank(*, version: ModelVersion, backend, ids: list[int], uncertainty: list[float]) -> None:
+def _diversity_rerank(
+    *, version: ModelVersion, backend, ids: list[int], uncertainty: list[float], pool_features
+) -> None:
     """Write the pool's most uncertain candidates as ranks interleaved across k-means clusters of
     the model's inputs (strategies.margin_diversity's batch step), above every other margin."""
     import numpy as np
@@ -92,25 +106,23 @@ def _diversity_rerank(*, version: ModelVersion, backend, ids: list[int], uncerta
     candidates = most_uncertain(scores, diversity_prefilter_size(batch))
     chosen = [ids[i] for i in candidates]
     order = cluster_interleave(
-        _diversity_features(project=project, backend=backend, item_ids=chosen),
+        _diversity_features(project=project, backend=backend, item_ids=chosen, pool_features=pool_features),
         clusters=batch, priority=scores[candidates], seed=version.number,
     )  # fmt: skip
     ranks = rank_scores(order, len(chosen))
     item_priorities_write(ids=chosen, priorities=ranks.tolist())
 
 
-def _diversity_features(*, project: Project, backend, item_ids: list[int]):
+def _diversity_features(*, project: Project, backend, item_ids: list[int], pool_features):
     """The model's own inputs of these items, for clustering: pixels, or hashed n-grams of the text."""
     if project.is_image:
         return model_inputs(project=project, backend=backend, item_ids=item_ids)
     texts = dict(Item.objects.filter(pk__in=item_ids).values_list("pk", "text"))
-    if project.task_type == Project.TaskType.TEXT_SPANS:
+    if pool_features is None:  # spans: the n-gram featurizer over the texts
         from training.backends.text import TextFeaturizer
 
         return TextFeaturizer().featurize([texts[i] for i in item_ids])
-    return PoolTextFeatures(project=project, featurizer=backend.featurizer).rows(
-        item_ids, [texts[i] for i in item_ids]
-    )
+    return pool_features.rows(item_ids, [texts[i] for i in item_ids])
 
 
 def _items_analyze() -> None:
@@ -126,7 +138,7 @@ def _items_analyze() -> None:
         cursor.execute(f"ANALYZE {connection.ops.quote_name(Item._meta.db_table)}")
 
 
-def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, progress):
+def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, progress, pool_features):
     """Score the pool in keyset batches: (items done, their ids and uncertainties, in id order)."""
     from training.strategies import proposals, scores, sequence_scores
 
@@ -136,9 +148,6 @@ def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, 
     # margin_diversity's per-item score is margin (tokens' margins for spans).
     per_item = "margin" if strategy == "margin_diversity" else strategy
     done, last_id = 0, 0
-    pool_features = None if project.is_image or project.task_type == Project.TaskType.TEXT_SPANS else (
-        PoolTextFeatures(project=project, featurizer=backend.featurizer)
-    )  # fmt: skip
     all_ids: list[int] = []
     all_uncertainty: list[float] = []
     while True:

@@ -30,6 +30,10 @@ class ProposalOutput(serializers.Serializer):
     )
 
 
+# What every item body starts with: the queue's, the review queue's.
+ITEM_FIELDS = ["id", "external_id", "text", "image_url", "width", "height", "metadata"]
+
+
 class QueueItemOutput(serializers.ModelSerializer):
     image_url = serializers.SerializerMethodField()
     # The label proposed for this item, pre-selected on the labeling page: {"value", "score",
@@ -41,13 +45,7 @@ class QueueItemOutput(serializers.ModelSerializer):
     class Meta:
         model = Item
         fields = [
-            "id",
-            "external_id",
-            "text",
-            "image_url",
-            "width",
-            "height",
-            "metadata",
+            *ITEM_FIELDS,
             "proposal",
             "random_slice",
         ]

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from annotate.api.serializers.items import QueueItemOutput
+from annotate.api.serializers.items import ITEM_FIELDS, QueueItemOutput
 from annotate.api.serializers.queue import NextInput
 from annotate.models import Annotation, Item, Review
 
@@ -104,13 +104,7 @@ class ReviewItemOutput(QueueItemOutput):
     class Meta:
         model = Item
         fields = [
-            "id",
-            "external_id",
-            "text",
-            "image_url",
-            "width",
-            "height",
-            "metadata",
+            *ITEM_FIELDS,
             "annotation_count",
             "is_complete",
             "final_value",
