@@ -223,3 +223,32 @@ def test_an_annotator_quicker_than_the_network_never_gets_a_labeled_item_back(pa
         == items[:2]
     )
     assert not page.console_errors, page.console_errors
+
+
+_SLOW_PREFETCH = """
+let nexts = 0;
+const realFetch = window.fetch;
+window.fetch = (url, options) => String(url).endsWith("/next/") && ++nexts === 2
+  ? new Promise((resolve) => setTimeout(resolve, 1000)).then(() => realFetch(url, options))
+  : realFetch(url, options);
+"""
+
+
+def test_an_answer_given_before_the_next_item_arrives_shows_that_item_when_it_comes(page, live_server):
+    """Enter on the first item while the prefetch of the second is still on its way: the page
+    waits for it and shows it, rather than saying the queue is empty."""
+    annotator = UserFactory(username="eager")
+    project, _ = _reviews_project(annotator, n=2)
+    items = list(Item.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    page.add_init_script(_SLOW_PREFETCH)
+    log_in(page, live_server, "eager", PASSWORD)
+    _open_labeling(page, live_server, project)
+    assert _shown_item_id(page) == items[0]
+    page.keyboard.press("1")  # fresh: a single-choice label submits at once
+    page.wait_for_function(
+        f"Number(document.querySelector('[data-canvas]').dataset.itemId) === {items[1]}", timeout=10_000
+    )
+    _wait_for_saved(page, 1)
+    assert page.get_attribute("[data-labeling]", "data-state") == "ready"
+    assert list(Annotation.objects.filter(project=project).values_list("item_id", flat=True)) == items[:1]
+    assert not page.console_errors, page.console_errors

@@ -57,8 +57,8 @@ export class LabelQueue {
       if (!first) return this.finish();
       this.current = first;
       this.onShow(first);
-      this.prefetched = await this.post("next", { exclude: this.excluded() });
-      if (this.prefetched) this.onPrefetched(this.prefetched);
+      // The first item may be answered before this one arrives: receive() shows it then.
+      this.receive(await this.post("next", { exclude: this.excluded() }));
     });
   }
 
