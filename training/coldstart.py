@@ -9,6 +9,10 @@ their text, or on their pixels; strategies.cold_start_order) and writes them as 
 item, cluster 2's, …, then each cluster's second. Up to COLD_START_SAMPLE open items take part
 (a uniform sample beyond that); the others keep their random priorities.
 
+A project whose strategy is random has no seed set: random sampling is random from the first
+item (the import's priorities), so that it stays the honest baseline the lead's page and the
+simulation compare the other strategies against. The seed set is part of those strategies.
+
 Once the project has a model version, nothing here writes: the request is not queued, and the
 write itself is conditional on "no version yet" in the same statement (scoring.item_priorities_write),
 so a seed set computed while the first model trained never overwrites the model's order.
@@ -33,14 +37,15 @@ COLD_START_SAMPLE = 10_000
 # a project with a few dozen labels and the several looks of each.
 COLD_START_CLUSTERS_MIN = 20
 COLD_START_CLUSTERS_MAX = 200
+RANDOM = "random"
 
 
 def cold_start_request(*, project: Project) -> bool:
-    """Queue the seed set's computation once this transaction commits, unless the project has a
-    model version already (its order stands). Returns whether it was queued."""
+    """Queue the seed set's computation once this transaction commits, unless the project samples
+    at random or has a model version already (its order stands). Returns whether it was queued."""
     from training import tasks
 
-    if ModelVersion.objects.filter(project=project).exists():
+    if project.sampling_strategy == RANDOM or ModelVersion.objects.filter(project=project).exists():
         return False
     tasks.cold_start_compute.delay_on_commit(project.pk)
     return True
@@ -59,10 +64,10 @@ def cold_start_clusters(*, project: Project) -> int:
 
 def cold_start_compute(*, project: Project, seed: int = 0) -> int:
     """Write the diverse seed set as the open items' priorities; returns the items written (0 once
-    the project has a model version, or with fewer than 2 open items)."""
+    the project has a model version, when it samples at random, or with fewer than 2 open items)."""
     from training.strategies import cold_start_order, rank_scores
 
-    if ModelVersion.objects.filter(project=project).exists():
+    if project.sampling_strategy == RANDOM or ModelVersion.objects.filter(project=project).exists():
         return 0
     ids = list(
         Item.objects.filter(project=project, is_complete=False).order_by("id").values_list("id", flat=True)

@@ -35,8 +35,9 @@ DIVERSITY_BATCH_MAX = 200
 
 def scoring_strategy(*, project: Project, version: ModelVersion) -> str:
     """The strategy that orders the pool: margin_diversity while the version lacks some of the
-    project's labels (too few labels to train them), the project's own strategy otherwise."""
-    if project.task_type != Project.TaskType.TEXT_SPANS:
+    project's labels (too few labels to train them), the project's own strategy otherwise. A
+    project that samples at random does so throughout (it is the baseline)."""
+    if project.sampling_strategy != "random" and project.task_type != Project.TaskType.TEXT_SPANS:
         names = set(Label.objects.filter(project=project).values_list("name", flat=True))
         if names - set(version.dataset.classes):
             return "margin_diversity"

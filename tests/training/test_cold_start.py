@@ -88,6 +88,25 @@ def test_the_seed_set_puts_a_diverse_set_first_in_the_queue(django_capture_on_co
     assert _classes(served) == set(WORDS)
 
 
+def test_a_project_that_samples_at_random_has_no_seed_set(django_capture_on_commit_callbacks):
+    """Random sampling is the baseline: random from the first item, the import's priorities."""
+    user = UserFactory()
+    project = make_project(labels=list(WORDS), members=[(user, "annotator")], sampling_strategy="random")
+    with (
+        mock.patch.object(tasks.cold_start_compute, "delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        importing.import_csv(
+            project=project, file=io.BytesIO(_sorted_file().encode()), filename="sorted.csv",
+            text_column="text", id_column="id",
+        )  # fmt: skip
+    delay.assert_not_called()
+    before = dict(Item.objects.filter(project=project).values_list("id", "priority"))
+    assert coldstart.cold_start_compute(project=project) == 0
+    assert dict(Item.objects.filter(project=project).values_list("id", "priority")) == before
+    assert all(0 <= p < 1 for p in before.values())
+
+
 def test_the_seed_set_never_overwrites_a_model_s_order():
     project = reviews_project(n=150, labeled=120)
     version = model_version_train(project=project)

@@ -99,3 +99,6 @@ def test_the_pool_is_ordered_for_diversity_while_a_label_has_too_few_labels():
     Label.objects.create(project=project, name="neutral", order=9)
     assert scoring_strategy(project=project, version=version) == "margin_diversity"
     assert model_version_train(project=project).metrics["classes_left_out"] == {"neutral": 0}
+    project.sampling_strategy = "random"
+    project.save(update_fields=["sampling_strategy"])
+    assert scoring_strategy(project=project, version=version) == "random"  # the baseline stays random
