@@ -26,6 +26,7 @@ PROJECT_FIELDS = (
     "training_min_labels",
     "retrain_every",
     "sampling_strategy",
+    "text_model",
     "consensus_method",
     "consensus_every",
     "gold_share",

@@ -182,14 +182,14 @@ def added_time_figure(project) -> dict:
     then its validation side predicted and evaluated), on the same inputs."""
     from training.backends import get_backend
     from training.evaluation import evaluate
-    from training.versions import BACKEND_FOR_TASK, _targets, model_inputs, model_version_train
+    from training.versions import _targets, backend_for_project, model_inputs, model_version_train
 
     with run_cpu_meter() as cpu:
         started, cpu_started = time.perf_counter(), time.process_time()
         version = model_version_train(project=project, activate=False)
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         snapshot = version.dataset
-        backend = get_backend(BACKEND_FOR_TASK[project.task_type])()
+        backend = get_backend(backend_for_project(project))()
         validation = set(snapshot.validation_ids)
         value_of = dict(zip(snapshot.item_ids, snapshot.values, strict=True))
         train_ids = [i for i in snapshot.item_ids if i not in validation]

@@ -1,9 +1,9 @@
 """Model inputs for items, computed once per item and cached on this machine (LABELLOOP_CACHE_DIR).
 
-Text: hashed n-gram features (stateless, so a cached row never goes stale); a retrain featurizes
-only the items it has not seen and refits the classifier. Images: the stored file read by
-Pillow, resized to the network's size, cached as uint8. A cache is per machine, never shared:
-a worker elsewhere builds its own from the items and the stored files.
+Text: hashed n-gram features, or sentence embeddings (both stateless, so a cached row never goes
+stale); a retrain featurizes only the items it has not seen and refits the classifier. Images:
+the stored file read by Pillow, resized to the network's size, cached as uint8. A cache is per
+machine, never shared: a worker elsewhere builds its own from the items and the stored files.
 """
 
 from collections.abc import Sequence
@@ -23,8 +23,9 @@ def _cache_dir(project: Project) -> Path:
     return path
 
 
-def text_features(*, project: Project, item_ids: Sequence[int], featurizer):
-    """The feature rows of `item_ids` (a CSR matrix, in that order), featurizing only uncached items."""
+def text_features(*, project: Project, item_ids: Sequence[int], featurizer, progress=None):
+    """The feature rows of `item_ids` (a CSR matrix, in that order), featurizing only uncached items
+    (`progress(done, total)` over those, where the featurizer reports it: the sentence encoder)."""
     from training.backends.text import TextFeatures
 
     path = _cache_dir(project) / f"text-features-{featurizer.fingerprint[:12]}.npz"
@@ -33,7 +34,7 @@ def text_features(*, project: Project, item_ids: Sequence[int], featurizer):
     missing = [i for i in dict.fromkeys(item_ids) if i not in known]
     if missing:
         texts = dict(Item.objects.filter(pk__in=missing).values_list("pk", "text"))
-        fresh = TextFeatures.build(missing, [texts[i] for i in missing], featurizer)
+        fresh = TextFeatures.build(missing, [texts[i] for i in missing], featurizer, progress=progress)
         cached = fresh if cached is None else TextFeatures.concat([cached, fresh])
         cached.save_npz(path)
     return cached.rows(list(item_ids))
@@ -48,6 +49,10 @@ class PoolTextFeatures:
     def __init__(self, *, project: Project, featurizer):
         from training.backends.text import TextFeatures
 
+        self.project = project
+        # A costly featurizer (the sentence encoder: about 10 ms a text) caches every item it
+        # embeds, so that a re-scoring embeds only the items new since the last one.
+        self.grows = bool(getattr(featurizer, "cache_every_item", False))
         path = _cache_dir(project) / f"text-features-{featurizer.fingerprint[:12]}.npz"
         self.featurizer = featurizer
         self.cached = TextFeatures.load_npz(path, featurizer) if path.exists() else None
@@ -57,6 +62,8 @@ class PoolTextFeatures:
         """The rows of `item_ids` (with their `texts`, in that order) as a CSR matrix."""
         import scipy.sparse as sp
 
+        if self.grows:
+            return text_features(project=self.project, item_ids=list(item_ids), featurizer=self.featurizer)
         ids = np.asarray(item_ids, dtype=np.int64)
         at = np.searchsorted(self.known, ids)
         hit = at < len(self.known)

@@ -39,6 +39,8 @@ BACKEND_FOR_TASK = {
     Project.TaskType.IMAGE_CLASSIFICATION: "image_cnn",
     Project.TaskType.TEXT_SPANS: "span_crf",
 }
+# A text classification project's text_model, as a backend.
+TEXT_BACKENDS = {"ngrams": "text_logreg", "encoder": "text_encoder"}
 NO_BOX_MODEL = "no box model yet: boxes get proposals from imported predictions (pre-annotations)"
 
 
@@ -52,6 +54,13 @@ def model_training_check(*, project: Project) -> None:
         raise NoModelForTask(NO_BOX_MODEL)
     if project.task_type not in BACKEND_FOR_TASK:
         raise NoModelForTask(f"no model trains {project.get_task_type_display().lower()} yet")
+
+
+def backend_for_project(project: Project) -> str:
+    """The backend that trains `project`: its task type's, or for text classification its text model's."""
+    if project.task_type == Project.TaskType.TEXT_CLASSIFICATION:
+        return TEXT_BACKENDS[project.text_model]
+    return BACKEND_FOR_TASK[project.task_type]
 
 
 def metric_headline(metrics: dict) -> tuple[str, float]:
@@ -105,9 +114,10 @@ def _load_backend(version_id: int, artifact_path: str):
 # Inputs ----------------------------------------------------------------------------------
 
 
-def model_inputs(*, project: Project, backend, item_ids: list[int]):
+def model_inputs(*, project: Project, backend, item_ids: list[int], progress=None):
     """What the backend reads for these items: text features, image arrays (cached per item), or
-    for spans the texts with their tokens (the CRF's features are per token, made as it reads them)."""
+    for spans the texts with their tokens (the CRF's features are per token, made as it reads them).
+    `progress(done, total)` follows the texts being embedded (the sentence encoder)."""
     from training.features import image_arrays, text_features
 
     if project.task_type == Project.TaskType.TEXT_SPANS:
@@ -115,7 +125,7 @@ def model_inputs(*, project: Project, backend, item_ids: list[int]):
         return span_documents([texts[i] for i in item_ids])
     if project.is_image:
         return image_arrays(project=project, item_ids=item_ids)
-    return text_features(project=project, item_ids=item_ids, featurizer=backend.featurizer)
+    return text_features(project=project, item_ids=item_ids, featurizer=backend.featurizer, progress=progress)
 
 
 def span_documents(texts: list[str]) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -197,10 +207,13 @@ def model_version_train(
     progress("snapshot", 2)
     snapshot = dataset_snapshot_create(project=project)
     phase("snapshot", "load", 5)
-    backend_class = get_backend(backend_name or BACKEND_FOR_TASK[project.task_type])
+    backend_class = get_backend(backend_name or backend_for_project(project))
     backend = backend_class(**(params or {}))
     classes, multi_label = snapshot.classes, snapshot.multi_label
-    X = model_inputs(project=project, backend=backend, item_ids=list(snapshot.item_ids))
+    X = model_inputs(
+        project=project, backend=backend, item_ids=list(snapshot.item_ids),
+        progress=lambda done, total: progress("load", 5 + 5 * done // max(total, 1)),
+    )  # fmt: skip
     n = len(snapshot.item_ids)
     if folds == 0:
         # No k-fold fits (a simulation, which scores every version on a held-out split of its own).

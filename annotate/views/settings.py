@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotate.gold import item_gold_clear, item_gold_set
 from annotate.items import item_list
 from annotate.models import Membership, PickKind, Project
+from annotate.models.projects import text_model_unavailable
 from annotate.projects import label_list, project_update
 from annotate.quality.recompute import DAWID_SKENE, SINGLE_LABEL_ONLY, project_consensus_request
 from annotate.values import value_text
@@ -25,7 +26,7 @@ from annotate.views.access import page_membership
 
 GROUPS = (
     ("Labeling", ("name", "instructions", "overlap", "lease_seconds")),
-    ("Training", ("training_min_labels", "retrain_every", "sampling_strategy", "random_share")),
+    ("Training", ("training_min_labels", "retrain_every", "sampling_strategy", "random_share", "text_model")),
     ("Label quality", ("consensus_method", "consensus_every", "gold_share", "gold_pause_below")),
     ("Text spans", ("spans_snap_to_tokens", "spans_may_overlap")),
 )
@@ -64,11 +65,27 @@ class ProjectSettingsForm(forms.ModelForm):
                 field.widget.attrs["max"] = high
         for name in ("gold_share", "gold_pause_below", "random_share"):
             self.fields[name].widget.attrs["step"] = "0.01"
+        if self.instance.task_type != Project.TaskType.TEXT_CLASSIFICATION:
+            del self.fields["text_model"]
+        else:
+            self._offer_text_models()
         # Another type's settings are not on the page: an absent checkbox must not read as "off".
         for title, kind in TYPE_GROUPS.items():
             if self.instance.task_type != kind:
                 for name in dict(GROUPS)[title]:
                     del self.fields[name]
+
+    def _offer_text_models(self):
+        """Only the text models that can run here are offered; the help says why one is not."""
+        field = self.fields["text_model"]
+        missing = {}
+        for value, _ in field.choices:
+            why = text_model_unavailable(value) if value != "ngrams" else None
+            if why and value != self.instance.text_model:
+                missing[value] = why
+        if missing:
+            field.choices = [(v, label) for v, label in field.choices if v not in missing]
+            field.help_text = f"{field.help_text} Not offered: {'; '.join(missing.values())}."
 
     def clean(self):
         data = super().clean()
@@ -146,7 +163,7 @@ def _page(
         "membership": membership,
         "form": form,
         "groups": [
-            (title, [form[name] for name in names])
+            (title, [form[name] for name in names if name in form.fields])
             for title, names in GROUPS
             if TYPE_GROUPS.get(title, project.task_type) == project.task_type
         ],

@@ -329,6 +329,7 @@ def _settings_data(project: Project, **changes) -> dict:
         "retrain_every": project.retrain_every,
         "sampling_strategy": project.sampling_strategy,
         "random_share": project.random_share,
+        "text_model": project.text_model,
         "consensus_method": project.consensus_method,
         "consensus_every": project.consensus_every,
         "gold_share": project.gold_share,

@@ -11,6 +11,7 @@ from training.backends.base import Backend, read_manifest
 
 BACKENDS = {
     "text_logreg": "training.backends.text:TextLogRegBackend",
+    "text_encoder": "training.backends.encoder:TextEncoderBackend",
     "image_cnn": "training.backends.image:ImageCNNBackend",
     "span_crf": "training.backends.spans:SpanCRFBackend",
 }

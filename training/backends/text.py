@@ -122,13 +122,15 @@ class TextFeatures:
 
     @classmethod
     def build(
-        cls, item_ids: Sequence, texts: Sequence[str], featurizer: TextFeaturizer | None = None
+        cls, item_ids: Sequence, texts: Sequence[str], featurizer: TextFeaturizer | None = None, progress=None
     ) -> Self:
+        """`progress(done, total)`, for a featurizer that reports it (the sentence encoder)."""
         featurizer = featurizer or TextFeaturizer()
         ids = _id_array(item_ids)
         if len(ids) != len(texts):
             raise ValueError("one item id per text")
-        return cls(item_ids=ids, matrix=featurizer.featurize(texts), fingerprint=featurizer.fingerprint)
+        matrix = featurizer.featurize(texts, progress=progress) if progress else featurizer.featurize(texts)
+        return cls(item_ids=ids, matrix=matrix, fingerprint=featurizer.fingerprint)
 
     @classmethod
     def concat(cls, parts: Sequence["TextFeatures"]) -> Self:

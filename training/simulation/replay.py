@@ -256,9 +256,9 @@ def full_score(*, project: Project, source: Source, split: Split, item_ids: list
     """The score of the project's backend fitted on every pool item's known label, as the final
     fit of model_version_train fits it (same backend, parameters, inputs and seed)."""
     from training.backends import get_backend
-    from training.versions import BACKEND_FOR_TASK, model_inputs
+    from training.versions import backend_for_project, model_inputs
 
-    backend = get_backend(BACKEND_FOR_TASK[project.task_type])()
+    backend = get_backend(backend_for_project(project))()
     X = model_inputs(project=project, backend=backend, item_ids=item_ids)
     values = [source.values[i] for i in split.pool]
     index = {name: n for n, name in enumerate(source.classes)}

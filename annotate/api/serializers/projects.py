@@ -54,6 +54,7 @@ class ProjectDetailOutput(ProjectOutput):
             "consensus_computed_at",
             "spans_snap_to_tokens",
             "spans_may_overlap",
+            "text_model",
         ]
 
 
@@ -80,6 +81,12 @@ class ProjectUpdateInput(serializers.Serializer):
         required=False, help_text="Text spans: selections widen to whole tokens (false: character precision)."
     )
     spans_may_overlap = serializers.BooleanField(required=False, help_text="Text spans may overlap.")
+    text_model = serializers.ChoiceField(
+        choices=Project._meta.get_field("text_model").choices,
+        required=False,
+        help_text="Text classification: ngrams (hashed n-grams) or encoder (a sentence encoder, where"
+        " it is installed); refused, naming why, where it is not.",
+    )
 
     def validate(self, attrs):
         # Dawid–Skene needs one true class per item. A PATCH may name only one of the two
