@@ -38,9 +38,9 @@ def _sorted_file(per_class=60, seed=0):
     return "\n".join(lines) + "\n"
 
 
-def _imported(django_capture_on_commit_callbacks):
+def _imported(django_capture_on_commit_callbacks, **fields):
     user = UserFactory()
-    project = make_project(labels=list(WORDS), members=[(user, "annotator")])
+    project = make_project(labels=list(WORDS), members=[(user, "annotator")], **fields)
     with (
         mock.patch.object(tasks.cold_start_compute, "delay") as delay,
         django_capture_on_commit_callbacks(execute=True),
@@ -90,16 +90,7 @@ def test_the_seed_set_puts_a_diverse_set_first_in_the_queue(django_capture_on_co
 
 def test_a_project_that_samples_at_random_has_no_seed_set(django_capture_on_commit_callbacks):
     """Random sampling is the baseline: random from the first item, the import's priorities."""
-    user = UserFactory()
-    project = make_project(labels=list(WORDS), members=[(user, "annotator")], sampling_strategy="random")
-    with (
-        mock.patch.object(tasks.cold_start_compute, "delay") as delay,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        importing.import_csv(
-            project=project, file=io.BytesIO(_sorted_file().encode()), filename="sorted.csv",
-            text_column="text", id_column="id",
-        )  # fmt: skip
+    project, _, delay = _imported(django_capture_on_commit_callbacks, sampling_strategy="random")
     delay.assert_not_called()
     before = dict(Item.objects.filter(project=project).values_list("id", "priority"))
     assert coldstart.cold_start_compute(project=project) == 0
