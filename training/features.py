@@ -25,7 +25,7 @@ def _cache_dir(project: Project) -> Path:
 
 def text_features(*, project: Project, item_ids: Sequence[int], featurizer, progress=None):
     """The feature rows of `item_ids` (a CSR matrix, in that order), featurizing only uncached items
-    (`progress(done, total)` over those, where the featurizer reports it: the sentence encoder)."""
+    (`progress(done, total)` over those)."""
     from training.backends.text import TextFeatures
 
     path = _cache_dir(project) / f"text-features-{featurizer.fingerprint[:12]}.npz"

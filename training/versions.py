@@ -117,7 +117,7 @@ def _load_backend(version_id: int, artifact_path: str):
 def model_inputs(*, project: Project, backend, item_ids: list[int], progress=None):
     """What the backend reads for these items: text features, image arrays (cached per item), or
     for spans the texts with their tokens (the CRF's features are per token, made as it reads them).
-    `progress(done, total)` follows the texts being embedded (the sentence encoder)."""
+    `progress(done, total)` follows the texts being featurized."""
     from training.features import image_arrays, text_features
 
     if project.task_type == Project.TaskType.TEXT_SPANS:

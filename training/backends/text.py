@@ -68,8 +68,9 @@ class TextFeaturizer:
         text = json.dumps({"featurizer": 1, **self.settings()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def featurize(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """float32 CSR of shape (len(texts), n_features); rows have unit l2 norm unless the text is empty."""
+    def featurize(self, texts: Sequence[str], *, progress=None) -> sp.csr_matrix:
+        """float32 CSR of shape (len(texts), n_features); rows have unit l2 norm unless the text is empty.
+        `progress(done, total)` after each chunk of FEATURIZE_CHUNK texts."""
         from sklearn.feature_extraction.text import HashingVectorizer
 
         if isinstance(texts, str):
@@ -93,6 +94,8 @@ class TextFeaturizer:
             part = texts[start : start + FEATURIZE_CHUNK]
             blocks = [self._block(v.transform(part)) for v in vectorizers]
             chunks.append(sp.hstack(blocks, format="csr", dtype=np.float32))
+            if progress is not None:
+                progress(start + len(part), len(texts))
         if not chunks:
             return sp.csr_matrix((0, self.n_features), dtype=np.float32)
         matrix = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr", dtype=np.float32)
@@ -124,12 +127,12 @@ class TextFeatures:
     def build(
         cls, item_ids: Sequence, texts: Sequence[str], featurizer: TextFeaturizer | None = None, progress=None
     ) -> Self:
-        """`progress(done, total)`, for a featurizer that reports it (the sentence encoder)."""
+        """`progress(done, total)` as the texts are featurized."""
         featurizer = featurizer or TextFeaturizer()
         ids = _id_array(item_ids)
         if len(ids) != len(texts):
             raise ValueError("one item id per text")
-        matrix = featurizer.featurize(texts, progress=progress) if progress else featurizer.featurize(texts)
+        matrix = featurizer.featurize(texts, progress=progress)
         return cls(item_ids=ids, matrix=matrix, fingerprint=featurizer.fingerprint)
 
     @classmethod
