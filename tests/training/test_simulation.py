@@ -138,3 +138,16 @@ def test_the_label_issue_phase_needs_k_fold_fits(tmp_path):
 
     with pytest.raises(CommandError, match="needs k-fold fits"):
         _run(tmp_path, "--dataset", "synthetic_text", "--size", "100", "--label-issues")
+
+
+@pytest.mark.slow
+def test_simulation_with_the_sentence_encoder_trains_on_embeddings(tmp_path):
+    result = _run(tmp_path, "--dataset", "synthetic_text", "--size", "300", "--strategy", "margin",
+                  "--seed-size", "20", "--batch", "20", "--budget", "60",
+                  "--text-model", "encoder")  # fmt: skip
+
+    assert result["settings"]["text_model"] == "encoder"
+    (curve,) = result["curves"]
+    assert [p["n_labels"] for p in curve["points"]] == [20, 40, 60]
+    assert curve["points"][-1]["score"] is not None and curve["points"][-1]["score"] > 0.5
+    assert curve["backend"] == "text_encoder"

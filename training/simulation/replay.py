@@ -39,6 +39,7 @@ class Curve:
     full_score: float
     points: list[Point] = field(default_factory=list)
     seconds: float = 0.0
+    backend: str = ""  # what the versions were: text_logreg, text_encoder, image_cnn, span_crf
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Settings:
     random_share: float | None = None  # None: the project's default
     folds: int = 0  # 0: no k-fold fits (model_version_train)
     label_issues: bool = False  # the trainings' label-issue phase (and random-sampling curve)
+    text_model: str = "ngrams"  # text classification: the projects' text model (ngrams | encoder)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ def _project_new(*, source: Source, name: str, user, settings: Settings, strateg
     fields = {"sampling_strategy": strategy, "training_min_labels": source.training_min_labels}
     if settings.random_share is not None:
         fields["random_share"] = settings.random_share
+    if source.task_type == Project.TaskType.TEXT_CLASSIFICATION:
+        fields["text_model"] = settings.text_model
     return project_create(
         name=f"simulation: {source.name}, {name}", task_type=source.task_type, created_by=user,
         labels=list(source.classes), multi_label=source.multi_label, **fields,
@@ -196,6 +200,7 @@ def replay(
         except NotEnoughLabels as exc:
             curve.points.append(Point(n_labels=labeled, score=None, note=str(exc)))
         else:
+            curve.backend = version.backend
             prediction_pool_score(version=version)
             model_version_activate(version=version)
             score = version_score(version=version, source=source, split=split)

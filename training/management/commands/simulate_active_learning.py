@@ -67,6 +67,10 @@ class Command(BaseCommand):
             help="run each training's label-issue phase too (label issues, random-sampling curve);"
             " off by default",
         )  # fmt: skip
+        parser.add_argument(
+            "--text-model", choices=["ngrams", "encoder"], default="ngrams",
+            help="text classification: the projects' text model (encoder: the sentence encoder)",
+        )  # fmt: skip
         parser.add_argument("--size", type=int, default=2000, help="items of a synthetic data set")
         parser.add_argument("--out", type=Path, help="folder for the results (default var/simulations/…)")
 
@@ -75,7 +79,7 @@ class Command(BaseCommand):
         run = Settings(
             seed_size=o["seed_size"], batch=o["batch"], budget=o["budget"], order=o["order"],
             test_share=o["test_share"], random_share=o["random_share"], folds=o["folds"],
-            label_issues=o["label_issues"],
+            label_issues=o["label_issues"], text_model=o["text_model"],
         )  # fmt: skip
         if not 0 < run.test_share < 1:
             raise CommandError("--test-share must lie between 0 and 1")
