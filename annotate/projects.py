@@ -27,6 +27,7 @@ PROJECT_FIELDS = (
     "retrain_every",
     "sampling_strategy",
     "text_model",
+    "training_params",
     "consensus_method",
     "consensus_every",
     "gold_share",

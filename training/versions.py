@@ -118,13 +118,14 @@ def model_inputs(*, project: Project, backend, item_ids: list[int], progress=Non
     """What the backend reads for these items: text features, image arrays (cached per item), or
     for spans the texts with their tokens (the CRF's features are per token, made as it reads them).
     `progress(done, total)` follows the texts being featurized."""
-    from training.features import image_arrays, text_features
+    from training.features import IMAGE_SIZE, image_arrays, text_features
 
     if project.task_type == Project.TaskType.TEXT_SPANS:
         texts = dict(Item.objects.filter(pk__in=item_ids).values_list("pk", "text"))
         return span_documents([texts[i] for i in item_ids])
     if project.is_image:
-        return image_arrays(project=project, item_ids=item_ids)
+        size = int(backend.params.get("input_size", IMAGE_SIZE))
+        return image_arrays(project=project, item_ids=item_ids, size=size)
     return text_features(project=project, item_ids=item_ids, featurizer=backend.featurizer, progress=progress)
 
 
@@ -207,7 +208,11 @@ def model_version_train(
     progress("snapshot", 2)
     snapshot = dataset_snapshot_create(project=project)
     phase("snapshot", "load", 5)
-    backend_class = get_backend(backend_name or backend_for_project(project))
+    if backend_name is None:
+        # The project's own backend, with the hyper-parameters its lead set (training/hyperparams.py).
+        backend_name = backend_for_project(project)
+        params = {**(project.training_params or {}), **(params or {})}
+    backend_class = get_backend(backend_name)
     backend = backend_class(**(params or {}))
     classes, multi_label = snapshot.classes, snapshot.multi_label
     X = model_inputs(

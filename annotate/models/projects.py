@@ -66,6 +66,14 @@ class Project(models.Model):
         help_text="Text classification: the encoder learns from fewer labels and embeds each text once"
         " (about 10 s per 1,000 texts on one core).",
     )
+    # Hyper-parameters the lead changed, by name; the rest keep the backend's defaults
+    # (training/hyperparams.py: which there are, and their ranges).
+    training_params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='The model\'s hyper-parameters you changed, as JSON, e.g. {"lr": 0.001, "epochs": 20};'
+        " each version records the whole set it was trained with.",
+    )
     # Label quality (annotate/quality/): how the final label of an item is found, and gold items.
     consensus_method = models.CharField(
         max_length=16,
@@ -139,6 +147,10 @@ class Project(models.Model):
             why = text_model_unavailable(self.text_model)
             if why:
                 raise ValidationError({"text_model": why})
+        if self.training_params:
+            why = TRAINING_PARAMS_CHECK[0](self) if TRAINING_PARAMS_CHECK else "no training app is installed"
+            if why:
+                raise ValidationError({"training_params": why})
         if not self.is_classification and self.multi_label:
             raise ValidationError(
                 {
@@ -171,6 +183,12 @@ class Project(models.Model):
 # returning None or why not. training registers them (TrainingConfig.ready): annotate never
 # imports training.
 TEXT_MODEL_CHECKS: dict[str, Callable[[], str | None]] = {}
+
+
+# The check of a project's training_params (one, registered by training: training/hyperparams.py),
+# returning None or what is wrong, naming the parameter; and what the project's can be, for a form.
+TRAINING_PARAMS_CHECK: list[Callable[["Project"], str | None]] = []
+TRAINING_PARAMS_DESCRIBE: list[Callable[["Project"], str]] = []
 
 
 def text_model_unavailable(name: str) -> str | None:

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotate.gold import item_gold_clear, item_gold_set
 from annotate.items import item_list
 from annotate.models import Membership, PickKind, Project
-from annotate.models.projects import text_model_unavailable
+from annotate.models.projects import TRAINING_PARAMS_DESCRIBE, text_model_unavailable
 from annotate.projects import label_list, project_update
 from annotate.quality.recompute import DAWID_SKENE, SINGLE_LABEL_ONLY, project_consensus_request
 from annotate.values import value_text
@@ -26,7 +26,17 @@ from annotate.views.access import page_membership
 
 GROUPS = (
     ("Labeling", ("name", "instructions", "overlap", "lease_seconds")),
-    ("Training", ("training_min_labels", "retrain_every", "sampling_strategy", "random_share", "text_model")),
+    (
+        "Training",
+        (
+            "training_min_labels",
+            "retrain_every",
+            "sampling_strategy",
+            "random_share",
+            "text_model",
+            "training_params",
+        ),
+    ),
     ("Label quality", ("consensus_method", "consensus_every", "gold_share", "gold_pause_below")),
     ("Text spans", ("spans_snap_to_tokens", "spans_may_overlap")),
 )
@@ -52,7 +62,10 @@ class ProjectSettingsForm(forms.ModelForm):
     class Meta:
         model = Project
         fields = SETTINGS_FIELDS
-        widgets = {"instructions": forms.Textarea(attrs={"rows": 5})}
+        widgets = {
+            "instructions": forms.Textarea(attrs={"rows": 5}),
+            "training_params": forms.Textarea(attrs={"rows": 2}),
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -65,6 +78,9 @@ class ProjectSettingsForm(forms.ModelForm):
                 field.widget.attrs["max"] = high
         for name in ("gold_share", "gold_pause_below", "random_share"):
             self.fields[name].widget.attrs["step"] = "0.01"
+        if TRAINING_PARAMS_DESCRIBE:
+            field = self.fields["training_params"]
+            field.help_text = f"{field.help_text} {TRAINING_PARAMS_DESCRIBE[0](self.instance)}."
         if self.instance.task_type != Project.TaskType.TEXT_CLASSIFICATION:
             del self.fields["text_model"]
         else:

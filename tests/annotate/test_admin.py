@@ -402,6 +402,7 @@ def test_creating_a_project_in_the_admin_makes_the_creator_a_manager(lead_client
         "gold_share": 0,
         "random_share": 0.1,
         "text_model": "ngrams",
+        "training_params": "{}",
         "labels-TOTAL_FORMS": 1,
         "labels-INITIAL_FORMS": 0,
         "labels-0-name": "spam",

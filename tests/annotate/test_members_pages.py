@@ -4,6 +4,8 @@ gold accuracy), the settings page, and gold items on the settings page and throu
 Bad input is a 400 naming the field (a form error on the pages), and nothing changes.
 """
 
+import json
+
 import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -330,6 +332,7 @@ def _settings_data(project: Project, **changes) -> dict:
         "sampling_strategy": project.sampling_strategy,
         "random_share": project.random_share,
         "text_model": project.text_model,
+        "training_params": json.dumps(project.training_params),
         "consensus_method": project.consensus_method,
         "consensus_every": project.consensus_every,
         "gold_share": project.gold_share,

@@ -149,5 +149,6 @@ def test_simulation_with_the_sentence_encoder_trains_on_embeddings(tmp_path):
     assert result["settings"]["text_model"] == "encoder"
     (curve,) = result["curves"]
     assert [p["n_labels"] for p in curve["points"]] == [20, 40, 60]
-    assert curve["points"][-1]["score"] is not None and curve["points"][-1]["score"] > 0.5
+    # Random-letter words mean nothing to a sentence encoder: above chance (4 classes), no more.
+    assert curve["points"][-1]["score"] is not None and curve["points"][-1]["score"] > 0.3
     assert curve["backend"] == "text_encoder"

@@ -106,6 +106,7 @@ class ImageCNNBackend(Backend):
         "min_epochs": 3,
         "max_epochs": 60,
         "shift": 2,  # augmentation: random shift of up to this many pixels each way; 0 turns it off
+        "input_size": 32,  # the side the studio resizes images to (training/features.py image_arrays)
         "device": None,  # None: "cuda" when available, else "cpu"
         "predict_batch_size": 512,
     }

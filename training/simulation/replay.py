@@ -263,7 +263,7 @@ def full_score(*, project: Project, source: Source, split: Split, item_ids: list
     from training.backends import get_backend
     from training.versions import backend_for_project, model_inputs
 
-    backend = get_backend(backend_for_project(project))()
+    backend = get_backend(backend_for_project(project))(**project.training_params)
     X = model_inputs(project=project, backend=backend, item_ids=item_ids)
     values = [source.values[i] for i in split.pool]
     index = {name: n for n, name in enumerate(source.classes)}

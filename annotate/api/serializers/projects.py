@@ -55,6 +55,7 @@ class ProjectDetailOutput(ProjectOutput):
             "spans_snap_to_tokens",
             "spans_may_overlap",
             "text_model",
+            "training_params",
         ]
 
 
@@ -81,6 +82,11 @@ class ProjectUpdateInput(serializers.Serializer):
         required=False, help_text="Text spans: selections widen to whole tokens (false: character precision)."
     )
     spans_may_overlap = serializers.BooleanField(required=False, help_text="Text spans may overlap.")
+    training_params = serializers.JSONField(
+        required=False,
+        help_text='Hyper-parameters changed from the backend\'s defaults, e.g. {"lr": 0.001, "epochs": 20};'
+        " a name the backend lacks, a wrong type or a value out of range is refused, naming it.",
+    )
     text_model = serializers.ChoiceField(
         choices=Project._meta.get_field("text_model").choices,
         required=False,

@@ -1,0 +1,111 @@
+"""Hyper-parameters a lead may set per project (Project.training_params), with their ranges.
+
+A project's `training_params` holds only what its lead changed, by the backend that trains it
+(training/versions.py backend_for_project); everything else keeps the backend's default_params.
+`params_check` is the one check the settings page, the admin and the API go through (registered
+for annotate's Project.clean in training/apps.py): a value of the wrong type or out of range is
+refused with a message naming the parameter, and nothing is saved. A version records the whole
+set it was trained with (ModelVersion.params).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Number:
+    low: float
+    high: float
+    integer: bool = False
+    nullable: bool = False  # None: the backend's automatic choice
+    help: str = ""
+
+    def check(self, name: str, value: Any) -> Any:
+        if value is None and self.nullable:
+            return None
+        kind = "a whole number" if self.integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name}: {kind} from {self.low:g} to {self.high:g} expected, got {value!r}")
+        if self.integer and float(value) != int(value):
+            raise ValueError(f"{name}: a whole number expected, got {value!r}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"{name}: {value!r} is outside {self.low:g} to {self.high:g}")
+        return int(value) if self.integer else float(value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """An n-gram range: [shortest, longest], both whole numbers within [low, high]."""
+
+    low: int
+    high: int
+    help: str = ""
+
+    def check(self, name: str, value: Any) -> Any:
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            raise ValueError(f"{name}: two whole numbers [shortest, longest] expected, got {value!r}")
+        shortest, longest = value
+        if not self.low <= shortest <= longest <= self.high:
+            raise ValueError(f"{name}: {list(value)} must have {self.low} ≤ shortest ≤ longest ≤ {self.high}")
+        return [shortest, longest]
+
+
+TEXT = {
+    "C": Number(1e-4, 1e4, help="inverse regularisation strength: smaller fits less closely"),
+    "word_ngrams": Range(1, 3, help="word n-gram lengths"),
+    "char_ngrams": Range(1, 6, help="character n-gram lengths (within words)"),
+    "word_features": Number(2**8, 2**20, integer=True, help="hashed word features"),
+    "char_features": Number(2**8, 2**20, integer=True, help="hashed character features"),
+}
+SPECS: dict[str, dict[str, Number | Range]] = {
+    "text_logreg": TEXT,
+    "text_encoder": {"C": TEXT["C"]},
+    "image_cnn": {
+        "lr": Number(1e-6, 1.0, help="learning rate (Adam)"),
+        "batch_size": Number(2, 1024, integer=True, help="images per minibatch"),
+        "epochs": Number(1, 500, integer=True, nullable=True, help="empty: about 250 optimiser steps"),
+        "dropout": Number(0.0, 0.9, help="dropout before the last layer"),
+        "input_size": Number(8, 128, integer=True, help="images are resized to this many pixels a side"),
+        "shift": Number(
+            0, 8, integer=True, help="augmentation: random shifts of up to this many pixels; 0 off"
+        ),
+    },
+    "span_crf": {
+        "c1": Number(0.0, 10.0, help="L1 regularisation"),
+        "c2": Number(0.0, 10.0, help="L2 regularisation"),
+    },
+}
+
+
+def params_check(backend: str, params: Any) -> dict[str, Any]:
+    """`params` checked against the backend's ranges; the cleaned values. ValueError names the
+    first parameter that is unknown, of the wrong type or out of range."""
+    if not isinstance(params, dict):
+        raise ValueError(f"an object of parameters expected, got {type(params).__name__}")
+    specs = SPECS.get(backend, {})
+    cleaned = {}
+    for name, value in params.items():
+        if name not in specs:
+            known = ", ".join(specs) or "none"
+            raise ValueError(f"{name}: not a parameter of {backend} (its parameters: {known})")
+        cleaned[name] = specs[name].check(name, value)
+    return cleaned
+
+
+def params_describe(backend: str) -> str:
+    """The backend's settable parameters with their ranges and defaults, for a form's help."""
+    from training.backends import get_backend
+
+    defaults = get_backend(backend).default_params if backend != "text_encoder" else {"C": 1.0}
+    parts = []
+    for name, spec in SPECS.get(backend, {}).items():
+        if isinstance(spec, Range):
+            bounds = f"[shortest, longest] within {spec.low}–{spec.high}"
+        else:
+            bounds = f"{spec.low:g}–{spec.high:g}" + (", or null" if spec.nullable else "")
+        parts.append(f"{name} ({spec.help}; {bounds}; default {defaults.get(name)!r})")
+    return "; ".join(parts)
