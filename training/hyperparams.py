@@ -20,16 +20,23 @@ class Number:
     nullable: bool = False  # None: the backend's automatic choice
     help: str = ""
 
+    @property
+    def bounds(self) -> tuple[str, str]:
+        if self.integer:
+            return f"{int(self.low):,}", f"{int(self.high):,}"
+        return f"{self.low:g}", f"{self.high:g}"
+
     def check(self, name: str, value: Any) -> Any:
         if value is None and self.nullable:
             return None
         kind = "a whole number" if self.integer else "a number"
+        low, high = self.bounds
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{name}: {kind} from {self.low:g} to {self.high:g} expected, got {value!r}")
+            raise ValueError(f"{name}: {kind} from {low} to {high} expected, got {value!r}")
         if self.integer and float(value) != int(value):
             raise ValueError(f"{name}: a whole number expected, got {value!r}")
         if not self.low <= value <= self.high:
-            raise ValueError(f"{name}: {value!r} is outside {self.low:g} to {self.high:g}")
+            raise ValueError(f"{name}: {value!r} is outside {low} to {high}")
         return int(value) if self.integer else float(value)
 
 
@@ -106,6 +113,7 @@ def params_describe(backend: str) -> str:
         if isinstance(spec, Range):
             bounds = f"[shortest, longest] within {spec.low}–{spec.high}"
         else:
-            bounds = f"{spec.low:g}–{spec.high:g}" + (", or null" if spec.nullable else "")
-        parts.append(f"{name} ({spec.help}; {bounds}; default {defaults.get(name)!r})")
+            bounds = "–".join(spec.bounds) + (", or null" if spec.nullable else "")
+        default = defaults.get(name)
+        parts.append(f"{name} ({spec.help}; {bounds}; default {'automatic' if default is None else default})")
     return "; ".join(parts)

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='project',
             name='training_params',
-            field=models.JSONField(blank=True, default=dict, help_text='The model\'s hyper-parameters you changed, as JSON, e.g. {"lr": 0.001, "epochs": 20}; each version records the whole set it was trained with.'),
+            field=models.JSONField(blank=True, default=dict, help_text="The model's hyper-parameters you changed, as a JSON object of name: value; each version records the whole set it was trained with."),
         ),
     ]

@@ -71,8 +71,8 @@ class Project(models.Model):
     training_params = models.JSONField(
         default=dict,
         blank=True,
-        help_text='The model\'s hyper-parameters you changed, as JSON, e.g. {"lr": 0.001, "epochs": 20};'
-        " each version records the whole set it was trained with.",
+        help_text="The model's hyper-parameters you changed, as a JSON object of name: value; each"
+        " version records the whole set it was trained with.",
     )
     # Label quality (annotate/quality/): how the final label of an item is found, and gold items.
     consensus_method = models.CharField(
