@@ -61,16 +61,27 @@ class Range:
         return [shortest, longest]
 
 
+@dataclass(frozen=True)
+class Flag:
+    help: str = ""
+
+    def check(self, name: str, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: true or false expected, got {value!r}")
+        return value
+
+
 TEXT = {
     "C": Number(1e-4, 1e4, help="inverse regularisation strength: smaller fits less closely"),
+    "C_search": Flag(help="choose C among 0.1, 1, 10, 100 by 3-fold cross-validation of the training labels"),
     "word_ngrams": Range(1, 3, help="word n-gram lengths"),
     "char_ngrams": Range(1, 6, help="character n-gram lengths (within words)"),
     "word_features": Number(2**8, 2**20, integer=True, help="hashed word features"),
     "char_features": Number(2**8, 2**20, integer=True, help="hashed character features"),
 }
-SPECS: dict[str, dict[str, Number | Range]] = {
+SPECS: dict[str, dict[str, Number | Range | Flag]] = {
     "text_logreg": TEXT,
-    "text_encoder": {"C": TEXT["C"]},
+    "text_encoder": {"C": TEXT["C"], "C_search": TEXT["C_search"]},
     "image_cnn": {
         "lr": Number(1e-6, 1.0, help="learning rate (Adam)"),
         "batch_size": Number(2, 1024, integer=True, help="images per minibatch"),
@@ -107,10 +118,14 @@ def params_describe(backend: str) -> str:
     """The backend's settable parameters with their ranges and defaults, for a form's help."""
     from training.backends import get_backend
 
-    defaults = get_backend(backend).default_params if backend != "text_encoder" else {"C": 1.0}
+    defaults = (
+        get_backend(backend).default_params if backend != "text_encoder" else {"C": 1.0, "C_search": False}
+    )
     parts = []
     for name, spec in SPECS.get(backend, {}).items():
-        if isinstance(spec, Range):
+        if isinstance(spec, Flag):
+            bounds = "true or false"
+        elif isinstance(spec, Range):
             bounds = f"[shortest, longest] within {spec.low}–{spec.high}"
         else:
             bounds = "–".join(spec.bounds) + (", or null" if spec.nullable else "")

@@ -77,6 +77,16 @@ class ModelVersion(models.Model):
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
 
+    @property
+    def c_search_rows(self) -> list[tuple[float, float, bool]]:
+        """The final fit's search of C (text models with C_search): (C, held-out log loss, chosen)."""
+        search = (self.metrics.get("fit") or {}).get("c_search") or {}
+        chosen = search.get("chosen")
+        return [
+            (c, loss, c == chosen)
+            for c, loss in zip(search.get("grid", []), search.get("log_loss", []), strict=True)
+        ]
+
 
 class Prediction(models.Model):
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")

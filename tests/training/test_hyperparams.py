@@ -222,3 +222,36 @@ def test_a_lead_sets_a_learning_rate_and_epochs_in_the_admin_and_the_next_versio
     project.refresh_from_db()
     version = model_version_train(project=project, folds=0, diagnostics=False, activate=False)
     assert (version.params["lr"], version.params["epochs"], version.metrics["fit"]["epochs"]) == (0.001, 3, 3)
+
+
+def test_the_c_search_chooses_c_on_the_training_labels_and_the_page_reports_it(reviews, client):
+    version, model = _train(reviews, C_search=True)
+    search = version.metrics["fit"]["c_search"]
+    assert search["grid"] == [0.1, 1.0, 10.0, 100.0] and len(search["log_loss"]) == 4
+    chosen = search["chosen"]
+    assert chosen == search["grid"][int(np.argmin(search["log_loss"]))]
+    assert version.metrics["fit"]["C"] == chosen
+    # The final model is the one fitted with the chosen C, not the stated one.
+    same, same_model = _train(reviews, C=chosen)
+    np.testing.assert_allclose(model.coef, same_model.coef, atol=1e-8)
+    # Inside each evaluation fold the search ran on that fold's training labels alone.
+    project_update(project=reviews, training_params={"C_search": True})
+    folded = model_version_train(project=reviews, activate=True)
+    assert folded.metrics["fit"]["c_search"]["chosen"] in search["grid"]
+    assert folded.metrics["cv"]["folds"] >= 2
+    client.force_login(reviews.memberships.get(role="manager").user)
+    page = client.get(reverse("annotate:project", args=[reviews.pk])).text
+    assert "C chosen by 3-fold cross-validation of the training labels" in page
+    assert f"<strong>C {folded.metrics['fit']['c_search']['chosen']}: log loss" in page
+
+
+def test_the_c_search_says_why_it_did_not_run():
+    from tests.training.test_backends import _text_data
+    from training.backends.text import TextLogRegBackend
+
+    texts, y = _text_data(n=8)
+    y[:] = [0, 0, 0, 0, 0, 0, 1, 1]  # a class with 2 labels: no 3-fold search
+    backend = TextLogRegBackend(C_search=True)
+    info = backend.fit(texts, y, classes=["a", "b", "c"], multi_label=False)
+    assert info["c_search"] == {"skipped": "fewer than 3 labels of a class: the stated C is used"}
+    assert info["C"] == 10.0

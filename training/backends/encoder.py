@@ -203,6 +203,8 @@ class TextEncoderBackend(TextLogRegBackend):
     name = "text_encoder"
     default_params = {
         "C": 1.0,
+        "C_search": False,  # as the n-gram model's: C chosen by 3-fold CV of the training labels
+        "C_grid": [0.1, 1.0, 10.0, 100.0],
         "class_weight": "balanced",
         "max_iter": 1000,
         "tol": 1e-4,

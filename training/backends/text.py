@@ -201,6 +201,11 @@ class TextLogRegBackend(Backend):
     name = "text_logreg"
     default_params = {
         "C": 10.0,
+        # With C_search, each fit chooses C among C_grid by a stratified 3-fold cross-validation
+        # of its own training labels (lowest held-out log loss): inside an evaluation fold it
+        # never sees that fold's held-out labels. fit_info["c_search"] reports the scores.
+        "C_search": False,
+        "C_grid": [0.1, 1.0, 10.0, 100.0],
         "class_weight": "balanced",
         "max_iter": 1000,
         "tol": 1e-4,
@@ -228,6 +233,8 @@ class TextLogRegBackend(Backend):
         self.coef = self.intercept = None  # a fit that fails leaves no half-fitted model behind
         X = self._as_features(X)
         Y = self._set_targets(Y, classes=classes, multi_label=multi_label, n=X.shape[0])
+        search = self._c_search(X, Y, seed) if self._params["C_search"] else None
+        self._C = search["chosen"] if search and "chosen" in search else float(self._params["C"])
         k, d = len(self.classes), X.shape[1]
         # Fit only the features some training text has: the rest would get weight 0 under the L2 penalty
         # anyway, and lbfgs iterates over every weight, so this is what keeps a fit fast.
@@ -251,9 +258,34 @@ class TextLogRegBackend(Backend):
             "n_iter": max(f["n_iter"] for f in fits),
             "converged": all(f["converged"] for f in fits),
             "train_loss": round(_log_loss(proba, Y, multi_label), 6),
+            "C": self._C,
             "seconds": round(time.perf_counter() - started, 3),
         }
+        if search is not None:
+            self.fit_info["c_search"] = search
         return dict(self.fit_info)
+
+    def _c_search(self, X: sp.csr_matrix, Y: np.ndarray, seed: int) -> dict:
+        """C_grid's held-out log loss by stratified 3-fold cross-validation of these labels; the
+        chosen C is the lowest's. Single-label with 3 labels of every class present only (else
+        the reason, and the stated C is used)."""
+        from sklearn.model_selection import StratifiedKFold
+
+        if self.multi_label:
+            return {"skipped": "multi-label: the stated C is used"}
+        present, counts = np.unique(Y, return_counts=True)
+        if len(present) < 2 or counts.min() < 3:
+            return {"skipped": "fewer than 3 labels of a class: the stated C is used"}
+        grid = [float(c) for c in self._params["C_grid"]]
+        losses = []
+        for c in grid:
+            total = 0.0
+            for train, test in StratifiedKFold(3, shuffle=True, random_state=seed).split(np.zeros(len(Y)), Y):
+                inner = type(self)(**{**self._params, "C": c, "C_search": False})
+                inner.fit(X[train], Y[train], classes=self.classes, multi_label=False, seed=seed)
+                total += _log_loss(inner.predict_proba(X[test]), Y[test], False) * len(test)
+            losses.append(round(total / len(Y), 6))
+        return {"grid": grid, "log_loss": losses, "chosen": grid[int(np.argmin(losses))], "folds": 3}
 
     def _fit_single(
         self, X: sp.csr_matrix, y: np.ndarray, coef: np.ndarray, intercept: np.ndarray, seed: int
@@ -296,7 +328,7 @@ class TextLogRegBackend(Backend):
 
         p = self._params
         clf = LogisticRegression(
-            C=float(p["C"]),
+            C=getattr(self, "_C", float(p["C"])),
             class_weight=p["class_weight"],
             max_iter=int(p["max_iter"]),
             tol=float(p["tol"]),
