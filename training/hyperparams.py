@@ -85,11 +85,19 @@ SPECS: dict[str, dict[str, Number | Range | Flag]] = {
     "image_cnn": {
         "lr": Number(1e-6, 1.0, help="learning rate (Adam)"),
         "batch_size": Number(2, 1024, integer=True, help="images per minibatch"),
-        "epochs": Number(1, 500, integer=True, nullable=True, help="empty: about 250 optimiser steps"),
+        "epochs": Number(
+            1, 500, integer=True, nullable=True, help="the most epochs; empty: about 250 optimiser steps"
+        ),
         "dropout": Number(0.0, 0.9, help="dropout before the last layer"),
         "input_size": Number(8, 128, integer=True, help="images are resized to this many pixels a side"),
         "shift": Number(
             0, 8, integer=True, help="augmentation: random shifts of up to this many pixels; 0 off"
+        ),
+        "early_stopping": Flag(
+            help="stop on a 15% slice of the training side, keep the best epoch's weights"
+        ),
+        "patience": Number(
+            1, 50, integer=True, help="early stopping: epochs without a better validation loss"
         ),
     },
     "span_crf": {

@@ -78,6 +78,29 @@ class ModelVersion(models.Model):
         return self.metrics.get("accuracy")
 
     @property
+    def loss_curve_svg(self) -> str:
+        """The image network's loss per epoch: the evaluation fit's (fold 1) training and validation
+        curves, or the fit's own where no folds ran; "" for models without epochs."""
+        from training.pictures import loss_curve_svg
+
+        fit, refit = self.metrics.get("fit") or {}, self.metrics.get("refit") or {}
+        if refit.get("loss_curve"):
+            curve, best = refit["loss_curve"], refit.get("best_epoch_of_fold_1")
+            note = (
+                f"fold 1 of the evaluation; the final fit then trained {refit['epochs']} epochs on all labels"
+            )
+        elif fit.get("loss_curve"):
+            curve, best = fit["loss_curve"], fit.get("best_epoch") if fit.get("validation_rows") else None
+            note = (
+                f"{fit.get('validation_rows', 0)} labels held out for validation"
+                if best
+                else "no validation slice"
+            )
+        else:
+            return ""
+        return loss_curve_svg(curve.get("train", []), curve.get("validation", []), best_epoch=best, note=note)
+
+    @property
     def c_search_rows(self) -> list[tuple[float, float, bool]]:
         """The final fit's search of C (text models with C_search): (C, held-out log loss, chosen)."""
         search = (self.metrics.get("fit") or {}).get("c_search") or {}

@@ -321,6 +321,63 @@ def learning_curve_svg(
     return "\n".join(out)
 
 
+def loss_curve_svg(
+    train: Sequence[float], validation: Sequence[float], *, best_epoch: int | None, note: str
+) -> str:
+    """Training and validation loss per epoch (the image network's early stopping), the best
+    epoch marked; `note` says which fit the curves are of."""
+    width, height = 640, 340
+    left, right, top, bottom = 64, 28, 64, 58
+    plot_w, plot_h = width - left - right, height - top - bottom
+    out = [_svg_open(width, height, "Loss per epoch: training and validation")]
+    out.append(_text(16, 28, "Loss per epoch", size=16, weight="600", anchor="start"))
+    out.append(_text(16, 48, note, size=12, fill=MUTED, anchor="start"))
+    values = [v for v in [*train, *validation] if math.isfinite(v)]
+    epochs = max(len(train), len(validation))
+    if not values or epochs == 0:
+        out.append(_text(width / 2, top + plot_h / 2, "no epochs recorded", size=14, fill=MUTED))
+        out.append("</svg>")
+        return "\n".join(out)
+    high = max(values) * 1.05 or 1.0
+
+    def x(epoch: int) -> float:
+        return left + (plot_w * (epoch - 1) / (epochs - 1) if epochs > 1 else plot_w / 2)
+
+    def y(value: float) -> float:
+        return top + plot_h * (1 - clamp(value / high, 0.0, 1.0))
+
+    for i in range(5):
+        level = high * i / 4
+        out.append(
+            f'<line x1="{left}" y1="{y(level):.1f}" x2="{left + plot_w}" y2="{y(level):.1f}" '
+            f'stroke="{GRID}"/>'
+        )
+        out.append(_text(left - 8, y(level) + 4, f"{level:.2f}", size=11, fill=MUTED, anchor="end"))
+    for epoch in sorted({1, epochs, *range(1, epochs + 1, max(1, epochs // 6))}):
+        out.append(_text(x(epoch), top + plot_h + 18, str(epoch), size=11, fill=MUTED))
+    out.append(_text(left + plot_w / 2, height - 14, "epoch", size=12, fill=MUTED))
+    if best_epoch:
+        out.append(
+            f'<line x1="{x(best_epoch):.1f}" y1="{top}" x2="{x(best_epoch):.1f}" y2="{top + plot_h}" '
+            f'stroke="{MUTED}" stroke-dasharray="4 4"/>'
+        )
+        out.append(
+            _text(
+                x(best_epoch) + 4, top + 12, f"best epoch {best_epoch}", size=11, fill=MUTED, anchor="start"
+            )
+        )
+    for series, colour in ((train, ACCENT), (validation, "#d97706")):
+        points = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in enumerate(series, 1) if math.isfinite(v))
+        if points:
+            out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    legend_x = left + plot_w - 180
+    for row, (colour, name) in enumerate(((ACCENT, "training loss"), ("#d97706", "validation loss"))):
+        out.append(f'<rect x="{legend_x}" y="{top + 6 + 18 * row}" width="14" height="4" fill="{colour}"/>')
+        out.append(_text(legend_x + 20, top + 11 + 18 * row, name, size=11, anchor="start"))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 def _learning_point(point: Mapping[str, Any]) -> dict[str, Any]:
     try:
         n = int(point["n_labels"])

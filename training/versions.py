@@ -248,14 +248,19 @@ def model_version_train(
         fold_of = fold_assignments(Y, multi_label=multi_label, folds=folds, seed=seed)
         k = int(fold_of.max()) + 1
         phase("load", "cross-validate", 10)
+        fold_infos: list[dict] = []
         proba = out_of_fold_proba(
             make_backend=lambda: backend_class(**(params or {})), X=X, Y=Y, fold_of=fold_of,
             classes=classes, multi_label=multi_label, seed=seed,
             after_fold=lambda done: progress("cross-validate", 10 + round(45 * done / k)),
+            fold_infos=fold_infos,
         )  # fmt: skip
+        refit: dict = {}
+        backend = _refit_backend(backend_class, params, backend, fold_infos, refit)
         phase("cross-validate", "evaluate", 55)
         metrics = evaluate(Y, proba, classes=classes, multi_label=multi_label, n_train=n)
         metrics["cv"] = cross_validation_summary(Y, proba, fold_of, classes=classes, multi_label=multi_label)
+        metrics.update(refit)
         phase("evaluate", "label issues", 57)
         if diagnostics:
             issues = label_issues_find(labels=Y, proba=proba, classes=classes, multi_label=multi_label)
@@ -357,6 +362,22 @@ def _spans_evaluate(
     return metrics, issues, k
 
 
+def _refit_backend(backend_class, params: dict | None, backend, fold_infos: list[dict], out: dict):
+    """The backend of the final fit on all labels. Where the fold models stopped early (the image
+    network), the refit trains the folds' median best epoch count with no slice held out, and
+    out["refit"] says so; otherwise `backend` as it is."""
+    best = [info["best_epoch"] for info in fold_infos if info.get("validation_rows")]
+    if not best:
+        return backend
+    epochs = int(np.median(best))
+    first = next(info for info in fold_infos if info.get("validation_rows"))
+    out["refit"] = {
+        "epochs": epochs, "best_epochs_of_folds": best,
+        "loss_curve": first["loss_curve"], "best_epoch_of_fold_1": first["best_epoch"],
+    }  # fmt: skip
+    return backend_class(**{**(params or {}), "epochs": epochs, "early_stopping": False})
+
+
 def out_of_fold_proba(
     *,
     make_backend: Callable[[], object],
@@ -367,19 +388,22 @@ def out_of_fold_proba(
     multi_label: bool,
     seed: int = 0,
     after_fold: Callable[[int], None] | None = None,
+    fold_infos: list | None = None,
 ) -> np.ndarray:
     """Every row's class probabilities from the one fold model that did not see it.
 
     Fold f's model is a fresh backend from `make_backend`, fitted on the rows outside fold f and
     asked only for the rows inside it. `after_fold(done)` is called after each fold (the run's
-    progress and cancellation point).
+    progress and cancellation point). Each fold model's fit_info is appended to `fold_infos`.
     """
     proba = np.zeros((len(Y), len(classes)), dtype=np.float64)
     for fold in range(int(fold_of.max()) + 1):
         held_out = np.flatnonzero(fold_of == fold)
         seen = np.flatnonzero(fold_of != fold)
         model = make_backend()
-        model.fit(X[seen], Y[seen], classes=classes, multi_label=multi_label, seed=seed)
+        info = model.fit(X[seen], Y[seen], classes=classes, multi_label=multi_label, seed=seed)
+        if fold_infos is not None:
+            fold_infos.append(info)
         proba[held_out] = model.predict_proba(X[held_out])
         if after_fold is not None:
             after_fold(fold + 1)

@@ -255,3 +255,45 @@ def test_the_c_search_says_why_it_did_not_run():
     info = backend.fit(texts, y, classes=["a", "b", "c"], multi_label=False)
     assert info["c_search"] == {"skipped": "fewer than 3 labels of a class: the stated C is used"}
     assert info["C"] == 10.0
+
+
+# Early stopping (the image network) -----------------------------------------------------------
+
+
+def test_the_network_stops_on_its_validation_slice_and_keeps_the_best_epochs_weights():
+    from tests.training.test_backends import _image_data
+
+    X, y = _image_data(n=160, size=16)
+    backend = ImageCNNBackend(device="cpu", channels=[4, 8], epochs=40, patience=2, lr=0.03)
+    info = backend.fit(X, y, classes=["h", "v", "sq"], multi_label=False, seed=0)
+    curve = info["loss_curve"]
+    assert info["validation_rows"] == 24  # 15% of 160, never trained on
+    assert len(curve["train"]) == len(curve["validation"]) == info["epochs_run"]
+    assert curve["validation"][info["best_epoch"] - 1] == min(curve["validation"])
+    assert info["epochs_run"] < 40 and info["epochs_run"] - info["best_epoch"] == 2  # patience
+    # The weights kept are the best epoch's: their loss on the held-out slice (the fit's first
+    # seeded draw) is the curve's lowest, not the last epoch's.
+    held = np.sort(np.random.default_rng(0).permutation(160)[:24])
+    proba = backend.predict_proba(X[held])
+    kept = float(-np.mean(np.log(proba[np.arange(24), y[held]])))
+    assert kept == pytest.approx(min(curve["validation"]), rel=1e-3, abs=1e-7)
+    off = ImageCNNBackend(device="cpu", channels=[4, 8], epochs=3, early_stopping=False)
+    info = off.fit(X, y, classes=["h", "v", "sq"], multi_label=False, seed=0)
+    assert (info["validation_rows"], info["epochs_run"], info["loss_curve"]["validation"]) == (0, 3, [])
+
+
+@pytest.mark.slow
+def test_the_refit_on_all_labels_trains_the_folds_best_epoch_count_and_the_page_plots_the_losses(client):
+    project = digits_project(n=200)
+    project_update(project=project, training_params={"epochs": 30, "patience": 2})
+    version = model_version_train(project=project, diagnostics=False)
+    refit = version.metrics["refit"]
+    assert len(refit["best_epochs_of_folds"]) == version.metrics["cv"]["folds"]
+    assert refit["epochs"] == int(np.median(refit["best_epochs_of_folds"]))
+    fit = version.metrics["fit"]
+    assert (fit["epochs_run"], fit["validation_rows"]) == (refit["epochs"], 0)  # all labels, no slice
+    client.force_login(project.memberships.get(role="manager").user)
+    page = client.get(reverse("annotate:project", args=[project.pk])).text
+    assert 'id="loss-curve"' in page and "Loss per epoch" in page
+    assert f"the final fit then trained {refit['epochs']} epochs on all labels" in page
+    assert f"best epoch {refit['best_epoch_of_fold_1']}" in page

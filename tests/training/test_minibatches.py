@@ -23,9 +23,18 @@ def _images(n: int, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
 
 def _fit(n: int, **params) -> dict:
+    """A fit on exactly n rows: early stopping off, so no validation slice is taken from them."""
     X, y = _images(n)
-    backend = ImageCNNBackend(device="cpu", channels=[2, 2, 2], shift=0, epochs=2, batch_size=32, **params)
+    settings = {"device": "cpu", "channels": [2, 2, 2], "shift": 0, "epochs": 2, "batch_size": 32}
+    backend = ImageCNNBackend(**{**settings, "early_stopping": False, **params})
     return backend.fit(X, y, classes=CLASSES, multi_label=False, seed=0)
+
+
+def test_with_early_stopping_every_example_of_the_training_side_is_used_in_stated_batches():
+    info = _fit(449, early_stopping=True)
+    assert info["validation_rows"] == 67  # 15% of 449, held out of the loop
+    assert info["examples_per_epoch"] == 449 - 67
+    assert info["smallest_batch"] >= info["min_batch_size"]
 
 
 @pytest.mark.parametrize("n", [449, 450, 480, 481, 495, 31, 40, 64, 65])

@@ -107,6 +107,13 @@ class ImageCNNBackend(Backend):
         "max_epochs": 60,
         "shift": 2,  # augmentation: random shift of up to this many pixels each way; 0 turns it off
         "input_size": 32,  # the side the studio resizes images to (training/features.py image_arrays)
+        # Early stopping on a seeded slice of the rows given to fit (the training side: inside an
+        # evaluation fold it never sees that fold's held-out rows): the epochs above are the most,
+        # the weights kept are the best epoch's by validation loss; off below early_stopping_min rows.
+        "early_stopping": True,
+        "validation_share": 0.15,
+        "patience": 5,
+        "early_stopping_min": 100,
         "device": None,  # None: "cuda" when available, else "cpu"
         "predict_batch_size": 512,
     }
@@ -158,6 +165,14 @@ class ImageCNNBackend(Backend):
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
 
+        validation = None
+        if p["early_stopping"] and len(X) >= int(p["early_stopping_min"]):
+            order = rng.permutation(len(X))
+            n_validation = max(1, round(len(X) * float(p["validation_share"])))
+            held, kept = np.sort(order[:n_validation]), np.sort(order[n_validation:])
+            validation = (X[held], Y[held])
+            X, Y = X[kept], Y[kept]
+
         self.input_shape = tuple(int(s) for s in X.shape[1:])
         network = _build_network(X.shape[1], len(self.classes), p["channels"], p["dropout"])
         mean, std = _channel_stats(X)
@@ -179,7 +194,9 @@ class ImageCNNBackend(Backend):
         network.train()
         epoch_loss = float("nan")
         smallest, largest, used_per_epoch = n, 0, n
-        for _ in range(epochs):
+        curve: dict[str, list[float]] = {"train": [], "validation": []}
+        best = (float("inf"), 0, None)  # validation loss, epoch, weights
+        for epoch in range(1, epochs + 1):
             order = rng.permutation(n)
             total = 0.0
             used = np.zeros(n, dtype=bool)
@@ -200,6 +217,17 @@ class ImageCNNBackend(Backend):
                 total += float(loss.detach()) * len(index)
             epoch_loss = total / n
             used_per_epoch = min(used_per_epoch, int(used.sum()))
+            curve["train"].append(float(f"{epoch_loss:.6g}"))
+            if validation is not None:
+                loss = self._loss_on(network, *validation, loss_fn=loss_fn, device=device)
+                curve["validation"].append(float(f"{loss:.6g}"))
+                if loss < best[0]:
+                    best = (loss, epoch, {k: v.detach().clone() for k, v in network.state_dict().items()})
+                elif epoch - best[1] >= int(p["patience"]):
+                    break
+        epochs_run = len(curve["train"])
+        if best[2] is not None:
+            network.load_state_dict(best[2])
         network.eval()
         self.network = network
         self.fit_info = {
@@ -211,10 +239,29 @@ class ImageCNNBackend(Backend):
             "largest_batch": int(largest),
             "examples_per_epoch": int(used_per_epoch),  # the fewest distinct examples any epoch used
             "train_loss": round(epoch_loss, 6) if math.isfinite(epoch_loss) else None,
+            "epochs_run": epochs_run,
+            "loss_curve": curve,
+            "best_epoch": best[1] if best[2] is not None else epochs_run,
+            "validation_rows": 0 if validation is None else len(validation[0]),
             "device": str(device),
             "seconds": round(time.perf_counter() - started, 3),
         }
         return dict(self.fit_info)
+
+    def _loss_on(self, network, X: np.ndarray, Y: np.ndarray, *, loss_fn, device) -> float:
+        """The mean loss of `network` on (X, Y), in eval mode, without gradients."""
+        import torch
+
+        network.eval()
+        targets = torch.from_numpy(Y.astype(np.float32) if self.multi_label else Y)
+        total, chunk = 0.0, int(self._params["predict_batch_size"])
+        with torch.no_grad():
+            for start in range(0, len(X), chunk):
+                batch = torch.from_numpy(X[start : start + chunk]).to(device)
+                part = targets[start : start + chunk].to(device)
+                total += float(loss_fn(network(batch), part)) * len(batch)
+        network.train()
+        return total / len(X)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         import torch
