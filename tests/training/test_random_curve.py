@@ -191,7 +191,11 @@ def test_an_image_project_gets_a_smaller_curve_on_at_most_150_slice_labels():
     ids = list(project.items.order_by("id").values_list("pk", flat=True))[:180]
     Item.objects.filter(pk__in=ids).update(pick_kind=PickKind.RANDOM)
     snapshot = dataset_snapshot_create(project=project)
-    params = {"epochs": 4, "device": "cpu"}  # a quick CNN: the schedule is under test, not the fit
+    params = {
+        "epochs": 4,
+        "device": "cpu",
+        "early_stopping": False,
+    }  # a quick CNN: the schedule is under test
     X = model_inputs(project=project, backend=ImageCNNBackend(**params), item_ids=list(snapshot.item_ids))
     Y = _targets(snapshot.values, snapshot.classes, snapshot.multi_label)
     curve = random_curve_measure(
