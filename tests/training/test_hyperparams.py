@@ -14,22 +14,15 @@ from annotate.projects import project_update
 from tests.annotate.test_members_pages import _settings_data
 from tests.factories import UserFactory, make_project
 from tests.training.projects import digits_project, reviews_project
+
+# Train as the worker does: one torch thread (test_backends' autouse fixture, used here too).
+from tests.training.test_backends import _one_torch_thread  # noqa: F401
 from tests.training.test_span_training import spans_project
 from training.backends.image import ImageCNNBackend
 from training.hyperparams import SPECS, params_check
 from training.versions import model_version_activate, model_version_backend, model_version_train
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _train(project, **params):
