@@ -361,11 +361,11 @@ def loss_curve_svg(
             f'<line x1="{x(best_epoch):.1f}" y1="{top}" x2="{x(best_epoch):.1f}" y2="{top + plot_h}" '
             f'stroke="{MUTED}" stroke-dasharray="4 4"/>'
         )
+        right_half = x(best_epoch) > left + plot_w / 2
         out.append(
-            _text(
-                x(best_epoch) + 4, top + 12, f"best epoch {best_epoch}", size=11, fill=MUTED, anchor="start"
-            )
-        )
+            _text(x(best_epoch) + (-4 if right_half else 4), top + plot_h - 8, f"best epoch {best_epoch}",
+                  size=11, fill=MUTED, anchor="end" if right_half else "start")
+        )  # fmt: skip
     for series, colour in ((train, ACCENT), (validation, "#d97706")):
         points = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in enumerate(series, 1) if math.isfinite(v))
         if points:

@@ -262,14 +262,16 @@ def test_the_network_stops_on_its_validation_slice_and_keeps_the_best_epochs_wei
     curve = info["loss_curve"]
     assert info["validation_rows"] == 24  # 15% of 160, never trained on
     assert len(curve["train"]) == len(curve["validation"]) == info["epochs_run"]
-    assert curve["validation"][info["best_epoch"] - 1] == min(curve["validation"])
+    best = curve["validation"][info["best_epoch"] - 1]
+    assert best <= min(curve["validation"]) + 1e-4  # later epochs improved by less than that
+    assert all(v > best - 1e-4 for v in curve["validation"][info["best_epoch"] :])
     assert info["epochs_run"] < 40 and info["epochs_run"] - info["best_epoch"] == 2  # patience
     # The weights kept are the best epoch's: their loss on the held-out slice (the fit's first
-    # seeded draw) is the curve's lowest, not the last epoch's.
+    # seeded draw) is that epoch's, not the last one's.
     held = np.sort(np.random.default_rng(0).permutation(160)[:24])
     proba = backend.predict_proba(X[held])
     kept = float(-np.mean(np.log(proba[np.arange(24), y[held]])))
-    assert kept == pytest.approx(min(curve["validation"]), rel=1e-3, abs=1e-7)
+    assert kept == pytest.approx(best, rel=1e-3, abs=1e-7)
     off = ImageCNNBackend(device="cpu", channels=[4, 8], epochs=3, early_stopping=False)
     info = off.fit(X, y, classes=["h", "v", "sq"], multi_label=False, seed=0)
     assert (info["validation_rows"], info["epochs_run"], info["loss_curve"]["validation"]) == (0, 3, [])

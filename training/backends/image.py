@@ -54,6 +54,11 @@ def images_to_array(images: Sequence, size: int = 32, *, rgb: bool = False) -> n
     return out
 
 
+# Early stopping: a validation loss counts as better only by this much (a loss near 0 that keeps
+# creeping down by millionths would otherwise never stop).
+MIN_IMPROVEMENT = 1e-4
+
+
 def _build_network(in_channels: int, n_classes: int, channels: Sequence[int], dropout: float):
     """The network as an nn.Sequential; per-channel input mean and std live in its first module's buffers."""
     import torch
@@ -221,7 +226,7 @@ class ImageCNNBackend(Backend):
             if validation is not None:
                 loss = self._loss_on(network, *validation, loss_fn=loss_fn, device=device)
                 curve["validation"].append(float(f"{loss:.6g}"))
-                if loss < best[0]:
+                if loss < best[0] - MIN_IMPROVEMENT:
                     best = (loss, epoch, {k: v.detach().clone() for k, v in network.state_dict().items()})
                 elif epoch - best[1] >= int(p["patience"]):
                     break
