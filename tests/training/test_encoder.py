@@ -178,3 +178,23 @@ def test_the_api_sets_the_text_model_and_names_a_wrong_value(client):
     assert done.status_code == 200 and done.json()["text_model"] == "encoder"
     assert Project.objects.get(pk=project.pk).text_model == "encoder"
     assert not Item.objects.exists() and not ModelVersion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_run_whose_encoder_went_missing_fails_with_the_reason_and_the_active_model_stays(
+    tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from training.runs import training_run_execute, training_run_request
+
+    project = reviews_project(n=60)
+    active = model_version_train(project=project)
+    project_update(project=project, text_model="encoder")
+    monkeypatch.setenv(ENCODER_DIR_VARIABLE, str(_copy_without_weights(tmp_path)))  # other weights
+    with django_capture_on_commit_callbacks():
+        run, _ = training_run_request(project=project, trigger="test")
+    with pytest.raises(ValueError, match="sha256"):
+        training_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "failed" and "text_encoder: " in run.error and "sha256" in run.error
+    active.refresh_from_db()
+    assert active.is_active and ModelVersion.objects.filter(project=project).count() == 1
