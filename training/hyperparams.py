@@ -94,7 +94,7 @@ SPECS: dict[str, dict[str, Number | Range | Flag]] = {
             0, 8, integer=True, help="augmentation: random shifts of up to this many pixels; 0 off"
         ),
         "early_stopping": Flag(
-            help="stop on a 15% slice of the training side, keep the best epoch's weights"
+            help="from 100 labels: stop on a 15% slice of the training side, keep the best epoch's weights"
         ),
         "patience": Number(
             1, 50, integer=True, help="early stopping: epochs without a better validation loss"

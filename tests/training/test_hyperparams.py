@@ -257,7 +257,9 @@ def test_the_network_stops_on_its_validation_slice_and_keeps_the_best_epochs_wei
     from tests.training.test_backends import _image_data
 
     X, y = _image_data(n=160, size=16)
-    backend = ImageCNNBackend(device="cpu", channels=[4, 8], epochs=40, patience=2, lr=0.03)
+    backend = ImageCNNBackend(
+        device="cpu", channels=[4, 8], epochs=40, patience=2, lr=0.03, early_stopping=True
+    )
     info = backend.fit(X, y, classes=["h", "v", "sq"], multi_label=False, seed=0)
     curve = info["loss_curve"]
     assert info["validation_rows"] == 24  # 15% of 160, never trained on
@@ -280,7 +282,7 @@ def test_the_network_stops_on_its_validation_slice_and_keeps_the_best_epochs_wei
 @pytest.mark.slow
 def test_the_refit_on_all_labels_trains_the_folds_best_epoch_count_and_the_page_plots_the_losses(client):
     project = digits_project(n=200)
-    project_update(project=project, training_params={"epochs": 30, "patience": 2})
+    project_update(project=project, training_params={"early_stopping": True, "epochs": 30, "patience": 2})
     version = model_version_train(project=project, diagnostics=False)
     refit = version.metrics["refit"]
     assert len(refit["best_epochs_of_folds"]) == version.metrics["cv"]["folds"]
