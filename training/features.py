@@ -55,7 +55,8 @@ class PoolTextFeatures:
         self.grows = bool(getattr(featurizer, "cache_every_item", False))
         path = _cache_dir(project) / f"text-features-{featurizer.fingerprint[:12]}.npz"
         self.featurizer = featurizer
-        self.cached = TextFeatures.load_npz(path, featurizer) if path.exists() else None
+        # A growing cache is read by text_features on each call; nothing to hold here.
+        self.cached = TextFeatures.load_npz(path, featurizer) if path.exists() and not self.grows else None
         self.known = np.sort(self.cached.item_ids) if self.cached is not None else np.zeros(0, np.int64)
 
     def rows(self, item_ids: Sequence[int], texts: Sequence[str]):

@@ -126,9 +126,7 @@ def params_describe(backend: str) -> str:
     """The backend's settable parameters with their ranges and defaults, for a form's help."""
     from training.backends import get_backend
 
-    defaults = (
-        get_backend(backend).default_params if backend != "text_encoder" else {"C": 1.0, "C_search": False}
-    )
+    defaults = get_backend(backend).default_params  # a class attribute: no encoder is loaded
     parts = []
     for name, spec in SPECS.get(backend, {}).items():
         if isinstance(spec, Flag):

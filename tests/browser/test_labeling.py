@@ -190,12 +190,18 @@ def test_leaving_the_labeling_page_gives_the_held_items_back(page, live_server):
         time.sleep(0.1)
 
 
-_SLOW_SUBMIT = """
+def _delayed_fetch(condition: str, ms: int, setup: str = "") -> str:
+    """An init script that holds back by `ms` each fetch whose `url` meets the JS `condition`."""
+    return f"""
+{setup}
 const realFetch = window.fetch;
-window.fetch = (url, options) => String(url).includes("/submit-and-next/")
-  ? new Promise((resolve) => setTimeout(resolve, 500)).then(() => realFetch(url, options))
+window.fetch = (url, options) => ({condition})
+  ? new Promise((resolve) => setTimeout(resolve, {ms})).then(() => realFetch(url, options))
   : realFetch(url, options);
 """
+
+
+_SLOW_SUBMIT = _delayed_fetch('String(url).includes("/submit-and-next/")', 500)
 
 
 def test_an_annotator_quicker_than_the_network_never_gets_a_labeled_item_back(page, live_server):
@@ -225,13 +231,10 @@ def test_an_annotator_quicker_than_the_network_never_gets_a_labeled_item_back(pa
     assert not page.console_errors, page.console_errors
 
 
-_SLOW_PREFETCH = """
-let nexts = 0;
-const realFetch = window.fetch;
-window.fetch = (url, options) => String(url).endsWith("/next/") && ++nexts === 2
-  ? new Promise((resolve) => setTimeout(resolve, 1000)).then(() => realFetch(url, options))
-  : realFetch(url, options);
-"""
+# The second next/ request is the prefetch of the item after the first.
+_SLOW_PREFETCH = _delayed_fetch(
+    'String(url).endsWith("/next/") && ++nexts === 2', 1000, setup="let nexts = 0;"
+)
 
 
 def test_an_answer_given_before_the_next_item_arrives_shows_that_item_when_it_comes(page, live_server):

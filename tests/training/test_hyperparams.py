@@ -155,8 +155,6 @@ def test_every_settable_parameter_is_one_its_backend_knows():
     from training.backends import get_backend
 
     for backend, specs in SPECS.items():
-        if backend == "text_encoder":
-            continue  # needs the installed encoder; test_encoder.py covers it
         assert set(specs) <= set(get_backend(backend).default_params), backend
 
 
