@@ -1,6 +1,8 @@
 """The training app; its ready() connects the receivers of annotate's signals (annotations_stored,
 items_imported) and registers the checks annotate's Project.clean asks for: the sentence encoder's
-(a project's text_model) and the hyper-parameters' (its training_params)."""
+(a project's text_model) and the hyper-parameters' (its training_params: their ranges and, for
+start_from, the version in the database), plus the one that needs the requester (that they manage
+start_from's project), which the web layer calls."""
 
 from django.apps import AppConfig
 
@@ -15,6 +17,7 @@ class TrainingConfig(AppConfig):
             TEXT_MODEL_CHECKS,
             TRAINING_PARAMS_CHECK,
             TRAINING_PARAMS_DESCRIBE,
+            TRAINING_PARAMS_USER_CHECK,
         )
         from annotate.signals import annotations_stored, items_imported
         from training.coldstart import cold_start_receiver
@@ -23,6 +26,7 @@ class TrainingConfig(AppConfig):
         TEXT_MODEL_CHECKS["encoder"] = _encoder_available
         TRAINING_PARAMS_CHECK[:] = [_training_params_check]
         TRAINING_PARAMS_DESCRIBE[:] = [_training_params_describe]
+        TRAINING_PARAMS_USER_CHECK[:] = [_training_params_user_check]
         annotations_stored.connect(training_auto_request_receiver, dispatch_uid="training_auto_request")
         items_imported.connect(cold_start_receiver, dispatch_uid="training_cold_start")
 
@@ -37,18 +41,29 @@ def _encoder_available() -> str | None:
 
 
 def _training_params_check(project) -> str | None:
-    """training.hyperparams.params_check for the backend that trains `project`."""
+    """training.hyperparams.params_check for the backend that trains `project`; then a start_from's
+    version against the database (training.transfer.transfer_source_check)."""
     from training.hyperparams import params_check
+    from training.transfer import transfer_source_check
     from training.versions import NoModelForTask, backend_for_project, model_training_check
 
     try:
         model_training_check(project=project)
-        params_check(backend_for_project(project), project.training_params)
+        cleaned = params_check(backend_for_project(project), project.training_params)
+        if cleaned.get("start_from") is not None:
+            transfer_source_check(project=project, version_id=cleaned["start_from"])
     except NoModelForTask as exc:
         return f"{exc}: there are no parameters to set"
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def _training_params_user_check(project, params, user) -> str | None:
+    """training.transfer.transfer_source_user_check: a start_from of a project `user` manages."""
+    from training.transfer import transfer_source_user_check
+
+    return transfer_source_user_check(project=project, params=params, user=user)
 
 
 def _training_params_describe(project) -> str:

@@ -44,36 +44,43 @@ class PoolTextFeatures:
     """Feature rows for scoring a pool: read from the project's cache where it holds them (the
     cold start caches up to 10,000 open items, training/coldstart.py), hashed otherwise. Unlike
     text_features it never grows the cache: the pool is scored once per run, and caching every
-    open item of a 100,000-item project would write a file that large on each run."""
+    open item of a 100,000-item project would write a file that large on each run.
+
+    A costly featurizer (the sentence encoder: about 10 ms a text) is the exception: every item it
+    embeds joins the cache, in memory while the pool is scored, written once by `save()` at the end
+    (not once per batch), so that a re-scoring embeds only the items new since the last one."""
 
     def __init__(self, *, project: Project, featurizer):
         from training.backends.text import TextFeatures
 
-        self.project = project
-        # A costly featurizer (the sentence encoder: about 10 ms a text) caches every item it
-        # embeds, so that a re-scoring embeds only the items new since the last one.
         self.grows = bool(getattr(featurizer, "cache_every_item", False))
-        path = _cache_dir(project) / f"text-features-{featurizer.fingerprint[:12]}.npz"
+        self.path = _cache_dir(project) / f"text-features-{featurizer.fingerprint[:12]}.npz"
         self.featurizer = featurizer
-        # A growing cache is read by text_features on each call; nothing to hold here.
-        self.cached = TextFeatures.load_npz(path, featurizer) if path.exists() and not self.grows else None
+        self.cached = TextFeatures.load_npz(self.path, featurizer) if self.path.exists() else None
         self.known = np.sort(self.cached.item_ids) if self.cached is not None else np.zeros(0, np.int64)
+        self.changed = False
 
     def rows(self, item_ids: Sequence[int], texts: Sequence[str]):
         """The rows of `item_ids` (with their `texts`, in that order) as a CSR matrix."""
         import scipy.sparse as sp
 
-        if self.grows:
-            return text_features(project=self.project, item_ids=list(item_ids), featurizer=self.featurizer)
+        from training.backends.text import TextFeatures
+
         ids = np.asarray(item_ids, dtype=np.int64)
         at = np.searchsorted(self.known, ids)
         hit = at < len(self.known)
         hit[hit] = self.known[at[hit]] == ids[hit]
         if hit.all():
             return self.cached.rows(ids)
+        fresh = np.flatnonzero(~hit)
+        if self.grows:
+            new = TextFeatures.build(ids[fresh], [texts[i] for i in fresh], self.featurizer)
+            self.cached = new if self.cached is None else TextFeatures.concat([self.cached, new])
+            self.known = np.sort(self.cached.item_ids)
+            self.changed = True
+            return self.cached.rows(ids)
         if not hit.any():
             return self.featurizer.featurize(list(texts))
-        fresh = np.flatnonzero(~hit)
         parts = sp.vstack(
             [self.cached.rows(ids[hit]), self.featurizer.featurize([texts[i] for i in fresh])],
             format="csr",
@@ -83,13 +90,19 @@ class PoolTextFeatures:
         order = np.concatenate([np.flatnonzero(hit), fresh])
         return parts[np.argsort(order, kind="stable")]
 
+    def save(self) -> None:
+        """Write the rows a growing cache gained (once, after the pool is scored)."""
+        if self.changed:
+            self.cached.save_npz(self.path)
+            self.changed = False
+
 
 def image_arrays(*, project: Project, item_ids: Sequence[int], size: int = IMAGE_SIZE) -> np.ndarray:
     """Images of `item_ids` as float32 (n, 1, size, size) in [0, 1], reading only uncached files."""
     from PIL import Image
 
     from training.backends.artifacts import atomic_write_npz, read_npz
-    from training.backends.image import images_to_array
+    from training.backends.image import images_to_pixels
 
     path = _cache_dir(project) / f"images-{size}.npz"
     ids = np.asarray([], dtype=np.int64)
@@ -109,7 +122,7 @@ def image_arrays(*, project: Project, item_ids: Sequence[int], size: int = IMAGE
             ):
                 image.load()
                 loaded.append(image)
-        new = np.round(images_to_array(loaded, size=size) * 255).astype(np.uint8)
+        new = images_to_pixels(loaded, size=size)
         ids = np.concatenate([ids, np.asarray(missing, dtype=np.int64)])
         pixels = np.concatenate([pixels, new])
         atomic_write_npz(path, item_ids=ids, pixels=pixels)

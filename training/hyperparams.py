@@ -6,6 +6,10 @@ A project's `training_params` holds only what its lead changed, by the backend t
 for annotate's Project.clean in training/apps.py): a value of the wrong type or out of range is
 refused with a message naming the parameter, and nothing is saved. A version records the whole
 set it was trained with (ModelVersion.params).
+
+`start_from` (image_cnn, in STUDIO_SPECS: not a backend parameter) names another project's model
+version to start the network from. Here only its type is checked; the version itself in
+training/transfer.py (the database), and in the web layer that the requester manages its project.
 """
 
 from dataclasses import dataclass
@@ -71,6 +75,21 @@ class Flag:
         return value
 
 
+@dataclass(frozen=True)
+class VersionRef:
+    """A model version's id (another project's, checked against the database in training/transfer.py),
+    or None."""
+
+    help: str = ""
+
+    def check(self, name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: a model version id (a whole number) or null expected, got {value!r}")
+        return value
+
+
 TEXT = {
     "C": Number(1e-4, 1e4, help="inverse regularisation strength: smaller fits less closely"),
     "C_search": Flag(help="choose C among 0.1, 1, 10, 100 by 3-fold cross-validation of the training labels"),
@@ -94,10 +113,13 @@ SPECS: dict[str, dict[str, Number | Range | Flag]] = {
             0, 8, integer=True, help="augmentation: random shifts of up to this many pixels; 0 off"
         ),
         "early_stopping": Flag(
-            help="from 100 labels: stop on a 15% slice of the training side, keep the best epoch's weights"
+            help="from 300 labels: stop on a 15% slice of the training side, keep the best epoch's weights"
         ),
         "patience": Number(
             1, 50, integer=True, help="early stopping: epochs without a better validation loss"
+        ),
+        "early_stopping_min": Number(
+            20, 1_000_000, integer=True, help="early stopping: from this many labels given to a fit"
         ),
     },
     "span_crf": {
@@ -105,6 +127,21 @@ SPECS: dict[str, dict[str, Number | Range | Flag]] = {
         "c2": Number(0.0, 10.0, help="L2 regularisation"),
     },
 }
+# Settable parameters that the studio reads, not the backend: model_version_train takes them out
+# before it builds the backend (SPECS holds only the backend's own, which ModelVersion.params records).
+STUDIO_SPECS: dict[str, dict[str, VersionRef]] = {
+    "image_cnn": {
+        "start_from": VersionRef(
+            help="transfer learning: start from the network of this model version of another project you"
+            " manage (same input size); its last layer is trained anew for this project's labels"
+        ),
+    },
+}
+
+
+def settable(backend: str) -> dict[str, Number | Range | Flag | VersionRef]:
+    """Every parameter a lead may set on `backend`: its own (SPECS), then the studio's (STUDIO_SPECS)."""
+    return {**SPECS.get(backend, {}), **STUDIO_SPECS.get(backend, {})}
 
 
 def params_check(backend: str, params: Any) -> dict[str, Any]:
@@ -112,7 +149,7 @@ def params_check(backend: str, params: Any) -> dict[str, Any]:
     first parameter that is unknown, of the wrong type or out of range."""
     if not isinstance(params, dict):
         raise ValueError(f"an object of parameters expected, got {type(params).__name__}")
-    specs = SPECS.get(backend, {})
+    specs = settable(backend)
     cleaned = {}
     for name, value in params.items():
         if name not in specs:
@@ -128,11 +165,14 @@ def params_describe(backend: str) -> str:
 
     defaults = get_backend(backend).default_params  # a class attribute: no encoder is loaded
     parts = []
-    for name, spec in SPECS.get(backend, {}).items():
+    for name, spec in settable(backend).items():
         if isinstance(spec, Flag):
             bounds = "true or false"
         elif isinstance(spec, Range):
             bounds = f"[shortest, longest] within {spec.low}–{spec.high}"
+        elif isinstance(spec, VersionRef):
+            parts.append(f"{name} ({spec.help}; a model version id, or null; default null: from scratch)")
+            continue
         else:
             bounds = "–".join(spec.bounds) + (", or null" if spec.nullable else "")
         default = defaults.get(name)

@@ -84,6 +84,8 @@ def prediction_pool_score(
                 uncertainty=uncertainty,
                 pool_features=pool_features,
             )
+        if pool_features is not None:
+            pool_features.save()
         # The random slice is drawn afresh from the pool this version scored (annotate/queue_order.py).
         random_slice_redraw(project_id=project.pk)
         _items_analyze()

@@ -191,6 +191,7 @@ def model_version_train(
     from training.backends import get_backend
     from training.evaluation import cross_validation_summary, evaluate, fold_assignments
     from training.label_errors import label_issues_find, label_issues_store
+    from training.model_card import training_data_summary, training_hardware
     from training.random_curve import random_curve_measure
 
     timings: dict[str, float] = {}
@@ -212,7 +213,19 @@ def model_version_train(
         # The project's own backend, with the hyper-parameters its lead set (training/hyperparams.py).
         backend_name = backend_for_project(project)
         params = {**(project.training_params or {}), **(params or {})}
+    params = dict(params or {})
     backend_class = get_backend(backend_name)
+    # start_from names weights to start from, not a backend parameter (training/transfer.py):
+    # every backend built below (the k-fold fits', the random curve's, the final fit) gets them.
+    transfer = None
+    if params.get("start_from") is not None:
+        from training.transfer import transfer_source_load
+
+        transfer = transfer_source_load(
+            project=project, version_id=params["start_from"], backend_name=backend_name, params=params
+        )
+        backend_class = transfer.builder(backend_class)
+    params.pop("start_from", None)
     backend = backend_class(**(params or {}))
     classes, multi_label = snapshot.classes, snapshot.multi_label
     X = model_inputs(
@@ -279,7 +292,12 @@ def model_version_train(
         phase("label issues", "fit", 60)
     # Labels with too few items to train (training/datasets.py): the model does not propose them.
     metrics["classes_left_out"] = snapshot.classes_left_out
+    if transfer is not None:
+        metrics["transfer"] = transfer.summary()
     metrics["fit"] = backend.fit(X, Y, classes=classes, multi_label=multi_label, seed=seed)
+    # The model card's data and hardware (training/model_card.py).
+    metrics["data"] = training_data_summary(snapshot=snapshot)
+    metrics["hardware"] = training_hardware(fit_info=metrics["fit"])
     phase("fit", "store", 90)
     version = _version_store(
         project=project, snapshot=snapshot, backend=backend, metrics=metrics, created_by=created_by,

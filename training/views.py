@@ -1,14 +1,17 @@
-"""Browser actions for training on the lead's project page: retrain, follow the run, cancel."""
+"""Browser actions for training on the lead's project page: retrain, follow the run, cancel; a
+version's model card and its download."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate.models import Project
 from annotate.views.access import page_membership
-from training.models import TrainingRun
+from training.download import model_download_build
+from training.model_card import model_card
+from training.models import ModelVersion, TrainingRun
 from training.proposals import random_slice_report
 from training.runs import training_run_cancel, training_run_list, training_run_request
 from training.versions import NoModelForTask, model_version_active, model_version_list_with_acceptance
@@ -80,3 +83,35 @@ def run_cancel(request: HttpRequest, project_id: int, run_id: int) -> HttpRespon
     if request.htmx:
         return _run_partial(request, project, run)
     return redirect("annotate:project", project_id=project.pk)
+
+
+def _version_or_404(project: Project, number: int) -> ModelVersion:
+    return get_object_or_404(
+        ModelVersion.objects.select_related("dataset", "created_by"), project=project, number=number
+    )
+
+
+@login_required
+def model_card_page(request: HttpRequest, project_id: int, number: int) -> HttpResponse:
+    """A version's model card, for the project's reviewers and managers."""
+    membership = page_membership(request, project_id, needs="review")
+    project = membership.project
+    version = _version_or_404(project, number)
+    context = {
+        "project": project,
+        "version": version,
+        "card": model_card(version=version),
+        "can_manage": membership.can_manage,
+        "changed": list((project.training_params or {}).keys()),
+    }
+    return render(request, "training/model_card.html", context)
+
+
+@login_required
+def model_download(request: HttpRequest, project_id: int, number: int) -> HttpResponse:
+    """The version as a zip with its loader (training/download.py), for the project's managers."""
+    project = _manager_or_404(request, project_id)
+    name, data = model_download_build(version=_version_or_404(project, number))
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

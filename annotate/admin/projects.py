@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from annotate.admin.base import ManagedByLeadAdmin, _adopt, _refuse, _was_refused, may_manage
 from annotate.models import Label, Membership, Project
+from annotate.models.projects import training_params_refused
 from annotate.projects import (
     LABEL_FIELDS,
     PROJECT_FIELDS,
@@ -98,6 +99,23 @@ class MembershipInline(_ProjectInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class ProjectAdminForm(forms.ModelForm):
+    """The project form; `requester` (set per request by ProjectAdmin.get_form) is the admin user,
+    who must manage a start_from's project (a check Project.clean cannot make: it has no user)."""
+
+    requester = None
+
+    def clean_training_params(self):
+        # Before the model's own checks (_post_clean): a version the requester may not use reads
+        # as one that does not exist. self.instance still holds the stored values.
+        params = self.cleaned_data["training_params"]
+        project = self.instance if self.instance.pk is not None else None
+        why = training_params_refused(project=project, params=params, user=self.requester)
+        if why:
+            raise ValidationError(why)
+        return params
+
+
 @admin.register(Project)
 class ProjectAdmin(ManagedByLeadAdmin):
     list_display = ("name", "task_type", "multi_label", "overlap", "item_count", "created_at")
@@ -106,6 +124,12 @@ class ProjectAdmin(ManagedByLeadAdmin):
     fields = (*PROJECT_FIELDS, "created_by", "created_at")
     inlines = (LabelInline, MembershipInline)
     actions = ["retrain_now"]
+    form = ProjectAdminForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        # A subclass per request, so that no user is ever left on a shared class.
+        return type(form.__name__, (form,), {"requester": request.user})
 
     @admin.action(description="Retrain now")
     def retrain_now(self, request, queryset):

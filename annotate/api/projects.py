@@ -27,7 +27,7 @@ class ProjectListApi(Api):
     )
     def post(self, request):
         """Create a project with its labels; you become its manager."""
-        data = s.ProjectCreateInput(data=request.data)
+        data = s.ProjectCreateInput(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         project = project_create(created_by=request.user, **data.validated_data)
         project.my_role = Membership.Role.MANAGER
@@ -53,7 +53,9 @@ class ProjectDetailApi(ProjectApi):
     )
     def patch(self, request, project_id):
         """Change a project's settings (managers)."""
-        data = s.ProjectUpdateInput(data=request.data, partial=True, context={"project": self.project})
+        data = s.ProjectUpdateInput(
+            data=request.data, partial=True, context={"project": self.project, "request": request}
+        )
         data.is_valid(raise_exception=True)
         return self._render(project_update(project=self.project, **data.validated_data))
 

@@ -189,6 +189,17 @@ TEXT_MODEL_CHECKS: dict[str, Callable[[], str | None]] = {}
 # returning None or what is wrong, naming the parameter; and what the project's can be, for a form.
 TRAINING_PARAMS_CHECK: list[Callable[["Project"], str | None]] = []
 TRAINING_PARAMS_DESCRIBE: list[Callable[["Project"], str]] = []
+# The check of training_params that needs the requester, which Project.clean lacks (one, registered
+# by training: a start_from must name a version of a project they manage; training/transfer.py),
+# called with (the stored project or None, the new training_params, the user) and returning None
+# or what is wrong, naming the parameter. The settings page, the API and the admin call it through
+# training_params_refused before saving.
+TRAINING_PARAMS_USER_CHECK: list[Callable[["Project | None", object, object], str | None]] = []
+
+
+def training_params_refused(*, project: "Project | None", params, user) -> str | None:
+    """Why `user` may not give `project` (None: a new one) these training_params, or None."""
+    return TRAINING_PARAMS_USER_CHECK[0](project, params, user) if TRAINING_PARAMS_USER_CHECK else None
 
 
 def text_model_unavailable(name: str) -> str | None:

@@ -18,7 +18,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotate.gold import item_gold_clear, item_gold_set
 from annotate.items import item_list
 from annotate.models import Membership, PickKind, Project
-from annotate.models.projects import TRAINING_PARAMS_DESCRIBE, text_model_unavailable
+from annotate.models.projects import (
+    TRAINING_PARAMS_DESCRIBE,
+    text_model_unavailable,
+    training_params_refused,
+)
 from annotate.projects import label_list, project_update
 from annotate.quality.recompute import DAWID_SKENE, SINGLE_LABEL_ONLY, project_consensus_request
 from annotate.values import value_text
@@ -47,7 +51,9 @@ GOLD_LIST_LIMIT = 100
 
 
 class ProjectSettingsForm(forms.ModelForm):
-    """Parses and checks the settings; never saves (the view calls project_update)."""
+    """Parses and checks the settings; never saves (the view calls project_update). `requester`
+    is the user saving them: what they may set can depend on them (a start_from of a project
+    they manage)."""
 
     # The model's check constraints as field bounds, so that a value out of range is named by
     # its field (a constraint's own message names only the constraint).
@@ -67,8 +73,9 @@ class ProjectSettingsForm(forms.ModelForm):
             "training_params": forms.Textarea(attrs={"rows": 2}),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, requester=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.requester = requester
         for name, (low, high) in self.BOUNDS.items():
             field = self.fields[name]
             field.validators.append(MinValueValidator(low))
@@ -102,6 +109,15 @@ class ProjectSettingsForm(forms.ModelForm):
         if missing:
             field.choices = [(v, label) for v, label in field.choices if v not in missing]
             field.help_text = f"{field.help_text} Not offered: {'; '.join(missing.values())}."
+
+    def clean_training_params(self):
+        # Before the model's own checks: a version the requester may not use must read as one
+        # that does not exist, whatever else is wrong with it. self.instance is still the stored row.
+        params = self.cleaned_data["training_params"]
+        why = training_params_refused(project=self.instance, params=params, user=self.requester)
+        if why:
+            raise ValidationError(why)
+        return params
 
     def clean(self):
         data = super().clean()
@@ -201,7 +217,7 @@ def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
         return _page(request, membership)
     method_before = project.consensus_method
     # The form writes its values onto this copy; project_update compares with the stored row.
-    form = ProjectSettingsForm(request.POST, instance=copy.copy(project))
+    form = ProjectSettingsForm(request.POST, instance=copy.copy(project), requester=request.user)
     if form.is_valid():
         changed = {name: form.cleaned_data[name] for name in form.changed_data}
         try:

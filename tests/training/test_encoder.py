@@ -29,6 +29,7 @@ from training.backends.encoder import (
     encoder_check,
     encoder_directory,
 )
+from training.backends.text import TextFeatures
 from training.models import ModelVersion, Prediction
 from training.scoring import prediction_pool_score
 from training.versions import model_version_backend, model_version_train
@@ -104,8 +105,14 @@ def test_a_project_trains_on_embeddings_and_rescoring_embeds_nothing_again():
         assert [pc for phase, pc in reported if phase == "load"] == [5, 8, 10]  # 64, then 90 of 90 embedded
         assert version.params["C"] == 1.0 and version.metrics["n_train"] == 90
         first = sum(embedded)
-        assert prediction_pool_score(version=version) == 30
+        saves = []
+        real_save = TextFeatures.save_npz
+        with mock.patch.object(
+            TextFeatures, "save_npz", lambda self, path: saves.append(path) or real_save(self, path)
+        ):
+            assert prediction_pool_score(version=version, batch_size=10) == 30
         assert sum(embedded) == first + 30  # the pool, once
+        assert len(saves) == 1  # three batches, one write of the cache
         assert prediction_pool_score(version=version) == 30
         assert model_version_train(project=project).backend == "text_encoder"
         assert sum(embedded) == first + 30  # neither a re-scoring nor a retrain embeds again

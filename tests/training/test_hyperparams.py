@@ -256,7 +256,13 @@ def test_the_network_stops_on_its_validation_slice_and_keeps_the_best_epochs_wei
 
     X, y = _image_data(n=160, size=16)
     backend = ImageCNNBackend(
-        device="cpu", channels=[4, 8], epochs=40, patience=2, lr=0.03, early_stopping=True
+        device="cpu",
+        channels=[4, 8],
+        epochs=40,
+        patience=2,
+        lr=0.03,
+        early_stopping=True,
+        early_stopping_min=100,
     )
     info = backend.fit(X, y, classes=["h", "v", "sq"], multi_label=False, seed=0)
     curve = info["loss_curve"]
@@ -277,10 +283,25 @@ def test_the_network_stops_on_its_validation_slice_and_keeps_the_best_epochs_wei
     assert (info["validation_rows"], info["epochs_run"], info["loss_curve"]["validation"]) == (0, 3, [])
 
 
+def test_early_stopping_is_on_by_default_from_300_labels_given_to_a_fit():
+    from tests.training.test_backends import _image_data
+
+    for n, held_out in ((299, 0), (300, 45)):
+        X, y = _image_data(n=n, size=16)
+        info = ImageCNNBackend(device="cpu", channels=[4, 8], epochs=2).fit(
+            X, y, classes=["h", "v", "sq"], multi_label=False, seed=0
+        )
+        assert info["validation_rows"] == held_out
+        assert len(info["loss_curve"]["validation"]) == (2 if held_out else 0)
+
+
 @pytest.mark.slow
 def test_the_refit_on_all_labels_trains_the_folds_best_epoch_count_and_the_page_plots_the_losses(client):
     project = digits_project(n=200)
-    project_update(project=project, training_params={"early_stopping": True, "epochs": 30, "patience": 2})
+    project_update(
+        project=project,
+        training_params={"early_stopping": True, "early_stopping_min": 100, "epochs": 30, "patience": 2},
+    )
     version = model_version_train(project=project, diagnostics=False)
     refit = version.metrics["refit"]
     assert len(refit["best_epochs_of_folds"]) == version.metrics["cv"]["folds"]

@@ -27,7 +27,7 @@ def test_the_lead_project_page_shows_metrics_confusion_matrix_and_history(client
     assert f"Active: <strong>v{second.number}</strong>" in response.text
     assert "Confusion matrix" in response.text and "Learning curve" in response.text
     assert f"{second.metrics['accuracy']:.3f}" in response.text
-    assert response.text.count("<tr><td>v") == 2
+    assert response.text.count("data-model-card") == 2
 
 
 def test_an_annotator_sees_no_model_section(client, trained):
@@ -82,7 +82,7 @@ def test_when_a_run_ends_its_status_brings_the_new_active_versions_metrics_and_c
     assert f"{version.metrics['accuracy']:.3f}" in page
     assert version.confusion_svg in page and version.learning_curve_svg in page
     assert "No model yet" not in page
-    assert page.count("<tr><td>v") == earlier + 1
+    assert page.count("data-model-card") == earlier + 1
 
 
 def test_the_project_pages_model_card_is_the_partial_the_run_status_replaces(client, trained):

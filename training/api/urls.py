@@ -20,4 +20,9 @@ urlpatterns = [
         name="training-run-cancel",
     ),
     path(f"{project}model-versions/", views.ModelVersionListApi.as_view(), name="model-version-list"),
+    path(
+        f"{project}model-versions/<int:number>/download/",
+        views.ModelVersionDownloadApi.as_view(),
+        name="model-version-download",
+    ),
 ]

@@ -1,15 +1,20 @@
-"""Training through the API: request a run (coalesced), follow and cancel it, list model versions.
+"""Training through the API: request a run (coalesced), follow and cancel it, list model versions,
+download one.
 
 The API is the web layer, so it calls into training's services; annotate's domain never does.
 """
 
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from annotate.api.base import FORBIDDEN, NOT_FOUND, ProjectApi, found
+from annotate.api.base import FORBIDDEN, NOT_FOUND, ManagerApi, ProjectApi, found
 from annotate.api.permissions import CanManage, CanReview
 from training.api.serializers import ModelVersionOutput, TrainingRunOutput
+from training.download import model_download_build
+from training.models import ModelVersion
 from training.runs import training_run_cancel, training_run_list, training_run_request
 from training.versions import NoModelForTask, model_version_list_with_acceptance
 
@@ -85,3 +90,25 @@ class ModelVersionListApi(ProjectApi):
         """The project's model versions with their metrics and proposal acceptance, newest first."""
         versions = model_version_list_with_acceptance(project=self.project, limit=50)
         return Response(ModelVersionOutput(versions, many=True).data)
+
+
+class ModelVersionDownloadApi(ManagerApi):
+    @extend_schema(
+        tags=["training"],
+        responses={
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The version as a zip: its files, download.json and the loader "
+                "(python -m labelloop_model); see the README's 'Using a model outside the studio'.",
+            ),
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request, project_id, number):
+        """Download model version `number` of the project (managers only)."""
+        version = found(ModelVersion.objects.filter(project=self.project, number=number).first())
+        name, data = model_download_build(version=version)
+        response = HttpResponse(data, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response

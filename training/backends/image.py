@@ -12,6 +12,14 @@ normalises a batch of one or two (449 labels at batch 64 used to end each epoch 
 cost 2.7 points of accuracy on 5 seeds: bench/bench_minibatch.py). The loop checks every batch it feeds and
 records the smallest, the largest and the examples used per epoch in `fit_info`.
 
+Transfer learning: `start_from(state, source=...)` gives the network starting weights (another fitted
+network's `weights()`, e.g. another project's version: training/transfer.py). Every later fit builds
+its network, then copies in each of the source's tensors whose name and shape match, except the
+head (the last nn.Linear), which stays freshly initialised for this task's classes. The input
+standardisation (the Standardize buffers) is the source's too: its first filters and its BatchNorm
+running statistics were learned on inputs scaled that way, and a few labels estimate the mean and
+spread less well than the source's many. A source whose conv layers differ is refused.
+
 torch is imported inside the functions that need it, so importing this module (and the web process)
 stays light. The worker, not this module, sets torch's thread counts.
 """
@@ -52,6 +60,12 @@ def images_to_array(images: Sequence, size: int = 32, *, rgb: bool = False) -> n
         pixels = np.asarray(image, dtype=np.float32)
         out[i] = (pixels[None] if not rgb else pixels.transpose(2, 0, 1)) / 255.0
     return out
+
+
+def images_to_pixels(images: Sequence, size: int = 32) -> np.ndarray:
+    """PIL images as uint8 (n, 1, size, size): `images_to_array` rounded to 8 bits, the form the
+    studio caches an item's image in (training/features.py); the network reads it divided by 255."""
+    return np.round(images_to_array(images, size=size) * 255).astype(np.uint8)
 
 
 # Early stopping: a validation loss counts as better only by this much (a loss near 0 that keeps
@@ -115,12 +129,13 @@ class ImageCNNBackend(Backend):
         # Early stopping on a seeded slice of the rows given to fit (the training side: inside an
         # evaluation fold it never sees that fold's held-out rows): the epochs above are the most,
         # the weights kept are the best epoch's by validation loss; off below early_stopping_min rows.
-        # Off by default: on, the digits simulation lost up to 15.5 points at 180 labels (a stop on
-        # 15-30 validation labels, in the middle of the one-cycle schedule's high learning rates).
-        "early_stopping": False,
+        # From 300 rows: below, 15-45 validation labels stop the network mid-schedule (from 100 rows
+        # the digits simulation lost up to 15.5 points at 180 labels; bench/bench_early_stopping.py:
+        # -2.0 points at 150 labels, -0.65 at 400, +0.23 at 1,000 with 300).
+        "early_stopping": True,
         "validation_share": 0.15,
         "patience": 5,
-        "early_stopping_min": 100,
+        "early_stopping_min": 300,
         "device": None,  # None: "cuda" when available, else "cpu"
         "predict_batch_size": 512,
     }
@@ -130,10 +145,30 @@ class ImageCNNBackend(Backend):
         self._params["channels"] = [int(c) for c in self._params["channels"]]
         self.input_shape: tuple[int, int, int] | None = None
         self.network = None
+        self._start: dict | None = None  # start_from's weights, for every later fit
 
     @property
     def is_fitted(self) -> bool:
         return self.network is not None
+
+    def start_from(self, state: dict, *, source: str, input_shape: Sequence[int] | None = None) -> Self:
+        """Start every later fit from these weights (a network's state: name -> array or tensor, as
+        `weights()` gives), except the head, which is trained anew. `source` names them in fit_info;
+        with `input_shape`, a fit on images of another shape is refused."""
+        arrays = {
+            name: np.array(value.detach().cpu() if hasattr(value, "detach") else value, copy=True)
+            for name, value in state.items()
+        }
+        shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self._start = {"state": arrays, "source": str(source), "input_shape": shape}
+        return self
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The fitted network's tensors by name, as NumPy copies (what `start_from` takes)."""
+        self._require_fitted()
+        return {
+            name: value.detach().cpu().numpy().copy() for name, value in self.network.state_dict().items()
+        }
 
     @property
     def device(self) -> str:
@@ -185,6 +220,7 @@ class ImageCNNBackend(Backend):
         mean, std = _channel_stats(X)
         network[0].mean.copy_(torch.from_numpy(mean).view(1, -1, 1, 1))
         network[0].std.copy_(torch.from_numpy(std).view(1, -1, 1, 1))
+        started_from = self._load_start(network) if self._start is not None else None
         network.to(device)
 
         n = len(X)
@@ -253,7 +289,52 @@ class ImageCNNBackend(Backend):
             "device": str(device),
             "seconds": round(time.perf_counter() - started, 3),
         }
+        if started_from is not None:
+            self.fit_info["start_from"] = started_from
         return dict(self.fit_info)
+
+    def _load_start(self, network) -> dict:
+        """Copy start_from's tensors into the new `network` where name and shape match, the head
+        excepted; what was loaded, for fit_info. Refuses a source of another input shape or whose
+        conv layers differ from this network's."""
+        import torch
+        from torch import nn
+
+        start = self._start
+        source, state = start["source"], start["state"]
+        if start["input_shape"] is not None and start["input_shape"] != self.input_shape:
+            raise ValueError(
+                f"start_from: {source} read images of shape {start['input_shape']},"
+                f" these are {self.input_shape}"
+            )
+        own = network.state_dict()
+        convs = [f"{i}.weight" for i, module in enumerate(network) if isinstance(module, nn.Conv2d)]
+        theirs = sorted(
+            (name for name, v in state.items() if name.endswith(".weight") and v.ndim == 4),
+            key=lambda n: int(n.split(".")[0]),
+        )
+        if theirs != convs or any(tuple(state[n].shape) != tuple(own[n].shape) for n in convs):
+            widths = [int(state[n].shape[0]) for n in theirs]
+            raise ValueError(
+                f"start_from: the conv layers of {source} (channels {widths}, on"
+                f" {int(state[theirs[0]].shape[1]) if theirs else '?'} input channel(s)) do not match this"
+                f" network's (channels {list(self._params['channels'])}, on {self.input_shape[0]})"
+            )
+        head = str(max(i for i, module in enumerate(network) if isinstance(module, nn.Linear)))
+        loaded = 0
+        with torch.no_grad():
+            for name, tensor in own.items():
+                value = state.get(name)
+                if name.split(".")[0] == head or value is None or tuple(value.shape) != tuple(tensor.shape):
+                    continue
+                tensor.copy_(torch.as_tensor(value).to(tensor.dtype))
+                loaded += 1
+        return {
+            "source": source,
+            "tensors_loaded": loaded,
+            "head": "re-initialised",
+            "standardize": "source's",
+        }
 
     def _loss_on(self, network, X: np.ndarray, Y: np.ndarray, *, loss_fn, device) -> float:
         """The mean loss of `network` on (X, Y), in eval mode, without gradients."""

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from annotate.models import Label, Project
+from annotate.models.projects import training_params_refused
 from annotate.quality.recompute import SINGLE_LABEL_ONLY
 
 
@@ -85,7 +86,9 @@ class ProjectUpdateInput(serializers.Serializer):
     training_params = serializers.JSONField(
         required=False,
         help_text='Hyper-parameters changed from the backend\'s defaults, e.g. {"lr": 0.001, "epochs": 20};'
-        " a name the backend lacks, a wrong type or a value out of range is refused, naming it.",
+        " a name the backend lacks, a wrong type or a value out of range is refused, naming it. Images:"
+        ' {"start_from": <model version id>} starts the network from a version of another project you'
+        " manage (same input_size).",
     )
     text_model = serializers.ChoiceField(
         choices=Project._meta.get_field("text_model").choices,
@@ -93,6 +96,18 @@ class ProjectUpdateInput(serializers.Serializer):
         help_text="Text classification: ngrams (hashed n-grams) or encoder (a sentence encoder, where"
         " it is installed); refused, naming why, where it is not.",
     )
+
+    def validate_training_params(self, value):
+        # The requester (context["request"], which the view passes) must manage a start_from's
+        # project; checked before the model's own checks, so another project's version reads as
+        # one that does not exist.
+        request = self.context.get("request")
+        why = training_params_refused(
+            project=self.context.get("project"), params=value, user=getattr(request, "user", None)
+        )
+        if why:
+            raise serializers.ValidationError(why)
+        return value
 
     def validate(self, attrs):
         # Dawid–Skene needs one true class per item. A PATCH may name only one of the two
