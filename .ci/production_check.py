@@ -254,6 +254,36 @@ def go_through_the_loop(api: Api, password: str) -> None:
     if len(records) != N_ITEMS or labeled != N_LABELED + slice_labeled:
         fail(f"the export has {len(records)} items, {labeled} labeled")
     say(f"exported {len(records)} items, {labeled} with annotations")
+    predictions_outside_the_studio(api, base)
+
+
+def predictions_outside_the_studio(api: "Api", base: str) -> None:
+    """The same predictions from the endpoint (the predict worker) and from the downloaded model
+    run by its loader in a process of its own: same labels, probabilities within 1e-6."""
+    import io
+    import zipfile
+
+    texts = ["a superb and moving film", "a tedious, clumsy film", "a film"]
+    _, answer = api.call("POST", f"{base}/predict/", {"texts": texts})
+    number = answer["version"]
+    _, archive = api.call("GET", f"{base}/model-versions/{number}/download/")
+    folder = Path(tempfile.mkdtemp(prefix="labelloop-download-"))
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        zipped.extractall(folder)
+    (unzipped,) = folder.iterdir()
+    loader = [str(BIN / "python"), "-m", "labelloop_model", *(a for t in texts for a in ("--text", t))]
+    done = subprocess.run(loader, cwd=unzipped, capture_output=True, text=True, timeout=120, env={"PATH": ""})
+    if done.returncode != 0:
+        fail(f"the downloaded model's loader failed: {done.stderr}")
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    for served, loaded in zip(answer["predictions"], lines, strict=True):
+        gap = max(
+            abs(served["probabilities"][c] - loaded["probabilities"][c]) for c in served["probabilities"]
+        )
+        if served["value"] != loaded["value"] or gap > 1e-6:
+            fail(f"the endpoint said {served}, the downloaded model {loaded}")
+    agreed = "; ".join(f"{p['value']['choices'][0]} {max(p['probabilities'].values()):.3f}" for p in lines)
+    say(f"v{number}: the endpoint and the downloaded model agree on {len(texts)} texts: {agreed}")
 
 
 def main() -> None:
@@ -286,7 +316,7 @@ def main() -> None:
     studio = Studio(env, scratch)
     studio.start()
     try:
-        for name in ("training", "default"):
+        for name in ("training", "default", "predict"):
             studio.wait_for_log(name, "ready.")
         studio.wait_for_log("beat", "beat: Starting")
         api = Api(f"http://127.0.0.1:{port}", studio)

@@ -143,7 +143,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -245,6 +244,21 @@ elif CELERY_BROKER_URL.startswith("redis"):
     # Above the longest hard time limit, so a long run is not redelivered mid-way.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
 CELERY_TASK_IGNORE_RESULT = True
+# Only the prediction task keeps its result (ignore_result=False there): the web process waits on
+# it. On Redis, the broker's server unless CELERY_RESULT_BACKEND says otherwise; on the embedded
+# broker, Celery's filesystem result backend under var/celery/results, with writes made atomic
+# (config/celery.py): a result read half-written would fail the request.
+CELERY_RESULT_BACKEND = env.str(
+    "CELERY_RESULT_BACKEND",
+    default=(
+        CELERY_BROKER_URL
+        if CELERY_BROKER_URL.startswith("redis")
+        else f"config.celery:AtomicFilesystemBackend+file://{CELERY_BROKER_DIR / 'results'}"
+    ),
+)
+# A waiter that gave up leaves its result behind: Redis drops it after this many seconds, and
+# beat's daily backend_cleanup deletes result files older than this.
+CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -257,6 +271,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "training.tasks.training_run_execute": {"queue": "training"},
     "training.tasks.cold_start_compute": {"queue": "training"},
+    # Predictions for the REST endpoint: a worker of their own keeps each model loaded, so a
+    # request never waits behind a training run or an import, and a web process never loads one.
+    "training.tasks.predictions_compute": {"queue": "predict"},
 }
 CELERY_BEAT_SCHEDULE = {
     "training-runs-sweep": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
@@ -287,6 +304,38 @@ LABELLOOP_SUPERVISOR_STATE = Path(
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000
+
+# The prediction endpoint (POST /api/projects/<id>/predict/, training/predict.py): at most this
+# many texts or images a request, and this many bytes of body, refused from Content-Length before
+# anything is read. DRF reads a JSON body as a stream, so DATA_UPLOAD_MAX_MEMORY_SIZE never applies
+# to it: this cap is the only one. Kept at or below FILE_UPLOAD_MAX_MEMORY_SIZE, every uploaded
+# image stays in memory (no temporary file).
+LABELLOOP_PREDICT_MAX_ITEMS = env.int("LABELLOOP_PREDICT_MAX_ITEMS", default=256)
+LABELLOOP_PREDICT_MAX_BYTES = env.int("LABELLOOP_PREDICT_MAX_BYTES", default=8 * 1024 * 1024)
+# Seconds the web process waits for the predict worker's answer (then 503).
+LABELLOOP_PREDICT_TIMEOUT = env.float("LABELLOOP_PREDICT_TIMEOUT", default=30)
+# Requests per user, counted in CACHES["throttle"], shared by every web process: "120/min",
+# "10/s", "5000/hour"; empty: no limit.
+LABELLOOP_PREDICT_RATE = env.str("LABELLOOP_PREDICT_RATE", default="120/min")
+
+# Caches ---------------------------------------------------------------------------------
+# "throttle" holds rate-limit counters every web process must share: Redis when one is configured
+# (LABELLOOP_CACHE_URL, else the broker's Redis: the keys are prefixed, so they never meet kombu's
+# or Celery's), otherwise a table in the database (`manage.py createcachetable`, which bin/run runs;
+# the test database gets it when it is created).
+LABELLOOP_CACHE_URL = env.str(
+    "LABELLOOP_CACHE_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
+)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache"
+        if LABELLOOP_CACHE_URL
+        else "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": LABELLOOP_CACHE_URL or "labelloop_cache",
+        "KEY_PREFIX": "labelloop-throttle",
+    },
+}
 
 LOGGING = {
     "version": 1,

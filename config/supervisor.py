@@ -26,6 +26,7 @@ logger = logging.getLogger("labelloop.supervisor")
 
 RUNNING, RESTARTING, GIVEN_UP, STOPPED = "running", "restarting", "given up", "stopped"
 WEB, TRAINING_WORKER, DEFAULT_WORKER = "web", "training-worker", "default-worker"
+PREDICT_WORKER = "predict-worker"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Spec:
 
 
 def studio_processes(*, port: int, logs: Path) -> list[Spec]:
-    """bin/run's processes: gunicorn, the training worker (niced) and the default worker with beat."""
+    """bin/run's processes: gunicorn, the training worker (niced), the default worker with beat and
+    the predict worker."""
     bin_dir = Path(sys.executable).parent
     worker = [str(bin_dir / "celery"), "-A", "config", "worker", "--loglevel", "INFO",
               "--concurrency", "1", "--pool", "prefork"]  # fmt: skip
@@ -57,6 +59,15 @@ def studio_processes(*, port: int, logs: Path) -> list[Spec]:
             DEFAULT_WORKER,
             [*worker, "--beat", "--queues", "default", "--hostname", "default@%h"],
             logs / "worker.log",
+        ),
+        # The prediction endpoint's model runs here, never in gunicorn: one prefork child, which
+        # keeps each model it loaded between requests (a prediction takes milliseconds, so one
+        # child answers hundreds a second; a second would hold a second copy of every model and
+        # compete with the web server for the same 2 cores). Not niced: a request waits on it.
+        Spec(
+            PREDICT_WORKER,
+            [*worker, "--queues", "predict", "--hostname", "predict@%h"],
+            logs / "worker-predict.log",
         ),
     ]
 

@@ -157,7 +157,7 @@ def _images_import(
     try:
         rows = []
         for done, (where, external_id, read) in enumerate(entries, start=1):
-            data, extension, width, height = _image_prepare(read(), where=where, max_pixels=max_pixels)
+            data, extension, width, height = image_prepare(read(), where=where, max_pixels=max_pixels)
             stem = PurePosixPath(external_id.replace("\\", "/")).name
             stem = stem[: -len(PurePosixPath(stem).suffix)] if PurePosixPath(stem).suffix else stem
             name = default_storage.get_valid_name(f"{secrets.token_hex(8)}-{stem[:100]}{extension}")
@@ -177,7 +177,7 @@ def _images_import(
     return result
 
 
-def _image_prepare(data: bytes, *, where: str, max_pixels: int) -> tuple[bytes, str, int, int]:
+def image_prepare(data: bytes, *, where: str, max_pixels: int) -> tuple[bytes, str, int, int]:
     """(bytes to store, extension, width, height) of an image, upright; refuses what Pillow cannot read."""
     formats = _open_formats()
     try:

@@ -3,7 +3,7 @@ with annotate.api.urls' (one namespace cannot be split over two includes)."""
 
 from django.urls import path
 
-from training.api import views
+from training.api import predict, views
 
 project = "projects/<int:project_id>/"
 
@@ -20,6 +20,7 @@ urlpatterns = [
         name="training-run-cancel",
     ),
     path(f"{project}model-versions/", views.ModelVersionListApi.as_view(), name="model-version-list"),
+    path(f"{project}predict/", predict.PredictApi.as_view(), name="predict"),
     path(
         f"{project}model-versions/<int:number>/download/",
         views.ModelVersionDownloadApi.as_view(),

@@ -231,6 +231,7 @@ class TextLogRegBackend(Backend):
     def fit(self, X: Any, Y: np.ndarray, *, classes: list[str], multi_label: bool, seed: int = 0) -> dict:
         started = time.perf_counter()
         self.coef = self.intercept = None  # a fit that fails leaves no half-fitted model behind
+        self._coef_t = None
         X = self._as_features(X)
         Y = self._set_targets(Y, classes=classes, multi_label=multi_label, n=X.shape[0])
         search = self._c_search(X, Y, seed) if self._params["C_search"] else None
@@ -344,7 +345,11 @@ class TextLogRegBackend(Backend):
         """Logits (n, k) before softmax or sigmoid."""
         self._require_fitted()
         X = self._as_features(X)
-        return np.asarray(X @ self.coef.T) + self.intercept
+        if getattr(self, "_coef_t", None) is None:
+            # A C-ordered copy of coef.T, made once: scipy copies a transposed view on every product
+            # (2.7 ms of a one-text prediction with 2**19 features).
+            self._coef_t = np.ascontiguousarray(self.coef.T)
+        return np.asarray(X @ self._coef_t) + self.intercept
 
     def predict_proba(self, X: Any) -> np.ndarray:
         logits = self.decision_function(X)
@@ -375,6 +380,7 @@ class TextLogRegBackend(Backend):
         backend.coef = np.zeros((k, d), dtype=np.float64)
         backend.coef[:, columns] = arrays["coef"]
         backend.intercept = arrays["intercept"]
+        backend._coef_t = None
         return backend
 
     def _as_features(self, X: Any) -> sp.csr_matrix:
