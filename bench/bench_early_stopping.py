@@ -33,7 +33,8 @@ if not __package__:  # run as a file (python bench/<script>.py): make the `bench
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import REPO
-from bench.harness.machine import cpu_speed_ms, describe, loadavg
+from bench.harness.machine import cpu_speed_ms, loadavg, torch_arguments, torch_machine
+from bench.harness.report import percent_mean_sd
 
 SIZES = [150, 300, 600, 1000]
 TOLERANCE_POINTS = 1.0
@@ -65,38 +66,24 @@ def arm_on(X, y, *, seed: int, device: str, minimum: int) -> tuple[object, dict]
     return final, {**info, "acted": True}
 
 
-def _row(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):6.2f} ± {100 * spread:4.2f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     parser.add_argument("--min", type=int, default=None, help="early_stopping_min (default: the backend's)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    torch_arguments(parser)
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
-    import torch
 
     django.setup()
-    torch.set_num_threads(args.threads)
     from bench.harness.digits import image_arrays
     from training.backends.image import ImageCNNBackend
 
     minimum = args.min if args.min is not None else ImageCNNBackend.default_params["early_stopping_min"]
-    machine = describe()
-    print(
-        f"machine: {machine['nproc']} cores ({machine['cpu_model']}), "
-        f"load average {machine['loadavg_start']}, "
-        f"CPU speed {machine['cpu_speed_ms_start']} ms (lower is faster); torch {torch.__version__}, "
-        f"{args.threads} thread(s), device {args.device}; early_stopping_min {minimum}"
-    )
+    print(torch_machine(threads=args.threads, device=args.device) + f"; early_stopping_min {minimum}")
     print(f"load model: one fit at a time in this process; {args.seeds} seeds × {len(args.sizes)} sizes\n")
     sizes = sorted(args.sizes)
     accuracy = {arm: {n: [] for n in sizes} for arm in ("off", "on")}
@@ -121,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         gain = [a - b for a, b in zip(accuracy["on"][n], accuracy["off"][n], strict=True)]
         note = "" if all(acted[n]) else "  (below early_stopping_min: on = off)"
         print(
-            f"{n:>6}  {_row(accuracy['off'][n])}  {_row(accuracy['on'][n])}  {_row(gain)}  "
+            f"{n:>6}  {percent_mean_sd(accuracy['off'][n])}  {percent_mean_sd(accuracy['on'][n])}  "
+            f"{percent_mean_sd(gain)}  "
             f"{statistics.mean(best[n]):>10.1f}  {statistics.mean(scheduled[n]):>9.1f}{note}"
         )
         if all(acted[n]) and 100 * statistics.mean(gain) < -TOLERANCE_POINTS:

@@ -30,7 +30,8 @@ if not __package__:  # run as a file (python bench/<script>.py): make the `bench
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import REPO
-from bench.harness.machine import cpu_speed_ms, describe, loadavg
+from bench.harness.machine import cpu_speed_ms, loadavg, torch_arguments, torch_machine
+from bench.harness.report import percent_mean_sd
 
 SIZES = [440, 445, 448, 449, 450, 455, 460]
 MODES = {"before": {"min_batch_size": 1}, "after": {}}
@@ -48,36 +49,22 @@ def fit_and_score(X, y, X_eval, y_eval, *, seed: int, device: str, params: dict)
     return accuracy, info
 
 
-def _row(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):6.2f} ± {100 * spread:4.2f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    torch_arguments(parser)
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
-    import torch
 
     django.setup()
-    torch.set_num_threads(args.threads)
     from bench.harness.digits import image_arrays
     from training.backends.image import ImageCNNBackend
 
-    machine = describe()
-    print(
-        f"machine: {machine['nproc']} cores ({machine['cpu_model']}), "
-        f"load average {machine['loadavg_start']}, "
-        f"CPU speed {machine['cpu_speed_ms_start']} ms (lower is faster); torch {torch.__version__}, "
-        f"{args.threads} thread(s), device {args.device}"
-    )
+    print(torch_machine(threads=args.threads, device=args.device))
     print(
         f"load model: one fit at a time in this process; {args.seeds} seeds × {len(args.sizes)} sizes × 2\n"
     )
@@ -109,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         gain = [a - b for a, b in zip(accuracy["after"][n], accuracy["before"][n], strict=True)]
         print(
-            f"{n:>6}  {_row(accuracy['before'][n])}  {min(smallest['before'][n]):>8}  "
-            f"{_row(accuracy['after'][n])}  {min(smallest['after'][n]):>8}  {_row(gain)}"
+            f"{n:>6}  {percent_mean_sd(accuracy['before'][n])}  {min(smallest['before'][n]):>8}  "
+            f"{percent_mean_sd(accuracy['after'][n])}  {min(smallest['after'][n]):>8}  "
+            f"{percent_mean_sd(gain)}"
         )
     met = True
     for mode in MODES:

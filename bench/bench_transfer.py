@@ -40,7 +40,8 @@ import numpy as np
 if not __package__:  # run as a file (python bench/<script>.py): make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness.machine import cpu_speed_ms, describe, loadavg
+from bench.harness.machine import cpu_speed_ms, loadavg, torch_arguments, torch_machine
+from bench.harness.report import percent_mean_sd
 
 SOURCE_DIGITS, TARGET_DIGITS = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 LABELS = [50]
@@ -90,11 +91,6 @@ def balanced_pick(y: np.ndarray, n: int, *, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def _row(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):6.2f} ± {100 * spread:4.2f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -106,22 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         "--split", choices=("classes", "halves"), default="classes",
         help="classes: digits 0–4 to 5–9; halves: the file's first half to its second, all ten digits",
     )  # fmt: skip
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    torch_arguments(parser)
     args = parser.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
     from training.backends.image import ImageCNNBackend
 
-    machine = describe()
-    print(
-        f"machine: {machine['nproc']} cores ({machine['cpu_model']}), "
-        f"load average {machine['loadavg_start']}, "
-        f"CPU speed {machine['cpu_speed_ms_start']} ms (lower is faster); torch {torch.__version__}, "
-        f"{args.threads} thread(s), device {args.device}"
-    )
+    print(torch_machine(threads=args.threads, device=args.device))
     sizes = sorted(args.labels)
     print(
         f"load model: one fit at a time in this process; {args.seeds} seeds × (1 source + "
@@ -186,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         gain = [t - s for t, s in zip(accuracy["transfer"][n], accuracy["scratch"][n], strict=True)]
         gains[n] = 100 * statistics.mean(gain)
-        print(f"{n:>6}  {_row(accuracy['scratch'][n])}  {_row(accuracy['transfer'][n])}  {_row(gain):>18}")
+        print(
+            f"{n:>6}  {percent_mean_sd(accuracy['scratch'][n])}  "
+            f"{percent_mean_sd(accuracy['transfer'][n])}  {percent_mean_sd(gain):>18}"
+        )
     met = None
     if TARGET_AT in gains:
         met = gains[TARGET_AT] >= TARGET_POINTS

@@ -96,3 +96,23 @@ def describe() -> dict:
         "cpu_speed_ms_start": cpu_speed_ms(),
         "python": platform.python_version(),
     }
+
+
+def torch_arguments(parser) -> None:
+    """--device and --threads, the two settings every torch benchmark states."""
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the training worker sets 1)")
+
+
+def torch_machine(*, threads: int, device: str) -> str:
+    """Set torch's threads and say what the figures are taken on: cores, CPU, load, speed, torch."""
+    import torch
+
+    torch.set_num_threads(threads)
+    machine = describe()
+    return (
+        f"machine: {machine['nproc']} cores ({machine['cpu_model']}), "
+        f"load average {machine['loadavg_start']}, "
+        f"CPU speed {machine['cpu_speed_ms_start']} ms (lower is faster); torch {torch.__version__}, "
+        f"{threads} thread(s), device {device}"
+    )

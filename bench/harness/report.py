@@ -11,6 +11,7 @@ work used, how well the paced annotator kept its schedule and how steady the mac
 before, the CPU per cycle. A figure's `met` is True, False, or None when it has no target.
 """
 
+import statistics
 from dataclasses import dataclass, field
 
 from bench.harness.machine import cpu_count
@@ -90,3 +91,9 @@ def rows_aligned(rows: list[tuple[str, str, str, bool | None]]) -> list[str]:
 def all_met(mets) -> bool:
     """True unless some figure missed its target (figures without one do not count)."""
     return all(met is not False for met in mets)
+
+
+def percent_mean_sd(values: list[float]) -> str:
+    """Proportions as "mean ± sd" in percent (sd 0 for one value), for the seeds of a table row."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):6.2f} ± {100 * spread:4.2f}"
