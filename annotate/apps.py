@@ -8,6 +8,12 @@ class AnnotateConfig(AppConfig):
     verbose_name = "Annotation"
 
     def ready(self) -> None:
+        # Every route's row ids (annotate/converters.py); URL confs are read after ready().
+        from django.urls import register_converter
+
+        from annotate.converters import DatabaseId
+
+        register_converter(DatabaseId, "id")
         # Dawid–Skene every N annotations: the same signal training's retrain-every-N listens to.
         from annotate.quality.recompute import project_consensus_auto_request_receiver
         from annotate.signals import annotations_stored

@@ -1,8 +1,9 @@
 """The site's URLs: the two apps' pages, the admin, the REST API under /api/ and its schema and docs."""
 
 from django.contrib import admin
+from django.http import JsonResponse
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -13,6 +14,13 @@ from training.api import urls as training_api
 # same namespace would leave one of them unreachable by reverse().
 api = ([*annotate_api.urlpatterns, *training_api.urlpatterns], "api")
 
+
+def api_not_found(request, path=""):
+    """A JSON 404 for any path under /api/ that no route takes, whatever DEBUG says (Django's own
+    404 page is HTML, and with DEBUG on its technical page, which a client cannot parse)."""
+    return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=404)
+
+
 urlpatterns = [
     path("", include("annotate.urls")),
     path("", include("training.urls")),
@@ -21,6 +29,7 @@ urlpatterns = [
     path("api/", include(api)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/(?P<path>.*)$", api_not_found),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin's, the API docs).
     path("favicon.ico", RedirectView.as_view(url=static("annotate/favicon.svg"), permanent=True)),
 ]

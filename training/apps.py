@@ -27,8 +27,24 @@ class TrainingConfig(AppConfig):
         TRAINING_PARAMS_CHECK[:] = [_training_params_check]
         TRAINING_PARAMS_DESCRIBE[:] = [_training_params_describe]
         TRAINING_PARAMS_USER_CHECK[:] = [_training_params_user_check]
+        from django.db.models.signals import post_delete
+
+        from training.models import ModelVersion
+
+        post_delete.connect(_version_files_delete, sender=ModelVersion, dispatch_uid="training_version_files")
         annotations_stored.connect(training_auto_request_receiver, dispatch_uid="training_auto_request")
         items_imported.connect(cold_start_receiver, dispatch_uid="training_cold_start")
+
+
+def _version_files_delete(sender, instance, **kwargs) -> None:
+    """A deleted version's files go once the deletion commits (a rolled-back one keeps them)."""
+    from django.db import transaction
+
+    from training.artifact_store import artifact_delete
+
+    prefix = instance.artifact_path
+    if prefix:
+        transaction.on_commit(lambda: artifact_delete(prefix=prefix))
 
 
 def _encoder_available() -> str | None:

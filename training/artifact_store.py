@@ -109,3 +109,12 @@ def artifact_local(*, prefix: str) -> Path:
     finally:
         shutil.rmtree(download, ignore_errors=True)
     return cached
+
+
+def artifact_delete(*, prefix: str) -> None:
+    """Delete every stored file under a version's prefix and this machine's cached copy (a version
+    deleted, with its project or alone)."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        _, files = default_storage.listdir(prefix)
+        artifact_discard(prefix=prefix, names=[f"{prefix}/{name}" for name in files])
+    shutil.rmtree(_cache_path(prefix), ignore_errors=True)

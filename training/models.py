@@ -48,7 +48,9 @@ class ModelVersion(models.Model):
     number = models.PositiveIntegerField(help_text="1, 2, 3… within the project.")
     backend = models.CharField(max_length=64)
     params = models.JSONField(default=dict, blank=True)
-    dataset = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="versions")
+    # RESTRICT, not PROTECT: a snapshot a version trained on cannot be deleted alone, but a project's
+    # deletion takes both (PROTECT refused that: a trained project could not be deleted, a 500).
+    dataset = models.ForeignKey(DatasetSnapshot, on_delete=models.RESTRICT, related_name="versions")
     metrics = models.JSONField(default=dict, blank=True)
     # Folder under MEDIA_ROOT holding the artifact files (JSON, .npz, torch state_dict).
     artifact_path = models.CharField(max_length=500)

@@ -30,6 +30,7 @@ from annotate.projects import (
     membership_resume,
     membership_update,
     project_create,
+    project_delete,
     project_list_managed_by,
     project_update,
 )
@@ -130,6 +131,20 @@ class ProjectAdmin(ManagedByLeadAdmin):
         form = super().get_form(request, obj, change, **kwargs)
         # A subclass per request, so that no user is ever left on a shared class.
         return type(form.__name__, (form,), {"requester": request.user})
+
+    def get_deleted_objects(self, objs, request):
+        """What deleting the project takes (listed on the confirmation page). Whoever may delete
+        the project may delete everything in it: the models it cascades to (versions, runs,
+        predictions) need no delete permission of their own, which the admin would otherwise ask."""
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
+    def delete_model(self, request, obj):
+        project_delete(project=obj)
+
+    def delete_queryset(self, request, queryset):
+        for project in queryset:
+            project_delete(project=project)
 
     @admin.action(description="Retrain now")
     def retrain_now(self, request, queryset):

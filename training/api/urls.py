@@ -5,24 +5,24 @@ from django.urls import path
 
 from training.api import predict, views
 
-project = "projects/<int:project_id>/"
+project = "projects/<id:project_id>/"
 
 urlpatterns = [
     path(f"{project}training-runs/", views.TrainingRunListApi.as_view(), name="training-run-list"),
     path(
-        f"{project}training-runs/<int:run_id>/",
+        f"{project}training-runs/<id:run_id>/",
         views.TrainingRunDetailApi.as_view(),
         name="training-run-detail",
     ),
     path(
-        f"{project}training-runs/<int:run_id>/cancel/",
+        f"{project}training-runs/<id:run_id>/cancel/",
         views.TrainingRunCancelApi.as_view(),
         name="training-run-cancel",
     ),
     path(f"{project}model-versions/", views.ModelVersionListApi.as_view(), name="model-version-list"),
     path(f"{project}predict/", predict.PredictApi.as_view(), name="predict"),
     path(
-        f"{project}model-versions/<int:number>/download/",
+        f"{project}model-versions/<id:number>/download/",
         views.ModelVersionDownloadApi.as_view(),
         name="model-version-download",
     ),

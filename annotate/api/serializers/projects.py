@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from annotate.converters import DB_INT_MAX
 from annotate.models import Label, Project
 from annotate.models.projects import training_params_refused
 from annotate.quality.recompute import SINGLE_LABEL_ONLY
@@ -17,7 +18,7 @@ class LabelCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     colour = serializers.CharField(max_length=7, required=False)
     hotkey = serializers.CharField(max_length=1, required=False, allow_blank=True)
-    order = serializers.IntegerField(min_value=0, required=False)
+    order = serializers.IntegerField(min_value=0, max_value=DB_INT_MAX, required=False)
 
 
 class LabelUpdateInput(LabelCreateInput):
@@ -66,7 +67,7 @@ class ProjectUpdateInput(serializers.Serializer):
     task_type = serializers.ChoiceField(choices=Project.TaskType.choices, required=False)
     multi_label = serializers.BooleanField(required=False)
     overlap = serializers.IntegerField(min_value=1, max_value=32767, required=False)
-    lease_seconds = serializers.IntegerField(min_value=10, required=False)
+    lease_seconds = serializers.IntegerField(min_value=10, max_value=DB_INT_MAX, required=False)
     consensus_method = serializers.ChoiceField(
         choices=Project._meta.get_field("consensus_method").choices,
         required=False,
@@ -75,7 +76,7 @@ class ProjectUpdateInput(serializers.Serializer):
     )
     consensus_every = serializers.IntegerField(
         min_value=0,
-        max_value=2**31 - 1,
+        max_value=DB_INT_MAX,
         required=False,
         help_text="Dawid–Skene: recompute after this many new annotations (0: on demand only).",
     )

@@ -8,6 +8,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from annotate.api.serializers.items import QueueItemOutput
+from annotate.converters import DB_ID_MAX, DB_INT_MAX
 from annotate.models import Annotation, Assignment, Item, PickKind, Skip
 
 MAX_EXCLUDED_ITEMS = 100
@@ -41,14 +42,15 @@ class ProposalInput(serializers.Serializer):
         allow_null=True,
         default=None,
         min_value=1,
+        max_value=DB_ID_MAX,
         help_text="The model_version_id of the proposal shown (the version's database id).",
     )
 
 
 class AnnotationInput(serializers.Serializer):
-    item = serializers.IntegerField()
+    item = serializers.IntegerField(max_value=DB_ID_MAX)
     value = serializers.JSONField(help_text='{"choices": ["<label name>", ...]}')
-    active_ms = serializers.IntegerField(min_value=0, default=0)
+    active_ms = serializers.IntegerField(min_value=0, max_value=DB_INT_MAX, default=0)
     proposal = ProposalInput(required=False, allow_null=True, default=None)
 
 
@@ -66,7 +68,7 @@ class AnnotationOutput(serializers.ModelSerializer):
 
 
 class AnnotationFilterInput(serializers.Serializer):
-    item = serializers.IntegerField(required=False)
+    item = serializers.IntegerField(required=False, max_value=DB_ID_MAX)
 
 
 class SubmitAndNextOutput(serializers.Serializer):
@@ -131,7 +133,7 @@ def annotation_data(annotation: Annotation) -> dict:
 
 
 class SkipInput(serializers.Serializer):
-    item = serializers.IntegerField()
+    item = serializers.IntegerField(max_value=DB_ID_MAX)
 
 
 class SkipOutput(serializers.ModelSerializer):

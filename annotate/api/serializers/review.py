@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from annotate.api.serializers.items import ITEM_FIELDS, QueueItemOutput
 from annotate.api.serializers.queue import NextInput
+from annotate.converters import DB_ID_MAX
 from annotate.models import Annotation, Item, Review
 
 
@@ -11,7 +12,7 @@ class ReviewReleaseInput(serializers.Serializer):
     item = serializers.IntegerField(
         required=False,
         min_value=1,
-        max_value=2**63 - 1,
+        max_value=DB_ID_MAX,
         help_text="Only this item's lease (an item you pass).",
     )
 
@@ -26,6 +27,7 @@ class ReviewDecisionInput(serializers.Serializer):
     supersedes = serializers.IntegerField(
         allow_null=True,
         min_value=1,
+        max_value=DB_ID_MAX,
         help_text="The id of the decision in force when the item was shown (`in_force.id`), null when"
         " there was none. If another decision has come since, the answer is 409 with the winner.",
     )
@@ -34,6 +36,7 @@ class ReviewDecisionInput(serializers.Serializer):
         allow_null=True,
         default=None,
         min_value=1,
+        max_value=DB_ID_MAX,
         help_text="The annotation accepted or rejected (accept and reject only).",
     )
     value = serializers.JSONField(
