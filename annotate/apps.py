@@ -14,6 +14,17 @@ class AnnotateConfig(AppConfig):
         from annotate.converters import DatabaseId
 
         register_converter(DatabaseId, "id")
+        # An API token does not outlive its password (annotate/accounts.py).
+        from django.conf import settings
+        from django.db.models.signals import pre_save
+
+        from annotate.accounts import token_revoke_on_password_change
+
+        pre_save.connect(
+            token_revoke_on_password_change,
+            sender=settings.AUTH_USER_MODEL,
+            dispatch_uid="token_revoke_on_password",
+        )
         # Dawid–Skene every N annotations: the same signal training's retrain-every-N listens to.
         from annotate.quality.recompute import project_consensus_auto_request_receiver
         from annotate.signals import annotations_stored

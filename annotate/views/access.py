@@ -1,8 +1,10 @@
 """Who may open a project's pages: members only (404 for everyone else, as for a project that
 does not exist, so ids reveal nothing); a member whose role is too low gets 403."""
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 
 from annotate.models import Membership
 from annotate.projects import membership_get
@@ -18,3 +20,20 @@ def page_membership(request: HttpRequest, project_id: int, *, needs: str = "") -
     if needs == "manage" and not membership.can_manage:
         raise PermissionDenied("Only the project's managers may open this page.")
     return membership
+
+
+LOCKED_OUT = "too many failed logins for this username from this address: try again in {minutes} minutes"
+
+
+def locked_out_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
+    """django-axes' lockout answer (AXES_LOCKOUT_CALLABLE): 429 with Retry-After; JSON under /api/
+    (the token endpoint), the page otherwise (the login page, the admin's)."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    message = LOCKED_OUT.format(minutes=seconds // 60)
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"detail": message}, status=429)
+    else:
+        context = {"failure_limit": settings.AXES_FAILURE_LIMIT, "minutes": seconds // 60}
+        response = render(request, "registration/locked_out.html", context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

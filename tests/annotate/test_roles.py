@@ -58,6 +58,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "training:run-request": {"POST": MANAGE},
     "training:run-status": {"GET": MANAGE},
     "training:run-cancel": {"POST": MANAGE},
+    "training:model-card": {"GET": REVIEW},
+    "training:model-download": {"GET": MANAGE},
     # API.
     "api:project-detail": {"GET": MEMBER, "PATCH": MANAGE, "DELETE": MANAGE},
     "api:label-list": {"GET": MEMBER, "POST": MANAGE},
@@ -93,11 +95,13 @@ ROUTES: dict[str, dict[str, str]] = {
     "api:training-run-detail": {"GET": REVIEW},
     "api:training-run-cancel": {"POST": MANAGE},
     "api:model-version-list": {"GET": REVIEW},
+    "api:model-version-download": {"GET": MANAGE},
+    "api:predict": {"POST": MANAGE},
 }
 
 # Areas of a project whose every route (any method) needs at least this role: pages and
 # endpoints added there later are covered by these lines. Matched on the route after
-# "projects/<int:project_id>/".
+# "projects/<id:project_id>/".
 AREAS = (
     ("review/", REVIEW),
     ("dashboards/", MANAGE),
@@ -114,7 +118,7 @@ AREAS = (
 KNOWN_404_TO_LOWER_ROLES: dict[str, str] = {}
 
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
-_PROJECT = "projects/<int:project_id>/"
+_PROJECT = "projects/<id:project_id>/"
 _VIEW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -167,7 +171,7 @@ def _walk(patterns, namespaces: list[str], prefix: str):
 
 def project_routes() -> list[Route]:
     """Every route under projects/<project_id>/, pages and API, as the resolver has them."""
-    return [r for r in _walk(get_resolver().url_patterns, [], "") if "<int:project_id>" in r.route]
+    return [r for r in _walk(get_resolver().url_patterns, [], "") if "<id:project_id>" in r.route]
 
 
 def _cases():
@@ -244,6 +248,7 @@ def world() -> World:
         project=project, format="csv", filename="x.csv", upload="imports/x.csv"
     )
     kwargs = {
+        "number": _saved_version(project).number,
         "project_id": project.pk,
         "item_id": item.pk,
         "membership_id": Membership.objects.get(project=project, user=spare).pk,
@@ -253,6 +258,32 @@ def world() -> World:
         "export_job_id": export_job.pk,
     }
     return World(project=project, users=users, kwargs=kwargs)
+
+
+def _saved_version(project):
+    """A model version with real files in the storage (a logistic regression on four texts), for
+    the model card and the downloads."""
+    import numpy as np
+
+    from training.artifact_store import artifact_prefix_new, artifact_staging, artifact_upload
+    from training.backends.text import TextLogRegBackend
+    from training.models import DatasetSnapshot, ModelVersion
+
+    backend = TextLogRegBackend()
+    backend.fit(
+        ["good", "fine", "bad", "awful"], np.array([0, 0, 1, 1]), classes=["a", "b"], multi_label=False
+    )
+    prefix = artifact_prefix_new(project_id=project.pk)
+    with artifact_staging() as folder:
+        backend.save(folder)
+        artifact_upload(folder=folder, prefix=prefix)
+    dataset = DatasetSnapshot.objects.create(
+        project=project, classes=["a", "b"], item_ids=[], values=[], validation_ids=[], fingerprint="roles"
+    )
+    return ModelVersion.objects.create(
+        project=project, number=1, backend=backend.name, params=backend.params, dataset=dataset,
+        metrics={"classes": ["a", "b"], "n_train": 4}, artifact_path=prefix, is_active=True,
+    )  # fmt: skip
 
 
 def _url(route: Route, world: World) -> str:
