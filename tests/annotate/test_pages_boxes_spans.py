@@ -15,7 +15,7 @@ from annotate.models import ExportJob, ImportJob, Item, Membership, Project
 from annotate.projects import label_create
 from annotate.queue import annotation_submit, assignment_next
 from annotate.review import review_decide
-from tests.annotate.test_roles import PNG, project_routes
+from tests.annotate.test_roles import PNG, project_routes, version_with_files
 from tests.factories import UserFactory, make_project
 from training.models import TrainingRun
 
@@ -72,6 +72,7 @@ def world(request):
         project=project, format="csv", filename="x.csv", upload="imports/x.csv"
     )
     kwargs = {
+        "number": version_with_files(project).number,  # the model card and the downloads
         "project_id": project.pk,
         "item_id": items[0].pk,
         "membership_id": Membership.objects.get(project=project, user=a).pk,

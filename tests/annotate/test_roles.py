@@ -248,7 +248,7 @@ def world() -> World:
         project=project, format="csv", filename="x.csv", upload="imports/x.csv"
     )
     kwargs = {
-        "number": _saved_version(project).number,
+        "number": version_with_files(project).number,
         "project_id": project.pk,
         "item_id": item.pk,
         "membership_id": Membership.objects.get(project=project, user=spare).pk,
@@ -260,7 +260,7 @@ def world() -> World:
     return World(project=project, users=users, kwargs=kwargs)
 
 
-def _saved_version(project):
+def version_with_files(project):
     """A model version with real files in the storage (a logistic regression on four texts), for
     the model card and the downloads."""
     import numpy as np
