@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotate.models import (
@@ -102,6 +102,10 @@ class NotAssigned(QueueError):
 
 class AnnotatorPaused(QueueError):
     """The member is paused in this project (by a lead, or by the gold bar): nothing is served."""
+
+
+class IdempotencyKeyReused(QueueError):
+    """The submit's idempotency key was used before for another item: nothing is stored."""
 
 
 @dataclass(frozen=True)
@@ -264,8 +268,15 @@ def annotation_submit(
     proposal_model_version_id: int | None = None,
     label_names: list[str] | None = None,
     now: datetime | None = None,
+    idempotency_key: str = "",
 ) -> Annotation:
     """Store one annotation of a leased item, whole or not at all, and update the item's counters.
+
+    With an `idempotency_key` (the labeling page sends one per item shown, and again when it
+    resends from its outbox): if this annotator stored an annotation with that key already, that
+    annotation is returned and nothing changes; the key used before for another item raises
+    IdempotencyKeyReused. Requests racing with one key are serialized by the lease's row lock, and
+    the unique constraint annotation_idempotency_unique keeps one row whatever happens.
 
     On time: counted, and the lease's slot becomes an annotation. After the lease expired
     (or after a skip): stored and flagged late, counted only if the item still has room
@@ -294,112 +305,151 @@ def annotation_submit(
             project=project, label_names=label_names, value=proposal_value, field="proposal"
         )
     active_ms = max(0, int(active_ms))
-    with transaction.atomic():
-        assignment = _latest_assignment_locked(project=project, item_id=item_id, annotator=annotator)
-        item = assignment.item
-        if project.task_type == Project.TaskType.TEXT_SPANS:
-            # Offsets are checked against the item's text, which only now is read.
-            clean_value = annotation_value_validate(
-                project=project, label_names=label_names, value=clean_value, text=item.text
-            )
-        open_lease = assignment.status == Assignment.Status.OPEN
-        late = not open_lease or assignment.expires_at <= now
-        gold = item.pick_kind == PickKind.GOLD
-        if gold:
-            # Gold items are served once per annotator: a submitted lease means answered before.
-            votes, mine = {}, None
-            answered_before = assignment.status == Assignment.Status.SUBMITTED
-        else:
-            votes, answered_before, mine = _item_answers(item_id=item.pk, annotator_id=annotator.pk)
-        if assignment.status == Assignment.Status.SUBMITTED:
-            late = False  # a changed answer, not a late one
-        if gold or annotator.pk in votes:
-            # Gold answers are outside overlap; a voter's changed answer keeps their one slot.
-            counted = False
-        elif not late and not answered_before:
-            counted = True
-        else:
-            # Late, or a changed answer whose earlier one no longer counts (rejected, or late to
-            # a full item): it counts only if the item still has room.
-            others = item.lease_count - (1 if open_lease else 0)
-            counted = item.annotation_count + others < project.overlap
-        new_count = item.annotation_count + (1 if counted else 0)
-        annotation = Annotation(
-            project_id=project.id,
-            item_id=item.pk,
-            annotator=annotator,
-            value=clean_value,
-            active_ms=active_ms,
-            created_at=now,
-            late=late,
-            counted=counted,
-            source="",
-            proposal_value=proposal_value,
-            proposal_model_version_id=proposal_model_version_id,
-            proposal_accepted=None if proposal_value is None else proposal_value == clean_value,
+    try:
+        with transaction.atomic():
+            assignment = _latest_assignment_locked(project=project, item_id=item_id, annotator=annotator)
+            if idempotency_key:
+                stored = _annotation_by_key(annotator=annotator, key=idempotency_key, item_id=item_id)
+                if stored is not None:
+                    return stored
+            return _annotation_store(
+                project=project, assignment=assignment, annotator=annotator, membership=membership,
+                value=clean_value, label_names=label_names, active_ms=active_ms, now=now,
+                proposal_value=proposal_value, proposal_model_version_id=proposal_model_version_id,
+                idempotency_key=idempotency_key,
+            )  # fmt: skip
+    except IntegrityError:
+        # Two submits with one key for different items, at once: the other one stored its row.
+        if not idempotency_key:
+            raise
+        stored = _annotation_by_key(annotator=annotator, key=idempotency_key, item_id=item_id)
+        if stored is None:
+            raise
+        return stored
+
+
+def _annotation_by_key(*, annotator, key: str, item_id: int) -> Annotation | None:
+    """The annotator's annotation stored with this idempotency key, if any (of this item, or
+    IdempotencyKeyReused)."""
+    stored = Annotation.objects.filter(annotator=annotator, idempotency_key=key).first()
+    if stored is not None and stored.item_id != item_id:
+        raise IdempotencyKeyReused(
+            f"idempotency_key {key!r} was used for item {stored.item_id}; send a new key for item {item_id}"
         )
-        with connection.cursor() as cursor:
-            added = annotation_tallies(
-                annotator_id=annotator.pk,
-                day=timezone.localdate(now).isoformat(),
-                active_ms=active_ms,
-                proposal_version_id=proposal_model_version_id,
-                proposal_accepted=annotation.proposal_accepted,
+    return stored
+
+
+def _annotation_store(
+    *, project, assignment, annotator, membership, value, label_names, active_ms, now,
+    proposal_value, proposal_model_version_id, idempotency_key,
+) -> Annotation:  # fmt: skip
+    """annotation_submit's writes, inside its transaction, the lease locked."""
+    clean_value = value
+    item = assignment.item
+    if project.task_type == Project.TaskType.TEXT_SPANS:
+        # Offsets are checked against the item's text, which only now is read.
+        clean_value = annotation_value_validate(
+            project=project, label_names=label_names, value=clean_value, text=item.text
+        )
+    open_lease = assignment.status == Assignment.Status.OPEN
+    late = not open_lease or assignment.expires_at <= now
+    gold = item.pick_kind == PickKind.GOLD
+    if gold:
+        # Gold items are served once per annotator: a submitted lease means answered before.
+        votes, mine = {}, None
+        answered_before = assignment.status == Assignment.Status.SUBMITTED
+    else:
+        votes, answered_before, mine = _item_answers(item_id=item.pk, annotator_id=annotator.pk)
+    if assignment.status == Assignment.Status.SUBMITTED:
+        late = False  # a changed answer, not a late one
+    if gold or annotator.pk in votes:
+        # Gold answers are outside overlap; a voter's changed answer keeps their one slot.
+        counted = False
+    elif not late and not answered_before:
+        counted = True
+    else:
+        # Late, or a changed answer whose earlier one no longer counts (rejected, or late to
+        # a full item): it counts only if the item still has room.
+        others = item.lease_count - (1 if open_lease else 0)
+        counted = item.annotation_count + others < project.overlap
+    new_count = item.annotation_count + (1 if counted else 0)
+    annotation = Annotation(
+        project_id=project.id,
+        item_id=item.pk,
+        annotator=annotator,
+        value=clean_value,
+        active_ms=active_ms,
+        created_at=now,
+        late=late,
+        counted=counted,
+        source="",
+        idempotency_key=idempotency_key,
+        proposal_value=proposal_value,
+        proposal_model_version_id=proposal_model_version_id,
+        proposal_accepted=None if proposal_value is None else proposal_value == clean_value,
+    )
+    with connection.cursor() as cursor:
+        added = annotation_tallies(
+            annotator_id=annotator.pk,
+            day=timezone.localdate(now).isoformat(),
+            active_ms=active_ms,
+            proposal_version_id=proposal_model_version_id,
+            proposal_accepted=annotation.proposal_accepted,
+        )
+        if gold and not answered_before:
+            _gold_answer(
+                cursor,
+                project=project,
+                item=item,
+                annotator=annotator,
+                membership=membership,
+                value=clean_value,
             )
-            if gold and not answered_before:
-                _gold_answer(
-                    cursor,
-                    project=project,
-                    item=item,
-                    annotator=annotator,
-                    membership=membership,
-                    value=clean_value,
-                )
-            if gold:
-                cursor.execute(
-                    f"UPDATE {_ITEM} SET lease_count = lease_count - %s WHERE id = %s",
-                    [1 if open_lease else 0, item.pk],
-                )
-            else:
-                complete = new_count >= project.overlap
-                change = _item_change_on_submit(
-                    project=project,
-                    item=item,
-                    annotator=annotator,
-                    counted=counted,
-                    value=clean_value,
-                    label_names=label_names,
-                    votes_before=votes,
-                )
-                added.update(change.tallies)
-                queued = complete and not item.is_complete and item.review_state == ReviewState.NONE
-                if item.review_state == ReviewState.DONE and answered_before and mine != clean_value:
-                    queued = True  # a reviewed item whose answer changed is reviewed again
-                if complete and not item.is_complete:
-                    added["completed_day", timezone.localdate(now).isoformat()] += 1
-                assignments, params = final_assignments(change)
-                cursor.execute(
-                    f"UPDATE {_ITEM} SET annotation_count = annotation_count + %s,"
-                    f" lease_count = lease_count - %s, is_complete = %s, {assignments},"
-                    " review_state = CASE WHEN %s THEN %s ELSE review_state END WHERE id = %s",
-                    [
-                        1 if counted else 0,
-                        1 if open_lease else 0,
-                        complete,
-                        *params,
-                        queued,
-                        ReviewState.QUEUED,
-                        item.pk,
-                    ],
-                )
-            insert(cursor, annotation, _ANNOTATION_INSERT)
-            if open_lease:
-                _close(cursor, assignment, Assignment.Status.SUBMITTED, now)
-            tallies_add(cursor, project_id=project.id, added=added)
-        if membership is not None:
-            _bookmark_advance(project=project, annotator=annotator, membership=membership)
-        # After the commit, so "retrain every N labels" counts this one, and never for a rollback.
-        annotations_stored_on_commit(project=project)
+        if gold:
+            cursor.execute(
+                f"UPDATE {_ITEM} SET lease_count = lease_count - %s WHERE id = %s",
+                [1 if open_lease else 0, item.pk],
+            )
+        else:
+            complete = new_count >= project.overlap
+            change = _item_change_on_submit(
+                project=project,
+                item=item,
+                annotator=annotator,
+                counted=counted,
+                value=clean_value,
+                label_names=label_names,
+                votes_before=votes,
+            )
+            added.update(change.tallies)
+            queued = complete and not item.is_complete and item.review_state == ReviewState.NONE
+            if item.review_state == ReviewState.DONE and answered_before and mine != clean_value:
+                queued = True  # a reviewed item whose answer changed is reviewed again
+            if complete and not item.is_complete:
+                added["completed_day", timezone.localdate(now).isoformat()] += 1
+            assignments, params = final_assignments(change)
+            cursor.execute(
+                f"UPDATE {_ITEM} SET annotation_count = annotation_count + %s,"
+                f" lease_count = lease_count - %s, is_complete = %s, {assignments},"
+                " review_state = CASE WHEN %s THEN %s ELSE review_state END WHERE id = %s",
+                [
+                    1 if counted else 0,
+                    1 if open_lease else 0,
+                    complete,
+                    *params,
+                    queued,
+                    ReviewState.QUEUED,
+                    item.pk,
+                ],
+            )
+        insert(cursor, annotation, _ANNOTATION_INSERT)
+        if open_lease:
+            _close(cursor, assignment, Assignment.Status.SUBMITTED, now)
+        tallies_add(cursor, project_id=project.id, added=added)
+    if membership is not None:
+        _bookmark_advance(project=project, annotator=annotator, membership=membership)
+    # After the commit, so "retrain every N labels" counts this one, and never for a rollback.
+    annotations_stored_on_commit(project=project)
     if late:
         logger.info("late submit stored: item=%s annotator=%s counted=%s", item.pk, annotator.pk, counted)
     return annotation
@@ -460,6 +510,7 @@ _ANNOTATION_INSERT = (
     "proposal_model_version_id",
     "proposal_accepted",
     "rejected",
+    "idempotency_key",
 )
 
 

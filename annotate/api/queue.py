@@ -34,6 +34,7 @@ def _submit(request, membership: Membership, data: dict) -> Annotation:
         active_ms=data["active_ms"],
         proposal_value=proposal.get("value"),
         proposal_model_version_id=proposal.get("model_version_id"),
+        idempotency_key=data["idempotency_key"],
     )
     return annotation
 

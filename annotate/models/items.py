@@ -211,6 +211,9 @@ class Annotation(models.Model):
     proposal_model_version_id = models.BigIntegerField(null=True, blank=True)
     # Whether the annotator kept the proposal as it was shown; None when none was shown.
     proposal_accepted = models.BooleanField(null=True, blank=True)
+    # The client's key for this submit (annotate.queue.annotation_submit): the same key again from
+    # the same annotator stores nothing and answers with this annotation. "" when none was sent.
+    idempotency_key = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["id"]
@@ -220,6 +223,11 @@ class Annotation(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(active_ms__gte=0), name="annotation_active_ms_gte_0"),
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="annotation_idempotency_unique",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -255,3 +255,37 @@ def test_an_answer_given_before_the_next_item_arrives_shows_that_item_when_it_co
     assert page.get_attribute("[data-labeling]", "data-state") == "ready"
     assert list(Annotation.objects.filter(project=project).values_list("item_id", flat=True)) == items[:1]
     assert not page.console_errors, page.console_errors
+
+
+# The first submit reaches the server and is stored, but its answer never comes back: the page
+# sees a network error, keeps the submit in its outbox and sends it again to annotations/.
+_LOST_ANSWER = """
+let lost = false;
+const realFetch = window.fetch;
+window.fetch = (url, options) => {
+  if (!lost && String(url).includes("/submit-and-next/")) {
+    lost = true;
+    return realFetch(url, options).then(() => { throw new TypeError("Failed to fetch"); });
+  }
+  return realFetch(url, options);
+};
+"""
+
+
+def test_a_submit_whose_answer_is_lost_is_sent_again_and_stored_once(page, live_server):
+    """Issue 17, item 5: the page sends one idempotency key per item shown, so the outbox's resend
+    of a submit the server did store adds nothing (without the key it stored a second row)."""
+    annotator = UserFactory(username="resend")
+    project, _ = _reviews_project(annotator, n=3)
+    items = list(Item.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    page.add_init_script(_LOST_ANSWER)
+    log_in(page, live_server, "resend", PASSWORD)
+    _open_labeling(page, live_server, project)
+    assert _shown_item_id(page) == items[0]
+    page.keyboard.press("1")
+    # The outbox is sent again 5 s after the stash; then it is empty.
+    page.wait_for_function("localStorage.getItem('labelloop.outbox') === '[]'", timeout=15_000)
+    annotations = list(Annotation.objects.filter(project=project).values_list("item_id", "idempotency_key"))
+    assert len(annotations) == 1 and annotations[0][0] == items[0], annotations
+    assert len(annotations[0][1]) >= 32  # the page's key (a UUID)
+    assert not page.console_errors, page.console_errors

@@ -52,6 +52,14 @@ class AnnotationInput(serializers.Serializer):
     value = serializers.JSONField(help_text='{"choices": ["<label name>", ...]}')
     active_ms = serializers.IntegerField(min_value=0, max_value=DB_INT_MAX, default=0)
     proposal = ProposalInput(required=False, allow_null=True, default=None)
+    idempotency_key = serializers.RegexField(
+        r"^[A-Za-z0-9._:-]{1,64}$",
+        required=False,
+        default="",
+        help_text="Your key for this submit, 1 to 64 of A-Z a-z 0-9 . _ : - (a UUID, say): the same key"
+        " again stores nothing and answers with the annotation stored the first time.",
+        error_messages={"invalid": "idempotency_key: use 1 to 64 of A-Z a-z 0-9 . _ : -"},
+    )
 
 
 class SubmitAndNextInput(AnnotationInput, NextInput):

@@ -5,6 +5,14 @@
 
 const OUTBOX_KEY = "labelloop.outbox";
 
+// One key per submit (the server stores one annotation per key, however often it is sent: a
+// retry from the outbox, or a response lost on the way back). randomUUID needs a secure
+// context; getRandomValues works on plain http too.
+export function idempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 export class LabelQueue {
   constructor({ projectId, csrfToken, onShow, onEmpty, onError, onSaved, onPrefetched }) {
     this.base = `/api/projects/${projectId}`;
@@ -95,7 +103,9 @@ export class LabelQueue {
   submit({ value, activeMs, proposal }) {
     const done = this.current;
     if (!done) return;
-    const body = { item: done.item.id, value, active_ms: activeMs };
+    // Keyed per item shown: the same item, shown once, is stored once.
+    done.idempotencyKey ??= idempotencyKey();
+    const body = { item: done.item.id, value, active_ms: activeMs, idempotency_key: done.idempotencyKey };
     if (proposal) body.proposal = proposal;
     this.advance();
     this.enqueue(async () => {
@@ -118,7 +128,7 @@ export class LabelQueue {
   // A changed answer to an item answered before: a new annotation, the queue's items untouched.
   // Resolves to "saved", "queued" (in the outbox, sent again later) or "failed" (onError said why).
   resubmit({ itemId, value, activeMs }) {
-    const body = { item: itemId, value, active_ms: activeMs };
+    const body = { item: itemId, value, active_ms: activeMs, idempotency_key: idempotencyKey() };
     let outcome = "failed";
     const sent = this.enqueue(async () => {
       try {
