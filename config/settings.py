@@ -69,6 +69,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a body: 413 from Content-Length, 411 for chunked (annotate/limits.py).
+    "annotate.limits.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -216,6 +218,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's JSON parser, refusing NUL characters with a 400 that says where (annotate/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "annotate.api.parsers.JSONParserNoNul",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "annotate.api.pagination.KeysetPagination",
     "PAGE_SIZE": 100,
@@ -321,6 +329,15 @@ LABELLOOP_SUPERVISOR_STATE = Path(
 )
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# The largest request body the studio takes, in bytes (default 256 MiB: a zip of images or a
+# JSONL of 100,000 texts fits): larger is a 413 from Content-Length before a byte is read, and
+# uploads are counted as they arrive and stopped 1 MiB past it (annotate/limits.py).
+LABELLOOP_MAX_REQUEST_BYTES = env.int("LABELLOOP_MAX_REQUEST_BYTES", default=256 * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "annotate.limits.CountingUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 DATA_UPLOAD_MAX_NUMBER_FILES = 5000
 
 # The prediction endpoint (POST /api/projects/<id>/predict/, training/predict.py): at most this

@@ -11,11 +11,11 @@ from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.api import serializers as s
+from annotate.api.parsers import JSONParserNoNul
 from annotate.api.permissions import CanManage, ProjectMemberMixin
 
 NOT_FOUND = OpenApiResponse(s.ErrorOutput, description="Not a member of the project, or no such object.")
@@ -37,7 +37,7 @@ def found(obj):
 
 
 class Api(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParserNoNul]
 
 
 class ProjectApi(ProjectMemberMixin, Api):

@@ -2,13 +2,14 @@
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from annotate import queue
 from annotate.api import serializers as s
 from annotate.api.base import BAD_REQUEST, CONFLICT, NOT_FOUND, ProjectApi, paginated
 from annotate.api.pagination import KeysetPagination
+from annotate.api.parsers import JSONParserNoNul
 from annotate.items import annotation_list
 from annotate.models import Annotation, Membership
 from training.proposals import proposal_for
@@ -149,7 +150,7 @@ class SkipApi(ProjectApi):
 class ReleaseApi(ProjectApi):
     # The labeling page sends this with navigator.sendBeacon when it is left, which can only
     # post a form (the CSRF token travels as the csrfmiddlewaretoken field).
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JSONParserNoNul, FormParser, MultiPartParser]
 
     @extend_schema(tags=["queue"], request=None, responses={200: s.ReleaseOutput, 404: NOT_FOUND})
     def post(self, request, project_id):

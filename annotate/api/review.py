@@ -10,12 +10,13 @@ reviewers cannot both win.
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from annotate import review
 from annotate.api import serializers as s
 from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ProjectApi, found
+from annotate.api.parsers import JSONParserNoNul
 from annotate.api.permissions import CanReview
 from annotate.items import item_list
 from annotate.models import Item, Project
@@ -144,7 +145,7 @@ class ReviewDecisionApi(_ReviewApi):
 class ReviewReleaseApi(_ReviewApi):
     # The review page sends this with navigator.sendBeacon when it is left, which can only post
     # a form (the CSRF token travels as the csrfmiddlewaretoken field).
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JSONParserNoNul, FormParser, MultiPartParser]
 
     @extend_schema(
         tags=["review"],

@@ -87,6 +87,27 @@ def task_type_require(project: Project, task_type: str, format: str) -> None:
     )
 
 
+def nul_path(value: Any, path: str = "") -> str | None:
+    """Where the first NUL character (U+0000, which PostgreSQL cannot store in text) lies in a
+    JSON-like value, in keys or strings: "meta.k", "tags[2]", or None when there is none."""
+    if isinstance(value, str):
+        return (path or "value") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            found = nul_path(inner, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for n, inner in enumerate(value):
+            found = nul_path(inner, f"{path}[{n}]")
+            if found is not None:
+                return found
+    return None
+
+
 def source_name_validate(name: str, label_field: str | None) -> str | None:
     """The name imported labels are attributed to ("source:<name>"); None without a label field."""
     if label_field is None:
@@ -213,6 +234,9 @@ class RowBuilder:
             }
         else:
             metadata = self._metadata(fields, where=where)
+        nul = nul_path(metadata)
+        if nul is not None:
+            raise ImportRejected(f"{where}, field {nul!r}: contains a NUL character")
         return Row(
             locator=locator,
             external_id=external_id,
