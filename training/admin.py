@@ -19,6 +19,10 @@ from training.versions import metric_headline
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ManagedByLeadAdmin):
     allow_add = allow_delete = False
+
+    class Media:
+        css = {"all": ["annotate/css/admin.css"]}  # .labelloop-picture, the pictures' width
+
     list_display = (
         "__str__",
         "project",
@@ -70,12 +74,14 @@ class ModelVersionAdmin(ManagedByLeadAdmin):
     @admin.display(description="confusion matrix")
     def confusion(self, obj: ModelVersion) -> str:
         return (
-            mark_safe(f'<div style="max-width:40rem">{obj.confusion_svg}</div>') if obj.confusion_svg else "—"
+            mark_safe(f'<div class="labelloop-picture">{obj.confusion_svg}</div>')
+            if obj.confusion_svg
+            else "—"
         )
 
     @admin.display(description="learning curve")
     def learning_curve(self, obj: ModelVersion) -> str:
-        return mark_safe(f'<div style="max-width:40rem">{obj.learning_curve_svg}</div>')
+        return mark_safe(f'<div class="labelloop-picture">{obj.learning_curve_svg}</div>')
 
     @admin.action(description="Activate this version")
     def activate(self, request, queryset):

@@ -408,7 +408,9 @@ def test_the_review_page_opens_for_reviewers_only(client, team):
     response = client.get(url)
     assert response.status_code == 200
     assert "annotate/review.html" in [t.name for t in response.templates]
-    assert b"annotate/js/review.js" in response.content and b"annotate/css/review.css" in response.content
+    assert (
+        b"annotate/js/review_page.js" in response.content and b"annotate/css/review.css" in response.content
+    )
     assert b"waiting for review: <strong data-waiting>2</strong>" in response.content
     project_page = client.get(reverse("annotate:project", args=[project.pk]))
     assert b"data-review-link" in project_page.content

@@ -47,7 +47,12 @@ def browser():
 def page(browser, request, live_server):
     # Depends on live_server so that it is torn down first: the page leaves while the server
     # still runs, before the test database is flushed.
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # Playwright's wait_for_function evaluates its predicate with eval, which the studio's strict
+    # Content-Security-Policy refuses ('unsafe-eval' is not allowed): the tests that wait so run
+    # with the policy bypassed. Tests marked `csp` (tests/browser/test_csp.py) enforce it, open
+    # every page and fail on any violation.
+    bypass = request.node.get_closest_marker("csp") is None
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass)
     page = context.new_page()
     messages: list[str] = []
     page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type == "error" else None)
