@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
+from annotate.accounts import account_deactivate
 from annotate.api import serializers as s
 from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ProjectApi, found, paginated
 from annotate.api.pagination import KeysetPagination
@@ -39,6 +40,24 @@ class MemberListApi(ProjectApi):
         membership = membership_add(project=self.project, **data.validated_data)
         membership = membership_list(project=self.project).get(pk=membership.pk)
         return Response(s.MemberOutput(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDeactivateApi(ProjectApi):
+    role_permissions = {"POST": CanManage}
+
+    @extend_schema(
+        tags=["members"],
+        request=None,
+        responses={200: s.MemberOutput, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def post(self, request, project_id, membership_id):
+        """Deactivate the member's account (managers: only an account whose every membership is in
+        a project they manage; staff: any): it is signed out everywhere and its token revoked; its
+        annotations stay. 400 says why not."""
+        membership = found(membership_list(project=self.project).filter(pk=membership_id).first())
+        account_deactivate(actor=request.user, user=membership.user)
+        membership = membership_list(project=self.project).get(pk=membership_id)
+        return Response(s.MemberOutput(membership).data)
 
 
 class MemberDetailApi(ProjectApi):

@@ -32,6 +32,11 @@ urlpatterns = [
     path(f"{project}labels/<id:label_id>/", labels.LabelDetailApi.as_view(), name="label-detail"),
     path(f"{project}members/", members.MemberListApi.as_view(), name="member-list"),
     path(f"{project}members/<id:membership_id>/", members.MemberDetailApi.as_view(), name="member-detail"),
+    path(
+        f"{project}members/<id:membership_id>/deactivate/",
+        members.MemberDeactivateApi.as_view(),
+        name="member-deactivate",
+    ),
     path(f"{project}items/", items.ItemListApi.as_view(), name="item-list"),
     path(f"{project}items/<id:item_id>/", items.ItemDetailApi.as_view(), name="item-detail"),
     path(f"{project}browser/", browser.BrowserListApi.as_view(), name="browser"),

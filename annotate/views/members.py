@@ -1,5 +1,6 @@
 """The members page, for a project's managers: add an existing user by username, change a role,
-remove a member, pause or resume one with a reason, and see each member's gold accuracy with its
+remove a member, pause or resume one with a reason, deactivate an account (annotate/accounts.py
+says whose), and see each member's gold accuracy with its
 Wilson interval. Every write goes through annotate.projects; a refusal is shown beside the form
 that asked for it, with status 400, and nothing changes."""
 
@@ -12,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from annotate.accounts import account_deactivate
 from annotate.models import Membership, Project
 from annotate.projects import (
     membership_add,
@@ -38,7 +40,13 @@ class MemberAddForm(forms.Form):
 
 
 class MemberChangeForm(forms.Form):
-    ACTIONS = [("role", "Change role"), ("pause", "Pause"), ("resume", "Resume"), ("remove", "Remove")]
+    ACTIONS = [
+        ("role", "Change role"),
+        ("pause", "Pause"),
+        ("resume", "Resume"),
+        ("remove", "Remove"),
+        ("deactivate", "Deactivate account"),
+    ]
     action = forms.ChoiceField(choices=ACTIONS)
     role = forms.ChoiceField(choices=Membership.Role.choices, required=False)
     reason = forms.CharField(max_length=300, required=False, help_text="Shown to the paused member.")
@@ -144,6 +152,12 @@ def member_change(request: HttpRequest, project_id: int, membership_id: int) -> 
             elif action == "resume":
                 membership_resume(membership=target)
                 done = f"{name} may label again."
+            elif action == "deactivate":
+                account_deactivate(actor=request.user, user=target.user)
+                done = (
+                    f"{name}'s account is deactivated: signed out everywhere, their token revoked;"
+                    " their annotations stay."
+                )
             else:
                 membership_remove(membership=target)
                 done = f"{name} is no longer a member; their annotations stay."

@@ -66,6 +66,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "api:label-detail": {"PATCH": MANAGE, "DELETE": MANAGE},
     "api:member-list": {"GET": REVIEW, "POST": MANAGE},
     "api:member-detail": {"PATCH": MANAGE, "DELETE": MANAGE},
+    "api:member-deactivate": {"POST": MANAGE},
     "api:item-list": {"GET": MEMBER, "POST": MANAGE},
     "api:item-detail": {"GET": MEMBER},
     "api:item-gold": {"GET": MANAGE, "PUT": MANAGE, "DELETE": MANAGE},
