@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 SYNC_ROW_LIMIT = 10_000
 # Images cost far more per row than text lines (decode, rotate, write a file).
 SYNC_IMAGE_LIMIT = 500
+# And bigger files than this, whatever their rows: the importer decodes a text file whole, and a
+# web worker must never hold a big upload (a 300 MB file of one line was read whole in one and
+# grew it to 2 GB). Below both limits the web process imports it; the upload itself is only
+# ever streamed to storage here (counted in 1 MiB chunks by _rows_count).
+SYNC_BYTE_LIMIT = 8 * 2**20
 
 _COLUMN_IMPORTERS = {"csv": import_csv, "json": import_json, "jsonl": import_jsonl}
 # The exchange formats take import_as and label_source.
@@ -87,8 +92,8 @@ def item_import_start(
     `files` are (name, binary file) pairs: one file, or several images (stored together as one
     zip). The format is told from the first name when not given; import_options_validate refuses
     a bad format or option (ValidationError naming the field) before anything is stored. Up to
-    SYNC_ROW_LIMIT rows (SYNC_IMAGE_LIMIT images) the import runs here and the finished job
-    (succeeded or failed) is returned; bigger uploads return the queued job and
+    SYNC_ROW_LIMIT rows (SYNC_IMAGE_LIMIT images) and SYNC_BYTE_LIMIT bytes the import runs here
+    and the finished job (succeeded or failed) is returned; bigger uploads return the queued job and
     tasks.item_import_run runs it once this transaction commits.
     """
     format, options = import_options_validate(
@@ -108,6 +113,7 @@ def _job_start(
 ) -> ImportJob:
     rows = _rows_count(file, format)
     limit = SYNC_IMAGE_LIMIT if format in ("zip", "images") else SYNC_ROW_LIMIT
+    size = _size(file)
     job = ImportJob(
         project=project,
         created_by=created_by,
@@ -118,7 +124,7 @@ def _job_start(
     )
     job.upload.save(PurePosixPath(filename).name or "upload", File(file), save=False)
     job.save()
-    if rows <= limit:
+    if rows <= limit and size <= SYNC_BYTE_LIMIT:
         return item_import_run_job(job_id=job.id)
     tasks.item_import_run.delay_on_commit(job.id)
     return job
@@ -204,6 +210,17 @@ def _finish(
 def _upload_delete(job: ImportJob) -> None:
     if job.upload:
         job.upload.delete(save=False)
+
+
+def _size(file: IO) -> int:
+    """The upload's size in bytes, read from its end, without reading it."""
+    if getattr(file, "size", None) is not None:
+        return int(file.size)
+    start = file.tell()
+    try:
+        return file.seek(0, 2)
+    finally:
+        file.seek(start)
 
 
 def _rows_count(file: IO, format: str) -> int:

@@ -79,6 +79,22 @@ def test_big_upload_is_queued_and_dispatched_on_commit(
     assert media_files(settings) == []
 
 
+def test_a_big_file_of_few_rows_goes_to_the_worker_too(
+    project, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Issue 17, item 1: a file over SYNC_BYTE_LIMIT is never decoded in the web process, even with
+    one row (a single 300 MB line once grew a web worker to 2 GB)."""
+    monkeypatch.setattr(jobs, "SYNC_BYTE_LIMIT", 1000)
+    data = "id,text\n" + f"r1,{'long ' * 400}\n"
+    assert len(data) > 1000
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = _start(project, data)
+    assert job.status == ImportJob.Status.QUEUED and len(callbacks) == 1
+    assert Item.objects.count() == 0
+    monkeypatch.setattr(jobs, "SYNC_BYTE_LIMIT", 10_000)
+    assert _start(project, data).status == ImportJob.Status.SUCCEEDED  # under it: at once
+
+
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_job_writes_its_progress_to_the_row_as_it_goes(monkeypatch):
