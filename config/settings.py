@@ -49,6 +49,8 @@ ALLOWED_HOSTS = env.list(
     default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"],
 )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# A refused CSRF check answers JSON under /api/, the page elsewhere.
+CSRF_FAILURE_VIEW = "annotate.views.access.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -247,7 +249,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "annotate.api.schema.LabelLoopAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "annotate.api.pagination.KeysetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "annotate.api.exceptions.exception_handler",
@@ -267,6 +269,8 @@ SPECTACULAR_SETTINGS = {
         "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
     },
     "COMPONENT_SPLIT_REQUEST": True,
+    # The `id` path converter (annotate/converters.py): a row id, 0 to 2**63 - 1 digits-wise.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
 }
 
 # Celery ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -15,6 +16,7 @@ from training.api import urls as training_api
 api = ([*annotate_api.urlpatterns, *training_api.urlpatterns], "api")
 
 
+@csrf_exempt  # a 404 whatever the method: no CSRF page (HTML) in its place
 def api_not_found(request, path=""):
     """A JSON 404 for any path under /api/ that no route takes, whatever DEBUG says (Django's own
     404 page is HTML, and with DEBUG on its technical page, which a client cannot parse)."""
@@ -35,7 +37,8 @@ urlpatterns = [
         SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api_docs.html"),
         name="api-docs",
     ),
-    re_path(r"^api/(?P<path>.*)$", api_not_found),
+    # [\s\S] and \Z: a path with a newline in it is under /api/ too.
+    re_path(r"^api/(?P<path>[\s\S]*)\Z", api_not_found),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin's, the API docs).
     path("favicon.ico", RedirectView.as_view(url=static("annotate/favicon.svg"), permanent=True)),
 ]

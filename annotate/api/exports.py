@@ -20,9 +20,14 @@ from annotate.api import serializers as s
 from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ManagerApi, found, location_header
 from annotate.models import ExportJob
 
-EXPORT_FILE = OpenApiResponse(OpenApiTypes.STR, description="The export, as an attachment.")
+# The export as an attachment: a JSON document (JSON, COCO) is any JSON value, every other format
+# a file of its own type.
 EXPORT_FILE_RESPONSES = {
-    (200, content_type): EXPORT_FILE for content_type in exporting.CONTENT_TYPES.values()
+    (200, content_type): OpenApiResponse(
+        OpenApiTypes.ANY if content_type == "application/json" else OpenApiTypes.STR,
+        description="The export, as an attachment.",
+    )
+    for content_type in exporting.CONTENT_TYPES.values()
 }
 
 

@@ -4,6 +4,7 @@ Managers only: non-members get 404, other members 403. It mirrors the browser pa
 (annotate.views.project_import and the job views).
 """
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -14,8 +15,9 @@ from annotate.api import serializers as s
 from annotate.api.base import FORBIDDEN, NOT_FOUND, ManagerApi, found
 from annotate.models import ImportJob
 
+# Two shapes, so the schema says only "an object": a failed job (ImportJobOutput) or field -> messages.
 FAILED_IMPORT = OpenApiResponse(
-    s.ImportJobOutput,
+    OpenApiTypes.OBJECT,
     description="The file was refused and nothing was stored: `error` names the file, line and field."
     " An invalid format or option answers {field: [message]} instead.",
 )

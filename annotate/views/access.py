@@ -37,3 +37,12 @@ def locked_out_response(request: HttpRequest, original_response=None, credential
         response = render(request, "registration/locked_out.html", context, status=429)
     response["Retry-After"] = str(seconds)
     return response
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a JSON 403 under /api/ (a client reads JSON there), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": f"CSRF check failed: {reason}"}, status=403)
+    from django.views.csrf import csrf_failure as page
+
+    return page(request, reason=reason)

@@ -88,3 +88,17 @@ def test_a_cursor_the_listing_gave_still_pages(lead_api):
     assert [i["id"] for i in first["results"]] + [i["id"] for i in second["results"]] == sorted(
         project.items.values_list("pk", flat=True)
     )
+
+
+@pytest.mark.parametrize("item", [0, -1, -(2**63) - 1])
+def test_an_item_id_below_any_row_id_names_the_field(lead_api, item):
+    """Found by the API fuzz: below −2**63 SQLite overflowed (a 500) on skip and the annotations filter."""
+    project, client = lead_api
+    base = f"/api/projects/{project.pk}"
+    for response in (
+        client.post(f"{base}/skip/", {"item": item}, format="json"),
+        client.post(f"{base}/annotations/", {"item": item, "value": {"choices": ["a"]}}, format="json"),
+        client.get(f"{base}/annotations/", {"item": item}),
+    ):
+        assert response.status_code == 400, response.content
+        assert "item" in response.json()

@@ -48,7 +48,7 @@ class ProposalInput(serializers.Serializer):
 
 
 class AnnotationInput(serializers.Serializer):
-    item = serializers.IntegerField(max_value=DB_ID_MAX)
+    item = serializers.IntegerField(min_value=1, max_value=DB_ID_MAX)
     value = serializers.JSONField(help_text='{"choices": ["<label name>", ...]}')
     active_ms = serializers.IntegerField(min_value=0, max_value=DB_INT_MAX, default=0)
     proposal = ProposalInput(required=False, allow_null=True, default=None)
@@ -76,7 +76,7 @@ class AnnotationOutput(serializers.ModelSerializer):
 
 
 class AnnotationFilterInput(serializers.Serializer):
-    item = serializers.IntegerField(required=False, max_value=DB_ID_MAX)
+    item = serializers.IntegerField(required=False, min_value=1, max_value=DB_ID_MAX)
 
 
 class SubmitAndNextOutput(serializers.Serializer):
@@ -141,7 +141,7 @@ def annotation_data(annotation: Annotation) -> dict:
 
 
 class SkipInput(serializers.Serializer):
-    item = serializers.IntegerField(max_value=DB_ID_MAX)
+    item = serializers.IntegerField(min_value=1, max_value=DB_ID_MAX)
 
 
 class SkipOutput(serializers.ModelSerializer):
