@@ -108,6 +108,22 @@ def nul_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def nonfinite_path(value: Any, path: str = "") -> str | None:
+    """Where the first number that is not finite (NaN, Infinity: Python's JSON reader takes them
+    and 1e400, PostgreSQL's jsonb refuses them) lies in a JSON-like value, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path or "value")
+    children = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    )
+    for key, inner in children:
+        here = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+        found = nonfinite_path(inner, here)
+        if found is not None:
+            return found
+    return None
+
+
 def source_name_validate(name: str, label_field: str | None) -> str | None:
     """The name imported labels are attributed to ("source:<name>"); None without a label field."""
     if label_field is None:
@@ -237,6 +253,12 @@ class RowBuilder:
         nul = nul_path(metadata)
         if nul is not None:
             raise ImportRejected(f"{where}, field {nul!r}: contains a NUL character")
+        nonfinite = nonfinite_path(metadata)
+        if nonfinite is not None:
+            raise ImportRejected(
+                f"{where}, field {nonfinite!r}: a number that is not finite (NaN or Infinity)"
+                " cannot be stored"
+            )
         return Row(
             locator=locator,
             external_id=external_id,

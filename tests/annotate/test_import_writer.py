@@ -7,7 +7,15 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from annotate.importing import ImportRejected, ImportResult, import_csv, import_json, import_jsonl, writer
+from annotate.importing import (
+    ImportRejected,
+    ImportResult,
+    import_csv,
+    import_json,
+    import_jsonl,
+    rows,
+    writer,
+)
 from annotate.models import Annotation, Item
 from tests.annotate import uploads
 from tests.annotate.uploads import file, stored_counts
@@ -142,9 +150,10 @@ def test_a_refusal_after_batches_were_written_leaves_nothing(project, monkeypatc
 
 @pytest.mark.postgres_only
 def test_a_row_the_database_refuses_in_a_late_batch_leaves_nothing(project, monkeypatch):
-    # PostgreSQL's jsonb holds no Infinity (1e400 reads as one), and the row rules let a number
-    # through: the writer thread's COPY of the third batch fails. (A NUL, used here before, the row
-    # rules refuse now: tests/annotate/test_nul_bytes.py.)
+    # PostgreSQL's jsonb holds no Infinity (1e400 reads as one). The row rules refuse it now
+    # (test_a_number_that_is_not_finite_is_refused_by_name); with that rule switched off, as a rule
+    # that misses something would be, the writer thread's COPY of the third batch fails.
+    monkeypatch.setattr(rows, "nonfinite_path", lambda value: None)
     monkeypatch.setattr(writer, "BATCH_SIZE", 2)
     lines = [{"text": f"t{n}", "note": 1e400 if n == 5 else "ok"} for n in range(7)]
     before = stored_counts()
@@ -156,3 +165,11 @@ def test_a_row_the_database_refuses_in_a_late_batch_leaves_nothing(project, monk
 
     assert stored_counts() == before
     assert Item.objects.filter(project=project).count() == 0  # the connection is usable again
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_number_that_is_not_finite_is_refused_by_name(project, number):
+    lines = f'{{"text": "ok", "note": {{"a": [1, 2]}}}}\n{{"text": "t", "note": {{"a": [1, {number}]}}}}\n'
+    with pytest.raises(ImportRejected, match=r"^n.jsonl, line 2, field 'note.a\[1\]': a number that is not"):
+        import_jsonl(project=project, file=file(lines), filename="n.jsonl")
+    assert Item.objects.filter(project=project).count() == 0
