@@ -52,10 +52,15 @@ class UrlFetchRefused(Exception):
 
 def address_refusal(address: IPAddress) -> str | None:
     """Why `address` is not fetched from (it is not public), or None for a public address."""
+    why = _not_public(address)
+    return None if why is None else f"{why}; only public addresses are fetched"
+
+
+def _not_public(address: IPAddress) -> str | None:
     if isinstance(address, ipaddress.IPv6Address):
         inner = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
         if inner is not None:
-            why = address_refusal(inner)
+            why = _not_public(inner)
             return None if why is None else f"{why} (inside the IPv6 address {address})"
     if address.is_unspecified:
         kind = "unspecified"
@@ -73,7 +78,7 @@ def address_refusal(address: IPAddress) -> str | None:
         kind = "not public"
     else:
         return None
-    return f"the address {address} is {kind}; only public addresses are fetched"
+    return f"the address {address} is {kind}"
 
 
 @dataclass
