@@ -13,6 +13,7 @@ import socket
 import threading
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -524,3 +525,36 @@ def test_the_api_lets_a_manager_set_it_and_refuses_an_annotator():
     assert (answered.status_code, answered.json()["fetch_image_urls"]) == (200, True)
     project.refresh_from_db()
     assert project.fetch_image_urls is True
+
+
+# Over the API --------------------------------------------------------------------------------------
+
+
+def _api_import(project: Project, csv: str):
+    api = APIClient()
+    api.force_authenticate(project.memberships.get(role=Membership.Role.MANAGER).user)
+    upload = SimpleUploadedFile("urls.csv", csv.encode(), content_type="text/csv")
+    url = reverse("api:import-list", kwargs={"project_id": project.pk})
+    return api.post(url, {"file": upload}, format="multipart")
+
+
+def test_the_api_refuses_a_url_import_with_fetching_off_with_a_400(closed_project, server, settings):
+    response = _api_import(closed_project, f"image_url\n{server.url('/a.png')}\n")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "urls.csv, line 2, field 'image_url': fetching images by URL is off for this project;"
+        " a manager can turn it on in the settings"
+    )
+    assert server.requests == [] and not closed_project.items.exists()
+    assert not list((settings.MEDIA_ROOT / "imports").glob("*"))
+
+
+def test_the_api_imports_images_by_url_when_fetching_is_on(fetching_project, server, fetch_locally):
+    server.routes["/a.png"] = (200, {}, PNG)
+
+    response = _api_import(fetching_project, f"image_url\n{server.url('/a.png')}\n")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["items_created"] == 1
+    assert Item.objects.get().external_id == "urls.csv:2"
