@@ -223,7 +223,9 @@ def url_rows_import(
             try:
                 body = fetcher.fetch(row.image_url)
             except remote.UrlFetchRefused as exc:
-                raise ImportRejected(f"{where}: {exc}; nothing was imported") from None
+                # A redirect's target is refused by its own URL: name the row's too.
+                via = "" if exc.url == row.image_url else f"{row.image_url[:200]} redirected to "
+                raise ImportRejected(f"{where}: {via}{exc}; nothing was imported") from None
             data, extension, width, height = image_prepare(
                 body, where=f"{where} ({row.image_url[:200]})", max_pixels=max_pixels
             )

@@ -558,3 +558,20 @@ def test_the_api_imports_images_by_url_when_fetching_is_on(fetching_project, ser
     assert response.status_code == 201, response.json()
     assert response.json()["items_created"] == 1
     assert Item.objects.get().external_id == "urls.csv:2"
+
+
+def test_a_refused_redirect_fails_the_import_naming_the_rows_url_and_the_target(
+    fetching_project, server, fetch_locally, nothing_stored
+):
+    server.routes["/a.png"] = (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b"")
+
+    with pytest.raises(ImportRejected) as refused:
+        import_csv(
+            project=fetching_project, file=file(f"image_url\n{server.url('/a.png')}\n"), filename="u.csv"
+        )
+
+    assert str(refused.value) == (
+        f"u.csv, line 2, field 'image_url': {server.url('/a.png')} redirected to"
+        " http://169.254.169.254/latest/meta-data/: the address 169.254.169.254 is link-local;"
+        " only public addresses are fetched; nothing was imported"
+    )
