@@ -35,6 +35,7 @@ PROJECT_FIELDS = (
     "random_share",
     "spans_snap_to_tokens",
     "spans_may_overlap",
+    "fetch_image_urls",
 )
 LABEL_FIELDS = ("name", "colour", "hotkey", "order")
 # The labeling page's own keys (static/annotate/js/label.js): a label may not take one. A label

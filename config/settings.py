@@ -339,6 +339,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 LABELLOOP_MAX_LEASES_PER_ANNOTATOR = 2
 # Images over this many pixels are refused at import (decompression bombs, 8K scans).
 LABELLOOP_MAX_IMAGE_PIXELS = env.int("LABELLOOP_MAX_IMAGE_PIXELS", default=50_000_000)
+# Images named by URL in an import (projects with fetch_image_urls on; annotate/importing/remote.py):
+# a body over this many bytes is refused, and each fetch, redirects included, has this many seconds.
+LABELLOOP_URL_FETCH_MAX_BYTES = env.int("LABELLOOP_URL_FETCH_MAX_BYTES", default=20 * 1024 * 1024)
+LABELLOOP_URL_FETCH_TIMEOUT = env.float("LABELLOOP_URL_FETCH_TIMEOUT", default=10.0)
 # Exports of projects with more items than this run as a task writing a file to download.
 LABELLOOP_EXPORT_STREAM_MAX_ITEMS = env.int("LABELLOOP_EXPORT_STREAM_MAX_ITEMS", default=50_000)
 # Training runs write a heartbeat this often; the sweeper fails runs silent for longer than

@@ -19,7 +19,9 @@ The exchange formats (coco, yolo, conll, spacy) carry label values, not items: o
     options.py   formats, and the import options validated once for every caller
     rows.py      the row rules: task type, text, ids, labels, proposals; ImportRejected
     text.py      CSV, JSON, JSON Lines, plain text, and parsed records (the API's JSON body)
-    images.py    image files and zips, with image and zip safety
+    images.py    image files and zips, with image and zip safety; images named by URL in an
+                 image project's CSV, JSON or JSONL (field "image_url"), fetched by remote.py
+    remote.py    fetching an image URL: http(s), public addresses only, pinned, with limits
     boxes.py     COCO JSON and YOLO zips: boxes onto existing images
     spans.py     CoNLL and spaCy JSONL: spans onto existing items, or new items from their text
     attach.py    writing those values as labels (annotations of "source:<label_source>") or as

@@ -7,6 +7,10 @@ formats are kept as uploaded, others stored as PNG. A zip with an unsafe path (a
 ".." parts) is refused before anything is read; its folders, "__MACOSX/" and dotfiles are
 ignored. The external id is the name as given (the path inside the zip). Files written are
 deleted again when the import is refused.
+
+An image project's CSV, JSON or JSONL names its images by http(s) URL (`url_rows_import`): the
+project must fetch image URLs (Project.fetch_image_urls), remote.py fetches each within its
+limits, and the bytes pass the same checks as an uploaded image.
 """
 
 import io
@@ -14,16 +18,17 @@ import logging
 import re
 import secrets
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import PurePosixPath
 from typing import IO
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from annotate.importing import writer
+from annotate.importing import remote, writer
 from annotate.importing.rows import (
     ImportRejected,
     ImportResult,
@@ -37,6 +42,7 @@ from annotate.models import Project
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_IMAGE = 50
+PROGRESS_EVERY_URL = 10
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # A zip entry or uploaded image larger than this is refused before it is read whole.
 MAX_IMAGE_FILE_BYTES = 200 * 1024 * 1024
@@ -158,23 +164,105 @@ def _images_import(
         rows = []
         for done, (where, external_id, read) in enumerate(entries, start=1):
             data, extension, width, height = image_prepare(read(), where=where, max_pixels=max_pixels)
-            stem = PurePosixPath(external_id.replace("\\", "/")).name
-            stem = stem[: -len(PurePosixPath(stem).suffix)] if PurePosixPath(stem).suffix else stem
-            name = default_storage.get_valid_name(f"{secrets.token_hex(8)}-{stem[:100]}{extension}")
-            stored = default_storage.save(f"projects/{project.id}/{name}", ContentFile(data))
+            stored = _image_store(project, external_id, data, extension)
             written.append(stored)
             rows.append(Row(locator=where, external_id=external_id, image=stored, width=width, height=height))
             reporter.step(done)
         result = writer.rows_write(project=project, rows=rows, source=None, filename=filename)
     except BaseException:
-        for stored in written:
-            try:
-                default_storage.delete(stored)
-            except OSError:
-                logger.warning("could not delete %s after a rejected import", stored, exc_info=True)
+        _files_delete(written)
         raise
     reporter.finish(result.items_created)
     return result
+
+
+def url_fetcher() -> remote.UrlFetcher:
+    """The fetcher imports use: the system resolver, public addresses only, the settings' limits."""
+    return remote.UrlFetcher(
+        max_bytes=int(getattr(settings, "LABELLOOP_URL_FETCH_MAX_BYTES", remote.DEFAULT_MAX_BYTES)),
+        time_limit=float(getattr(settings, "LABELLOOP_URL_FETCH_TIMEOUT", remote.DEFAULT_TIME_LIMIT)),
+    )
+
+
+def url_rows_import(
+    *,
+    project: Project,
+    filename: str,
+    rows: Callable[[], Iterator[Row]],
+    image_field: str,
+    id_field: str | None,
+    source: str | None,
+    progress: writer.Progress | None,
+) -> ImportResult:
+    """Fetch each row's image (Row.image_url; an image project's CSV, JSON or JSONL), check and
+    store it as an uploaded image is, then write the rows; all or nothing.
+
+    Every row is validated and the ids checked before the first fetch; a refused fetch names the
+    row, the field and the URL; the files written are deleted whenever the import is refused.
+    Nothing is fetched in a transaction: the rows are written once every image is stored.
+    """
+    task_type_require(project, Project.TaskType.IMAGE_CLASSIFICATION, "images by URL")
+    parsed = list(rows())
+    if not parsed:
+        raise ImportRejected(f"{filename}: no items in the file")
+    ids_check(
+        project=project,
+        filename=filename,
+        id_field=id_field,
+        ids=[(f"{filename}, {row.locator}", row.external_id) for row in parsed],
+        batch_size=writer.BATCH_SIZE,
+    )
+    fetcher = url_fetcher()
+    max_pixels = int(getattr(settings, "LABELLOOP_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS))
+    reporter = writer.ProgressReporter(progress, len(parsed), every=PROGRESS_EVERY_URL)
+    written: list[str] = []
+    try:
+        fetched = []
+        for done, row in enumerate(parsed, start=1):
+            where = f"{filename}, {row.locator}, field {image_field!r}"
+            try:
+                body = fetcher.fetch(row.image_url)
+            except remote.UrlFetchRefused as exc:
+                # A redirect's target is refused by its own URL: name the row's too.
+                via = "" if exc.url == row.image_url else f"{row.image_url[:200]} redirected to "
+                raise ImportRejected(f"{where}: {via}{exc}; nothing was imported") from None
+            data, extension, width, height = image_prepare(
+                body, where=f"{where} ({row.image_url[:200]})", max_pixels=max_pixels
+            )
+            stored = _image_store(project, urlsplit(row.image_url).path, data, extension)
+            written.append(stored)
+            fetched.append(row._replace(image=stored, width=width, height=height, image_url=""))
+            reporter.step(done)
+        result = writer.rows_import(
+            project=project,
+            filename=filename,
+            rows=lambda: iter(fetched),
+            total=len(fetched),
+            id_field=id_field,
+            source=source,
+            progress=None,
+        )
+    except BaseException:
+        _files_delete(written)
+        raise
+    reporter.finish(result.items_created)
+    return result
+
+
+def _image_store(project: Project, path: str, data: bytes, extension: str) -> str:
+    """Store an image's bytes under the project's folder, named after the last part of `path`."""
+    stem = PurePosixPath(path.replace("\\", "/")).name
+    stem = stem[: -len(PurePosixPath(stem).suffix)] if PurePosixPath(stem).suffix else stem
+    name = default_storage.get_valid_name(f"{secrets.token_hex(8)}-{stem[:100]}{extension}")
+    return default_storage.save(f"projects/{project.id}/{name}", ContentFile(data))
+
+
+def _files_delete(written: Sequence[str]) -> None:
+    for stored in written:
+        try:
+            default_storage.delete(stored)
+        except OSError:
+            logger.warning("could not delete %s after a rejected import", stored, exc_info=True)
 
 
 def image_prepare(data: bytes, *, where: str, max_pixels: int) -> tuple[bytes, str, int, int]:

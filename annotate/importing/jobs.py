@@ -23,7 +23,7 @@ from annotate.importing.images import images_zip, import_image_zip, import_image
 from annotate.importing.options import import_options_validate
 from annotate.importing.rows import ImportRejected, ImportResult
 from annotate.importing.spans import import_conll, import_spacy
-from annotate.importing.text import import_csv, import_json, import_jsonl, import_text
+from annotate.importing.text import IMAGE_TASK_TYPES, import_csv, import_json, import_jsonl, import_text
 from annotate.importing.writer import Progress
 from annotate.jobs import JobProgress, job_claim, job_finish, jobs_sweep
 from annotate.models import ImportJob, Project
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 SYNC_ROW_LIMIT = 10_000
 # Images cost far more per row than text lines (decode, rotate, write a file).
 SYNC_IMAGE_LIMIT = 500
+# And images named by URL, each fetched (up to LABELLOOP_URL_FETCH_TIMEOUT seconds apiece).
+SYNC_URL_LIMIT = 20
 # And bigger files than this, whatever their rows: the importer decodes a text file whole, and a
 # web worker must never hold a big upload (a 300 MB file of one line was read whole in one and
 # grew it to 2 GB). Below both limits the web process imports it; the upload itself is only
@@ -112,7 +114,12 @@ def _job_start(
     project: Project, file: IO, filename: str, format: str, options: dict, created_by
 ) -> ImportJob:
     rows = _rows_count(file, format)
-    limit = SYNC_IMAGE_LIMIT if format in ("zip", "images") else SYNC_ROW_LIMIT
+    if format in ("zip", "images"):
+        limit = SYNC_IMAGE_LIMIT
+    elif format in _COLUMN_IMPORTERS and project.task_type in IMAGE_TASK_TYPES:
+        limit = SYNC_URL_LIMIT  # each row is an image fetched by URL
+    else:
+        limit = SYNC_ROW_LIMIT
     size = _size(file)
     job = ImportJob(
         project=project,

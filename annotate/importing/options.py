@@ -18,7 +18,15 @@ EXCHANGE_FORMATS = ("coco", "yolo", "conll", "spacy")
 FORMATS = (*TEXT_FORMATS, "images", "zip", *EXCHANGE_FORMATS)
 # The formats whose records have named columns or fields, and the options naming them.
 COLUMN_FORMATS = ("csv", "json", "jsonl")
-COLUMN_OPTIONS = ("text_column", "id_column", "label_column", "prediction_column", "gold_column")
+# image_column: the image URL of each row, in an image project's file (annotate/importing/remote.py).
+COLUMN_OPTIONS = (
+    "text_column",
+    "image_column",
+    "id_column",
+    "label_column",
+    "prediction_column",
+    "gold_column",
+)
 # import_as: "labels" (the default) or "predictions", for the exchange formats.
 OPTION_NAMES = frozenset({*COLUMN_OPTIONS, "label_source", "import_as"})
 

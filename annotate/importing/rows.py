@@ -54,6 +54,7 @@ class Row(NamedTuple):
     choices: dict | None = None
     proposal: dict | None = None
     gold: dict | None = None  # the true value of a gold item
+    image_url: str = ""  # an image to fetch (annotate/importing/images.py url_rows_import), then ""
 
 
 # Items of a text (image) format go into any text (image) project: classification or spans (boxes).
@@ -155,6 +156,8 @@ class RowBuilder:
 
     Fields other than the named ones are kept as the item's metadata; with `metadata_field`
     (the API's body) the metadata is that field's object instead, and other fields are refused.
+    With `image_field` (an image project's CSV, JSON or JSONL) each row names an image by http(s)
+    URL in that field instead of a text; the project must fetch image URLs (fetch_image_urls).
     """
 
     def __init__(
@@ -162,28 +165,39 @@ class RowBuilder:
         *,
         project: Project,
         filename: str,
-        text_field: str,
+        text_field: str | None,
         id_field: str | None,
         label_field: str | None = None,
         prediction_field: str | None = None,
         gold_field: str | None = None,
         cells_are_text: bool,
         metadata_field: str | None = None,
+        image_field: str | None = None,
     ):
         self.filename = filename
         self.text_field = text_field
+        self.image_field = image_field
+        self.fetch_image_urls = project.fetch_image_urls
         self.id_field = id_field
         self.label_field = label_field
         self.prediction_field = prediction_field
         # A field is one thing: a gold field that is also the text, id, label or prediction (a
         # label column named "gold", say) is not read as gold values.
-        taken = {text_field, id_field, label_field, prediction_field}
+        taken = {text_field, image_field, id_field, label_field, prediction_field}
         self.gold_field = gold_field if gold_field not in taken else None
         self.cells_are_text = cells_are_text
         self.metadata_field = metadata_field
         self.known = {
             f
-            for f in (text_field, id_field, label_field, prediction_field, self.gold_field, metadata_field)
+            for f in (
+                text_field,
+                image_field,
+                id_field,
+                label_field,
+                prediction_field,
+                self.gold_field,
+                metadata_field,
+            )
             if f
         }
         self.choices = ChoicesValidator(project)
@@ -192,20 +206,10 @@ class RowBuilder:
         where = f"{self.filename}, {locator}"
         if not isinstance(fields, dict):
             raise ImportRejected(f"{where}: expected an object, not {json_type(fields)}")
-        if self.text_field not in fields:
-            raise ImportRejected(
-                f"{where}: no field {self.text_field!r}; its fields are: " + ", ".join(map(str, fields))
-            )
-        text = fields[self.text_field]
-        if not isinstance(text, str):
-            raise ImportRejected(
-                f"{where}, field {self.text_field!r}: expected a string, not {json_type(text)}"
-            )
-        text = text.replace("\r\n", "\n")
-        if not text.strip():
-            raise ImportRejected(f"{where}, field {self.text_field!r}: the text is empty")
-        if "\x00" in text:
-            raise ImportRejected(f"{where}, field {self.text_field!r}: contains a NUL character")
+        if self.image_field is not None:
+            text, image_url = "", self._image_url(fields, where=where)
+        else:
+            text, image_url = self._text(fields, where=where), ""
 
         if self.id_field is not None and self.id_field in fields:
             external_id = fields[self.id_field]
@@ -267,7 +271,52 @@ class RowBuilder:
             choices=choices,
             proposal=proposal,
             gold=gold,
+            image_url=image_url,
         )
+
+    def _text(self, fields: dict, *, where: str) -> str:
+        if self.text_field not in fields:
+            raise ImportRejected(
+                f"{where}: no field {self.text_field!r}; its fields are: " + ", ".join(map(str, fields))
+            )
+        text = fields[self.text_field]
+        if not isinstance(text, str):
+            raise ImportRejected(
+                f"{where}, field {self.text_field!r}: expected a string, not {json_type(text)}"
+            )
+        text = text.replace("\r\n", "\n")
+        if not text.strip():
+            raise ImportRejected(f"{where}, field {self.text_field!r}: the text is empty")
+        if "\x00" in text:
+            raise ImportRejected(f"{where}, field {self.text_field!r}: contains a NUL character")
+        return text
+
+    def _image_url(self, fields: dict, *, where: str) -> str:
+        field = self.image_field
+        if field not in fields:
+            raise ImportRejected(
+                f"{where}: no field {field!r} with the image's http(s) URL (this is an image project);"
+                " its fields are: " + ", ".join(map(str, fields))
+            )
+        url = fields[field]
+        if not isinstance(url, str):
+            raise ImportRejected(f"{where}, field {field!r}: expected a URL, not {json_type(url)}")
+        url = url.strip()
+        if not url:
+            raise ImportRejected(f"{where}, field {field!r}: the URL is empty")
+        if "\x00" in url:
+            raise ImportRejected(f"{where}, field {field!r}: contains a NUL character")
+        if not self.fetch_image_urls:
+            raise ImportRejected(
+                f"{where}, field {field!r}: fetching images by URL is off for this project;"
+                " a manager can turn it on in the settings"
+            )
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme not in ("http", "https"):
+            raise ImportRejected(
+                f"{where}, field {field!r}: only http and https URLs are fetched, not {url[:200]!r}"
+            )
+        return url
 
     def _metadata(self, fields: dict, *, where: str) -> dict:
         unknown = [key for key in fields if key not in self.known]

@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from annotate.importing.images import url_rows_import
+from annotate.importing.options import COLUMN_FORMATS
 from annotate.importing.rows import (
     ImportRejected,
     ImportResult,
@@ -32,6 +34,14 @@ from annotate.importing.rows import (
 from annotate.importing.writer import Progress, rows_import
 from annotate.models import Project
 
+# The field naming each row's image in a CSV, JSON or JSONL file imported into an image project.
+DEFAULT_IMAGE_FIELD = "image_url"
+IMAGE_TASK_TYPES = (Project.TaskType.IMAGE_CLASSIFICATION, Project.TaskType.IMAGE_BOXES)
+IMAGE_URLS_NOTE = (
+    " (this is an image project: a csv, json or jsonl file names each row's image by http(s) URL;"
+    " or import image files or a zip)"
+)
+
 # A parser: (the decoded text, the row builder) -> (the rows, as a generator factory, and their
 # number for the progress).
 _Parse = Callable[[str, RowBuilder], tuple[Callable[[], Iterator[Row]], int]]
@@ -42,7 +52,8 @@ def import_csv(
     project: Project,
     file: IO,
     filename: str,
-    text_column: str = "text",
+    text_column: str | None = None,
+    image_column: str | None = None,
     id_column: str | None = None,
     label_column: str | None = None,
     prediction_column: str | None = None,
@@ -69,10 +80,19 @@ def import_csv(
             raise ImportRejected(
                 f"{filename}, line {header_line}: column {twice!r} appears twice in the header"
             )
-        for column in (text_column, id_column, label_column, prediction_column, gold_column):
+        for column in (
+            builder.text_field,
+            builder.image_field,
+            id_column,
+            label_column,
+            prediction_column,
+            gold_column,
+        ):
             if column is not None and column not in header:
                 raise ImportRejected(
-                    f"{filename}, line {header_line}: no column {column!r}; the columns are: "
+                    f"{filename}, line {header_line}: no column {column!r}"
+                    + (IMAGE_URLS_NOTE if column == builder.image_field else "")
+                    + "; the columns are: "
                     + ", ".join(header)
                 )
 
@@ -97,6 +117,7 @@ def import_csv(
         parse=parse,
         builder=dict(
             text_field=text_column,
+            image_field=image_column,
             id_field=id_column,
             label_field=label_column,
             prediction_field=prediction_column,
@@ -113,7 +134,8 @@ def import_json(
     project: Project,
     file: IO,
     filename: str,
-    text_column: str = "text",
+    text_column: str | None = None,
+    image_column: str | None = None,
     id_column: str | None = "id",
     label_column: str | None = "label",
     prediction_column: str | None = "prediction",
@@ -142,7 +164,9 @@ def import_json(
         file=file,
         filename=filename,
         parse=parse,
-        builder=_json_fields(text_column, id_column, label_column, prediction_column, gold_column),
+        builder=_json_fields(
+            text_column, image_column, id_column, label_column, prediction_column, gold_column
+        ),
         label_source=label_source,
         progress=progress,
     )
@@ -153,7 +177,8 @@ def import_jsonl(
     project: Project,
     file: IO,
     filename: str,
-    text_column: str = "text",
+    text_column: str | None = None,
+    image_column: str | None = None,
     id_column: str | None = "id",
     label_column: str | None = "label",
     prediction_column: str | None = "prediction",
@@ -186,7 +211,9 @@ def import_jsonl(
         file=file,
         filename=filename,
         parse=parse,
-        builder=_json_fields(text_column, id_column, label_column, prediction_column, gold_column),
+        builder=_json_fields(
+            text_column, image_column, id_column, label_column, prediction_column, gold_column
+        ),
         label_source=label_source,
         progress=progress,
     )
@@ -267,11 +294,26 @@ def _text_import(
     shuffle: bool = True,
 ) -> ImportResult:
     """The set-up every text format shares: check the project's task type and the label source,
-    decode the file, build rows with one RowBuilder (`builder` holds its field names) and write them."""
-    task_type_require(project, Project.TaskType.TEXT_CLASSIFICATION, format)
+    decode the file, build rows with one RowBuilder (`builder` holds its field names) and write them.
+
+    Into an image project a CSV, JSON or JSONL file names each row's image by URL (the
+    `image_field`, "image_url" by default) instead of a text; images.url_rows_import fetches them.
+    """
+    by_url = format in COLUMN_FORMATS and project.task_type in IMAGE_TASK_TYPES
+    builder = _fields_for(project, format, builder, by_url=by_url)
     source = source_name_validate(label_source, builder.get("label_field"))
     text = "" if file is None else _decode(file, filename)
     rows, total = parse(text, RowBuilder(project=project, filename=filename, **builder))
+    if by_url:
+        return url_rows_import(
+            project=project,
+            filename=filename,
+            rows=rows,
+            image_field=builder["image_field"],
+            id_field=builder["id_field"],
+            source=source,
+            progress=progress,
+        )
     return rows_import(
         project=project,
         filename=filename,
@@ -284,11 +326,36 @@ def _text_import(
     )
 
 
+def _fields_for(project: Project, format: str, builder: dict, *, by_url: bool) -> dict:
+    """`builder` with its text or image field settled: an image project's rows name an image
+    URL (never a text), a text project's a text (never an image URL)."""
+    text_field, image_field = builder.get("text_field"), builder.get("image_field")
+    if by_url:
+        if text_field is not None:
+            raise ImportRejected(
+                f"project {project.name!r} is an image project: its rows name an image by URL"
+                " (image_column), not a text column"
+            )
+        return {**builder, "text_field": None, "image_field": image_field or DEFAULT_IMAGE_FIELD}
+    task_type_require(project, Project.TaskType.TEXT_CLASSIFICATION, format)
+    if image_field is not None:
+        raise ImportRejected(
+            f"project {project.name!r} is a text project: image_column applies to image projects only"
+        )
+    return {**builder, "text_field": text_field or "text", "image_field": None}
+
+
 def _json_fields(
-    text: str, id: str | None, label: str | None, prediction: str | None, gold: str | None
+    text: str | None,
+    image: str | None,
+    id: str | None,
+    label: str | None,
+    prediction: str | None,
+    gold: str | None,
 ) -> dict:
     return dict(
         text_field=text,
+        image_field=image,
         id_field=id,
         label_field=label,
         prediction_field=prediction,

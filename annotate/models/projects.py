@@ -36,6 +36,12 @@ class Project(models.Model):
         help_text="Text spans: a selection widens to whole tokens (off: character precision).",
     )
     spans_may_overlap = models.BooleanField(default=False, help_text="Text spans may overlap one another.")
+    # Image imports (annotate/importing/remote.py): off, a row naming an image by URL is refused.
+    fetch_image_urls = models.BooleanField(
+        default=False,
+        help_text="Imports may name images by http(s) URL; the studio fetches them from public"
+        " addresses only, with a size and a time limit.",
+    )
     # Training settings (training reads them; annotate never imports training).
     training_min_labels = models.PositiveIntegerField(
         default=10, help_text="Train only once this many items have a final label."

@@ -124,6 +124,12 @@ class ImportForm(forms.Form):
     format = forms.ChoiceField(choices=FORMATS)
     files = _MultipleFileField(label="File(s)")
     text_column = forms.CharField(initial="text", required=False, help_text="CSV column or JSON field")
+    image_column = forms.CharField(
+        initial="image_url",
+        required=False,
+        label="Image URL column",
+        help_text="Image projects: the CSV column or JSON field holding each image's http(s) URL",
+    )
     id_column = forms.CharField(required=False, help_text="Optional: external id column / field")
     label_column = forms.CharField(required=False, help_text="Optional: existing labels to import")
     prediction_column = forms.CharField(required=False, help_text="Optional: proposals to show")

@@ -1,5 +1,6 @@
 """The project settings page, for a project's managers: labeling (overlap, lease, instructions),
-training, and label quality (consensus method, gold share, the gold pause threshold), plus the
+training, label quality (consensus method, gold share, the gold pause threshold) and, on image
+projects, whether imports may name images by URL, plus the
 project's gold items. Settings are saved through annotate.projects.project_update, gold items
 through annotate.gold; a refusal is shown under the field it names, with status 400, and
 nothing changes."""
@@ -43,9 +44,13 @@ GROUPS = (
     ),
     ("Label quality", ("consensus_method", "consensus_every", "gold_share", "gold_pause_below")),
     ("Text spans", ("spans_snap_to_tokens", "spans_may_overlap")),
+    ("Images", ("fetch_image_urls",)),
 )
-# Settings that apply to one task type only; the page shows them on that type's projects.
-TYPE_GROUPS = {"Text spans": Project.TaskType.TEXT_SPANS}
+# Settings that apply to some task types only; the page shows them on those types' projects.
+TYPE_GROUPS = {
+    "Text spans": (Project.TaskType.TEXT_SPANS,),
+    "Images": (Project.TaskType.IMAGE_CLASSIFICATION, Project.TaskType.IMAGE_BOXES),
+}
 SETTINGS_FIELDS = tuple(name for _, names in GROUPS for name in names)
 GOLD_LIST_LIMIT = 100
 
@@ -93,8 +98,8 @@ class ProjectSettingsForm(forms.ModelForm):
         else:
             self._offer_text_models()
         # Another type's settings are not on the page: an absent checkbox must not read as "off".
-        for title, kind in TYPE_GROUPS.items():
-            if self.instance.task_type != kind:
+        for title, kinds in TYPE_GROUPS.items():
+            if self.instance.task_type not in kinds:
                 for name in dict(GROUPS)[title]:
                     del self.fields[name]
 
@@ -197,7 +202,7 @@ def _page(
         "groups": [
             (title, [form[name] for name in names if name in form.fields])
             for title, names in GROUPS
-            if TYPE_GROUPS.get(title, project.task_type) == project.task_type
+            if project.task_type in TYPE_GROUPS.get(title, (project.task_type,))
         ],
         "gold_form": gold_form or GoldMarkForm(project=project),
         "gold_items": gold.only("id", "external_id", "text", "image", "gold_value")[:GOLD_LIST_LIMIT],

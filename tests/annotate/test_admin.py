@@ -705,3 +705,16 @@ def test_item_page_lists_its_reviews_read_only(lead_client, lead, project_a):
     assert "&lt;b&gt;sloppy&lt;/b&gt;" in response.text  # escaped, not markup
     assert {"reviews", "final_value", "final_source"}.isdisjoint(form_fields)
     assert {"pick_kind", "gold_value"} <= set(form_fields)
+
+
+def test_a_lead_turns_on_fetching_image_urls_in_the_admin(lead_client, project_a):
+    change_url = _url("project_change", project_a.pk)
+    data = _form_data(lead_client.get(change_url))
+    assert "fetch_image_urls" not in data  # off by default
+    data["fetch_image_urls"] = "on"
+
+    response = lead_client.post(change_url, data)
+
+    assert response.status_code == 302
+    project_a.refresh_from_db()
+    assert project_a.fetch_image_urls is True

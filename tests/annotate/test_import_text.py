@@ -363,8 +363,18 @@ def test_importing_the_same_text_file_twice_is_refused(project):
     assert Item.objects.count() == 2
 
 
-def test_text_formats_are_refused_for_an_image_project(image_project, nothing_stored):
+def test_a_csv_of_texts_is_refused_for_an_image_project_naming_the_image_url_column(
+    image_project, nothing_stored
+):
     with pytest.raises(ImportRejected) as exc:
         import_csv(project=image_project, file=file("text\na\n"), filename="r.csv")
+
+    assert str(exc.value).startswith("r.csv, line 1: no column 'image_url' (this is an image project")
+    assert str(exc.value).endswith("the columns are: text")
+
+
+def test_plain_text_is_refused_for_an_image_project(image_project, nothing_stored):
+    with pytest.raises(ImportRejected) as exc:
+        import_text(project=image_project, file=file("a\n"), filename="r.txt")
 
     assert "is an image classification project: import images" in str(exc.value)

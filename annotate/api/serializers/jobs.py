@@ -21,6 +21,12 @@ class ImportInput(serializers.Serializer):
         help_text=f"One of {', '.join(importing.FORMATS)}; told from the (first) file's name when left out.",
     )
     text_column = serializers.CharField(required=False, allow_blank=True)
+    image_column = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Image projects (CSV, JSON, JSONL): the column or field holding each image's http(s)"
+        ' URL ("image_url" by default); the project must have fetch_image_urls on.',
+    )
     id_column = serializers.CharField(
         required=False, allow_blank=True, help_text="The external id column or field."
     )

@@ -56,6 +56,7 @@ class ProjectDetailOutput(ProjectOutput):
             "consensus_computed_at",
             "spans_snap_to_tokens",
             "spans_may_overlap",
+            "fetch_image_urls",
             "text_model",
             "training_params",
         ]
@@ -84,6 +85,11 @@ class ProjectUpdateInput(serializers.Serializer):
         required=False, help_text="Text spans: selections widen to whole tokens (false: character precision)."
     )
     spans_may_overlap = serializers.BooleanField(required=False, help_text="Text spans may overlap.")
+    fetch_image_urls = serializers.BooleanField(
+        required=False,
+        help_text="Image projects: imports may name images by http(s) URL (field or column"
+        ' "image_url"); the studio fetches them from public addresses only. Off by default.',
+    )
     training_params = serializers.JSONField(
         required=False,
         help_text='Hyper-parameters changed from the backend\'s defaults, e.g. {"lr": 0.001, "epochs": 20};'

@@ -1,5 +1,5 @@
-"""`manage.py import_items <project_id> <path> [--format …] [--text-column …] [--id-column …]
-[--label-column …] [--prediction-column …] [--source import]`.
+"""`manage.py import_items <project_id> <path> [--format …] [--text-column …] [--image-column …]
+[--id-column …] [--label-column …] [--prediction-column …] [--source import]`.
 
 The format is inferred from the extension (.csv/.tsv, .json, .jsonl/.ndjson, .txt, .zip, image
 extensions); a folder imports every image in it, named by its path inside the folder. In CSV, a
@@ -27,6 +27,10 @@ class Command(BaseCommand):
             "--format", choices=importing.FORMATS, help="Default: inferred from the file's extension."
         )
         parser.add_argument("--text-column", help="Column (CSV) or field (JSON) holding the text.")
+        parser.add_argument(
+            "--image-column",
+            help='Image projects: column or field holding each image\'s http(s) URL (default "image_url").',
+        )
         parser.add_argument("--id-column", help="Column or field holding the external id.")
         parser.add_argument(
             "--label-column", help='Column or field with existing labels ("a;b" in a multi-label CSV).'
