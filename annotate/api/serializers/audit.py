@@ -8,7 +8,10 @@ from annotate.models import AuditEvent
 
 class AuditEventOutput(serializers.ModelSerializer):
     actor = serializers.CharField(
-        source="actor.username", allow_null=True, read_only=True, help_text="null: LabelLoop itself."
+        source="actor.username",
+        allow_null=True,
+        read_only=True,
+        help_text="null: no user (LabelLoop itself, a script, or a deleted account).",
     )
     detail = serializers.DictField(read_only=True, help_text="What the action was about, as data.")
     description = serializers.SerializerMethodField(help_text="The detail in words.")
