@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from annotate.audit import Action, audit_record
 from annotate.models import Membership
 
 
@@ -43,6 +44,17 @@ def account_deactivate(*, actor, user) -> None:
     with transaction.atomic():
         type(user).objects.filter(pk=user.pk).update(is_active=False)
         Token.objects.filter(user_id=user.pk).delete()
+        # One event in each of the account's projects, so each project's leads see it.
+        memberships = list(
+            Membership.objects.filter(user=user).select_related("project").order_by("project_id")
+        )
+        for membership in memberships or [None]:
+            audit_record(
+                actor=actor,
+                project=membership.project if membership is not None else None,
+                action=Action.ACCOUNT_DEACTIVATED,
+                detail={"member": user.username},
+            )
     user.is_active = False
 
 

@@ -1,17 +1,35 @@
 """Projects, their labels and their members: services (writes) and selectors (reads)."""
 
+import logging
+from collections import deque
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
+from annotate.audit import Action, audit_record
 from annotate.colours import label_colour
-from annotate.models import Annotation, Item, Label, Membership, PickKind, Project, Review, ReviewState, Tally
+from annotate.models import (
+    Annotation,
+    ExportJob,
+    ImportJob,
+    Item,
+    Label,
+    Membership,
+    PickKind,
+    Project,
+    Review,
+    ReviewState,
+    Tally,
+)
 from annotate.quality.rebuild import project_quality_rebuild
 from annotate.quality.recompute import project_consensus_request
 from annotate.queue import queue_order_changed
 from annotate.raw_rows import columns, from_row
+
+logger = logging.getLogger(__name__)
 
 # Hotkeys in the order labels get them: 1–9, then 0, then q–p.
 DEFAULT_HOTKEYS = "1234567890qwertyuiop"
@@ -236,9 +254,96 @@ def project_update(*, project: Project, **fields) -> Project:
     return current
 
 
-def project_delete(*, project: Project) -> None:
-    """Delete a project with everything in it: items, leases, annotations, skips, jobs."""
-    project.delete()
+# What the deletion page names first, by "app_label.ModelName"; other models follow.
+DELETION_ORDER = (
+    "annotate.Item",
+    "annotate.Annotation",
+    "annotate.Review",
+    "training.ModelVersion",
+    "training.Prediction",
+    "training.TrainingRun",
+    "annotate.ImportJob",
+    "annotate.ExportJob",
+)
+# Bookkeeping recounted from the rows above, not something a lead would miss: not listed.
+DELETION_UNLISTED = {"annotate.Tally"}
+
+
+def project_deletion_counts(*, project: Project) -> list[tuple[str, int]]:
+    """What deleting `project` takes, as (what, how many), the named kinds first; "image files"
+    counts the items' images in the storage.
+
+    The models come from the cascade graph in Django's model metadata (the path the deletion's
+    collector walks), so training's rows are counted without annotate importing training; each
+    is one COUNT by its shortest path to the project, none is loaded."""
+    paths: dict[type[models.Model], str] = {}
+    queue = deque([(Project, "")])
+    seen = {Project}
+    while queue:
+        model, path = queue.popleft()
+        for rel in model._meta.related_objects:
+            if rel.many_to_many or rel.on_delete is not models.CASCADE:
+                continue
+            child = rel.related_model
+            if child in seen:
+                continue
+            seen.add(child)
+            child_path = f"{rel.field.name}__{path}" if path else rel.field.name
+            paths[child] = child_path
+            queue.append((child, child_path))
+    counts = {}
+    for model, path in paths.items():
+        if model._meta.label in DELETION_UNLISTED:
+            continue
+        n = model._default_manager.filter(**{path: project.pk}).count()
+        if n:
+            counts[model._meta.label] = (str(model._meta.verbose_name_plural), n)
+    rank = {label: i for i, label in enumerate(DELETION_ORDER)}
+    rows = [counts[label] for label in sorted(counts, key=lambda label: (rank.get(label, len(rank)), label))]
+    images = Item.objects.filter(project=project).exclude(image="").count()
+    if images:
+        rows.insert(1, ("image files", images))
+    return rows
+
+
+def _project_file_names(project: Project) -> list[tuple[object, str]]:
+    """(storage, name) of every file the project's rows name: item images, import uploads,
+    export files (model versions' files are training's: its post_delete receiver removes them)."""
+    files = []
+    for model, field_name in ((Item, "image"), (ImportJob, "upload"), (ExportJob, "file")):
+        storage = model._meta.get_field(field_name).storage
+        names = (
+            model.objects.filter(project=project)
+            .exclude(**{field_name: ""})
+            .values_list(field_name, flat=True)
+        )
+        files.extend((storage, name) for name in names.iterator(chunk_size=2000))
+    return files
+
+
+def _files_delete(files: list[tuple[object, str]]) -> None:
+    for storage, name in files:
+        try:
+            storage.delete(name)
+        except Exception:  # a file already gone, or a storage hiccup: the rows are gone either way
+            logger.warning("could not delete %s from the storage", name, exc_info=True)
+
+
+def project_delete(*, project: Project, actor: AbstractBaseUser | None = None) -> None:
+    """Delete a project with everything in it: items, leases, annotations, skips, jobs, and (in
+    training) its versions, predictions and runs; the files its rows name go once this commits.
+    The audit event, with what went, outlives it."""
+    with transaction.atomic():
+        counts = project_deletion_counts(project=project)
+        files = _project_file_names(project)
+        audit_record(
+            actor=actor,
+            project=project,
+            action=Action.PROJECT_DELETED,
+            detail={"name": project.name, "counts": dict(counts)},
+        )
+        project.delete()
+        transaction.on_commit(lambda: _files_delete(files))
 
 
 def _hotkey_check(hotkey) -> None:
@@ -357,55 +462,110 @@ def label_delete(*, label: Label) -> None:
     label.delete()
 
 
-def membership_add(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
+def membership_add(
+    *, project: Project, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | None = None
+) -> Membership:
     """Add `user` to the project with `role` (or change their role if already a member)."""
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
-    membership, created = Membership.objects.get_or_create(
-        project=project, user=user, defaults={"role": role}
-    )
-    if not created and membership.role != role:
-        return membership_update(membership=membership, role=role)
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(
+            project=project, user=user, defaults={"role": role}
+        )
+        if created:
+            audit_record(
+                actor=actor,
+                project=project,
+                action=Action.MEMBER_ADDED,
+                detail={"member": user.username, "role": role},
+            )
+        elif membership.role != role:
+            return membership_update(membership=membership, role=role, actor=actor)
     return membership
 
 
+def _member_detail(membership: Membership, **more) -> dict:
+    return {"member": membership.user.username, **more}
+
+
 @transaction.atomic
-def membership_update(*, membership: Membership, role: str) -> Membership:
+def membership_update(
+    *, membership: Membership, role: str, actor: AbstractBaseUser | None = None
+) -> Membership:
     """Change a member's role; a project always keeps at least one manager."""
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
     if membership.role == Membership.Role.MANAGER and role != Membership.Role.MANAGER:
         _ensure_another_manager(membership)
+    old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
+    if old != role:
+        audit_record(
+            actor=actor,
+            project=membership.project,
+            action=Action.ROLE_CHANGED,
+            detail=_member_detail(membership, **{"from": old, "to": role}),
+        )
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership) -> None:
+def membership_remove(*, membership: Membership, actor: AbstractBaseUser | None = None) -> None:
     """Remove a member; their annotations stay. The last manager cannot be removed."""
     if membership.role == Membership.Role.MANAGER:
         _ensure_another_manager(membership)
+    audit_record(
+        actor=actor,
+        project=membership.project,
+        action=Action.MEMBER_REMOVED,
+        detail=_member_detail(membership, role=membership.role),
+    )
     membership.delete()
 
 
-def membership_pause(*, membership: Membership, reason: str = "") -> Membership:
-    """Pause a member in their project: their queue serves nothing, and says `reason`."""
+@transaction.atomic
+def membership_pause(
+    *, membership: Membership, reason: str = "", actor: AbstractBaseUser | None = None
+) -> Membership:
+    """Pause a member in their project: their queue serves nothing, and says `reason`.
+
+    The automatic gold pause does not come through here (annotate/queue_gold.py)."""
     membership.paused = True
     membership.paused_reason = (reason or "").strip()[:300] or "a lead paused you in this project"
     membership.save(update_fields=["paused", "paused_reason"])
+    audit_record(
+        actor=actor,
+        project=membership.project,
+        action=Action.MEMBER_PAUSED,
+        detail=_member_detail(membership, reason=membership.paused_reason),
+    )
     return membership
 
 
-def membership_resume(*, membership: Membership) -> Membership:
+@transaction.atomic
+def membership_resume(*, membership: Membership, actor: AbstractBaseUser | None = None) -> Membership:
     """Resume a paused member. Below the gold bar, their next gold answer pauses them again."""
+    was_paused = membership.paused
     membership.paused, membership.paused_reason = False, ""
     membership.save(update_fields=["paused", "paused_reason"])
+    if was_paused:
+        audit_record(
+            actor=actor,
+            project=membership.project,
+            action=Action.MEMBER_RESUMED,
+            detail=_member_detail(membership),
+        )
     return membership
 
 
 def membership_change(
-    *, membership: Membership, role: str | None = None, paused: bool | None = None, paused_reason: str = ""
+    *,
+    membership: Membership,
+    role: str | None = None,
+    paused: bool | None = None,
+    paused_reason: str = "",
+    actor: AbstractBaseUser | None = None,
 ) -> Membership:
     """A new role and/or the pause, all or nothing: a refused demotion leaves the pause as it was.
 
@@ -414,11 +574,11 @@ def membership_change(
     try:
         with transaction.atomic():
             if role is not None and role != membership.role:
-                membership = membership_update(membership=membership, role=role)
+                membership = membership_update(membership=membership, role=role, actor=actor)
             if paused is True:
-                membership = membership_pause(membership=membership, reason=paused_reason)
+                membership = membership_pause(membership=membership, reason=paused_reason, actor=actor)
             elif paused is False and membership.paused:
-                membership = membership_resume(membership=membership)
+                membership = membership_resume(membership=membership, actor=actor)
     except ValidationError as error:
         if hasattr(error, "error_dict"):
             raise

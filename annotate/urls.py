@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from annotate.views import audit as audit_views
 from annotate.views import browser as browser_views
 from annotate.views import dashboards as dashboard_views
 from annotate.views import members as member_views
@@ -44,6 +45,8 @@ urlpatterns = [
         settings_views.consensus_recompute,
         name="consensus-recompute",
     ),
+    path("projects/<id:project_id>/settings/delete/", audit_views.project_delete_page, name="project-delete"),
+    path("projects/<id:project_id>/audit/", audit_views.audit_page, name="audit"),
     path("projects/<id:project_id>/gold/", settings_views.gold_mark, name="gold-mark"),
     path("projects/<id:project_id>/gold/<id:item_id>/clear/", settings_views.gold_clear, name="gold-clear"),
 ]

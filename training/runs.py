@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from annotate.audit import Action, audit_record
 from annotate.models import Annotation, Project
 from annotate.queue import queue_reordering_end
 from training.datasets import NotEnoughLabels
@@ -94,12 +95,24 @@ def _run_queue(*, project: Project, trigger: str, requested_by, **fields) -> tup
             run = TrainingRun.objects.create(
                 project=project, trigger=trigger, requested_by=requested_by, **fields
             )
+            _audit_run(run, actor=requested_by)
     except IntegrityError:
         # Another request won the race for the project's one open run: join it.
         return TrainingRun.objects.get(project=project, status__in=TrainingRun.OPEN_STATUSES), False
     tasks.training_run_execute.delay_on_commit(run.pk)
     logger.info("training run %s queued for project %s (%s)", run.pk, project.pk, trigger)
     return run, True
+
+
+def _audit_run(run: TrainingRun, *, actor) -> None:
+    """The run's request in the audit log, in the transaction that queues it; a request that
+    joins an open run changes nothing and is not logged."""
+    if run.kind == TrainingRun.Kind.ACTIVATE:
+        detail = {"run": run.pk, "version": run.model_version.number, "trigger": run.trigger}
+        audit_record(actor=actor, project=run.project, action=Action.MODEL_ACTIVATED, detail=detail)
+    else:
+        detail = {"run": run.pk, "trigger": run.trigger}
+        audit_record(actor=actor, project=run.project, action=Action.RETRAINING_REQUESTED, detail=detail)
 
 
 def training_auto_request(*, project: Project) -> TrainingRun | None:

@@ -140,11 +140,11 @@ class ProjectAdmin(ManagedByLeadAdmin):
         return deleted, counts, set(), protected
 
     def delete_model(self, request, obj):
-        project_delete(project=obj)
+        project_delete(project=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
         for project in queryset:
-            project_delete(project=project)
+            project_delete(project=project, actor=request.user)
 
     @admin.action(description="Retrain now")
     def retrain_now(self, request, queryset):
@@ -268,6 +268,7 @@ class ProjectAdmin(ManagedByLeadAdmin):
             done, saved = self._apply(
                 request,
                 _membership_add_and_pause,
+                actor=request.user,
                 project=project,
                 user=form.cleaned_data["user"],
                 role=form.cleaned_data["role"],
@@ -282,6 +283,7 @@ class ProjectAdmin(ManagedByLeadAdmin):
             done, saved = self._apply(
                 request,
                 _membership_change,
+                actor=request.user,
                 membership=membership,
                 changed=changed,
                 role=form.cleaned_data["role"],
@@ -291,7 +293,7 @@ class ProjectAdmin(ManagedByLeadAdmin):
             if done:
                 formset.changed_objects.append((saved, changed))
         for _form, membership in to_delete:
-            done, _ = self._apply(request, membership_remove, membership=membership)
+            done, _ = self._apply(request, membership_remove, membership=membership, actor=request.user)
             if done:
                 formset.deleted_objects.append(membership)
 
@@ -306,20 +308,22 @@ class ProjectAdmin(ManagedByLeadAdmin):
         return super().response_change(request, obj)
 
 
-def _membership_add_and_pause(*, project: Project, user, role: str, paused: bool, reason: str) -> Membership:
-    membership = membership_add(project=project, user=user, role=role)
-    return membership_pause(membership=membership, reason=reason) if paused else membership
+def _membership_add_and_pause(
+    *, actor, project: Project, user, role: str, paused: bool, reason: str
+) -> Membership:
+    membership = membership_add(project=project, user=user, role=role, actor=actor)
+    return membership_pause(membership=membership, reason=reason, actor=actor) if paused else membership
 
 
 def _membership_change(
-    *, membership: Membership, changed: list[str], role: str, paused: bool, reason: str
+    *, actor, membership: Membership, changed: list[str], role: str, paused: bool, reason: str
 ) -> Membership:
     """The inline row's changes through the services: the role, then the pause (a new reason
     for a paused member pauses them again with it)."""
     if "role" in changed:
-        membership = membership_update(membership=membership, role=role)
+        membership = membership_update(membership=membership, role=role, actor=actor)
     if paused and ("paused" in changed or "paused_reason" in changed):
-        membership = membership_pause(membership=membership, reason=reason)
+        membership = membership_pause(membership=membership, reason=reason, actor=actor)
     elif not paused and "paused" in changed:
-        membership = membership_resume(membership=membership)
+        membership = membership_resume(membership=membership, actor=actor)
     return membership

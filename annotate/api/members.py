@@ -37,7 +37,7 @@ class MemberListApi(ProjectApi):
         """Add an existing user by username (managers); a user who is already a member gets the new role."""
         data = s.MemberAddInput(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = membership_add(project=self.project, **data.validated_data)
+        membership = membership_add(project=self.project, actor=request.user, **data.validated_data)
         membership = membership_list(project=self.project).get(pk=membership.pk)
         return Response(s.MemberOutput(membership).data, status=status.HTTP_201_CREATED)
 
@@ -77,7 +77,9 @@ class MemberDetailApi(ProjectApi):
         member's queue serves nothing and tells them the reason."""
         data = s.MemberUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = membership_change(membership=self._membership(membership_id), **data.validated_data)
+        membership = membership_change(
+            membership=self._membership(membership_id), actor=request.user, **data.validated_data
+        )
         return Response(s.MemberOutput(membership).data)
 
     @extend_schema(
@@ -86,5 +88,5 @@ class MemberDetailApi(ProjectApi):
     )
     def delete(self, request, project_id, membership_id):
         """Remove a member (managers); their annotations stay. The last manager cannot be removed."""
-        membership_remove(membership=self._membership(membership_id))
+        membership_remove(membership=self._membership(membership_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -62,5 +62,5 @@ class ProjectDetailApi(ProjectApi):
     @extend_schema(tags=["projects"], responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def delete(self, request, project_id):
         """Delete a project with its items and annotations (managers)."""
-        project_delete(project=self.project)
+        project_delete(project=self.project, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

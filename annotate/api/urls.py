@@ -3,6 +3,7 @@
 from django.urls import path
 
 from annotate.api import (
+    audit,
     auth,
     browser,
     consensus,
@@ -69,6 +70,7 @@ urlpatterns = [
         exports.ExportDownloadApi.as_view(),
         name="export-download",
     ),
+    path(f"{project}audit/", audit.AuditListApi.as_view(), name="audit-list"),
     path(f"{project}dashboards/", dashboards.DashboardsApi.as_view(), name="dashboards"),
     *(path(f"{project}dashboards/{c}/", v.as_view(), name=f"dashboard-{c}") for c, v in dashboards.VIEWS),
 ]

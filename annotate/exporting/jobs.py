@@ -21,6 +21,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotate import tasks
+from annotate.audit import Action, audit_record
 from annotate.exporting.formats import CONTENT_TYPES, export_filename, export_format_check, export_stream
 from annotate.items import item_list
 from annotate.jobs import JobProgress, job_claim, job_finish, jobs_sweep
@@ -68,6 +69,12 @@ def export_request(
             base_url=base_url,
         )
         return ExportAnswer(job=job)
+    audit_record(
+        actor=requested_by,
+        project=project,
+        action=Action.EXPORT,
+        detail=_export_detail(format, labeled_only, reviewed_only, selection),
+    )
     return ExportAnswer(
         chunks=export_stream(
             project=project,
@@ -104,8 +111,21 @@ def item_export_start(
             selection=selection or {},
             base_url=base_url[: ExportJob._meta.get_field("base_url").max_length],
         )
+        audit_record(
+            actor=created_by,
+            project=project,
+            action=Action.EXPORT,
+            detail={**_export_detail(format, labeled_only, reviewed_only, selection), "job": job.pk},
+        )
         tasks.item_export_run.delay_on_commit(job.id)
     return job
+
+
+def _export_detail(format: str, labeled_only: bool, reviewed_only: bool, selection: dict | None) -> dict:
+    detail = {"format": format, "labeled_only": labeled_only, "reviewed_only": reviewed_only}
+    if selection:
+        detail["selection"] = True
+    return detail
 
 
 class _ExportProgress:

@@ -8,9 +8,11 @@ the migrations, for `_new_salt` and `_item_upload_to`) has always imported it:
 - items.py: Item, Assignment, Annotation, Skip, and the choices FinalSource, PickKind,
   ReviewState (and Neg, the queue index's expression);
 - quality.py: Review, ItemNote, Tally;
-- jobs.py: ImportJob, ExportJob and their JobStatus.
+- jobs.py: ImportJob, ExportJob and their JobStatus;
+- audit.py: AuditEvent (the leads' audit log).
 """
 
+from annotate.models.audit import AuditEvent
 from annotate.models.items import (
     Annotation,
     Assignment,
@@ -29,6 +31,7 @@ from annotate.models.quality import ItemNote, Review, Tally
 __all__ = [
     "Annotation",
     "Assignment",
+    "AuditEvent",
     "ExportJob",
     "FinalSource",
     "ImportJob",

@@ -112,7 +112,10 @@ def members(request: HttpRequest, project_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             added = membership_add(
-                project=membership.project, user=form.cleaned_data["username"], role=form.cleaned_data["role"]
+                project=membership.project,
+                user=form.cleaned_data["username"],
+                role=form.cleaned_data["role"],
+                actor=request.user,
             )
         except ValidationError as error:
             _form_errors(form, error)
@@ -144,13 +147,13 @@ def member_change(request: HttpRequest, project_id: int, membership_id: int) -> 
         action, name, is_self = form.cleaned_data["action"], target.user.username, target.pk == membership.pk
         try:
             if action == "role":
-                membership_update(membership=target, role=form.cleaned_data["role"])
+                membership_update(membership=target, role=form.cleaned_data["role"], actor=request.user)
                 done = f"{name} is now {target.get_role_display().lower()}."
             elif action == "pause":
-                membership_pause(membership=target, reason=form.cleaned_data["reason"])
+                membership_pause(membership=target, reason=form.cleaned_data["reason"], actor=request.user)
                 done = f"{name} is paused: {target.paused_reason}"
             elif action == "resume":
-                membership_resume(membership=target)
+                membership_resume(membership=target, actor=request.user)
                 done = f"{name} may label again."
             elif action == "deactivate":
                 account_deactivate(actor=request.user, user=target.user)
@@ -159,7 +162,7 @@ def member_change(request: HttpRequest, project_id: int, membership_id: int) -> 
                     " their annotations stay."
                 )
             else:
-                membership_remove(membership=target)
+                membership_remove(membership=target, actor=request.user)
                 done = f"{name} is no longer a member; their annotations stay."
         except ValidationError as error:
             _form_errors(form, error, default="role" if action == "role" else None)

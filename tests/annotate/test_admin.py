@@ -223,6 +223,7 @@ def test_lead_sees_the_labelloop_models_on_the_index(lead_client):
     assert models == {
         ("annotate", "Project"),
         ("annotate", "Item"),
+        ("annotate", "AuditEvent"),
         ("training", "ModelVersion"),
         ("training", "TrainingRun"),
     }

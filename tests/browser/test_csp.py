@@ -1,9 +1,10 @@
 """The strict Content-Security-Policy in real chromium (issue 17, item 3): every page a lead,
 a reviewer or an annotator opens — the labeling pages of all four task types, review, the
-browser, dashboards, import, export, members, settings, the model card, the admin's pages and the
-API docs — loads and runs with no CSP violation. A violation (an inline script, a style
-attribute, a remote image) shows as a `securitypolicyviolation` event and a console error; this
-test fails on either. The policy itself: tests/annotate/test_headers.py."""
+browser, dashboards, import, export, members, settings, the audit log, the deletion page, the
+model card, the admin's pages and the API docs — loads and runs with no CSP violation. A
+violation (an inline script, a style attribute, a remote image) shows as a
+`securitypolicyviolation` event and a console error; this test fails on either.
+The policy itself: tests/annotate/test_headers.py."""
 
 import pytest
 
@@ -32,7 +33,8 @@ def _pages(text, image, boxes, spans, version) -> list[str]:
         pages += [f"/projects/{project.pk}/", f"/projects/{project.pk}/label/"]
     p = f"/projects/{text.pk}"
     pages += [f"{p}/review/", f"{p}/items/", f"{p}/dashboards/", f"{p}/import/", f"{p}/export/",
-              f"{p}/members/", f"{p}/settings/", f"{p}/models/v{version.number}/"]  # fmt: skip
+              f"{p}/members/", f"{p}/settings/", f"{p}/models/v{version.number}/",
+              f"{p}/audit/", f"{p}/settings/delete/", "/admin/annotate/auditevent/"]  # fmt: skip
     return pages
 
 

@@ -7,6 +7,7 @@ export jobs) and review.py. Views import the package (`from annotate.api import 
 s`); the names below are its API, and the schema's component names are the class names.
 """
 
+from annotate.api.serializers.audit import AuditEventOutput
 from annotate.api.serializers.common import ErrorOutput, TokenOutput
 from annotate.api.serializers.items import (
     MAX_ITEMS_PER_REQUEST,
@@ -66,6 +67,7 @@ from annotate.api.serializers.review import (
 )
 
 __all__ = [
+    "AuditEventOutput",
     "MAX_EXCLUDED_ITEMS",
     "MAX_ITEMS_PER_REQUEST",
     "AnnotationFilterInput",
