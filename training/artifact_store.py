@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 
+from annotate.faults import fault_point
 from training.backends.artifacts import read_json
 from training.backends.base import MANIFEST
 
@@ -53,21 +54,26 @@ def artifact_staging() -> Iterator[Path]:
 def artifact_upload(*, folder: Path, prefix: str) -> list[str]:
     """Upload a saved model's files under `prefix`, the manifest last; return the storage names.
 
-    On any error the files already uploaded are deleted again. On success the local folder
-    becomes this machine's cached copy, so the version loads here without a download.
+    On any error (a full disk among them) the files already uploaded are deleted again, and so is
+    whatever part of the file being written the storage kept (FileSystemStorage leaves a partial
+    file behind when a write fails): every name under the prefix that was not there before. On
+    success the local folder becomes this machine's cached copy, so the version loads here
+    without a download.
     """
     names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST) + [MANIFEST]
+    before = set(_stored_names(prefix))
     stored: list[str] = []
     try:
         for name in names:
             wanted = f"{prefix}/{name}"
             with open(folder / name, "rb") as fh:
-                saved = default_storage.save(wanted, File(fh, name=name))
+                saved = default_storage.save(wanted, _WatchedFile(fh, name=name, storage_name=wanted))
             stored.append(saved)
             if saved != wanted:
                 raise FileExistsError(f"storage already held {wanted!r} (saved as {saved!r})")
     except BaseException:
-        artifact_discard(prefix=prefix, names=stored)
+        partial = [n for n in _stored_names(prefix) if n not in before and n not in stored]
+        artifact_discard(prefix=prefix, names=stored + partial)
         raise
     cached = _cache_path(prefix)
     if not cached.exists():
@@ -75,6 +81,30 @@ def artifact_upload(*, folder: Path, prefix: str) -> list[str]:
             os.replace(folder, cached)
             folder.mkdir()  # artifact_staging removes it
     return stored
+
+
+class _WatchedFile(File):
+    """A file whose chunks pass the fault point `artifact.file_writing` as the storage writes them."""
+
+    def __init__(self, file, *, name: str, storage_name: str) -> None:
+        super().__init__(file, name=name)
+        self.storage_name = storage_name
+
+    def chunks(self, chunk_size=None):
+        written = 0
+        for chunk in super().chunks(chunk_size):
+            yield chunk
+            written += len(chunk)
+            fault_point("artifact.file_writing", name=self.storage_name, written=written)
+
+
+def _stored_names(prefix: str) -> list[str]:
+    """The storage names of the files under `prefix` (none when it does not exist)."""
+    try:
+        _, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [f"{prefix}/{name}" for name in files]
 
 
 def artifact_discard(*, prefix: str, names: list[str]) -> None:

@@ -9,6 +9,7 @@ way the active version changes only at the very end, once the queue's order and 
 from it.
 """
 
+import errno
 import logging
 import threading
 import time
@@ -34,6 +35,12 @@ from training.versions import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+DISK_FULL = (
+    "the disk is full ({exc}): the new model's files could not be stored, nothing of them was kept"
+    " and the active model is unchanged. Free some space, then train again."
+)
 
 
 class RunCancelled(Exception):
@@ -225,6 +232,15 @@ def training_run_execute(*, run_id: int) -> TrainingRun:
         logger.info("training run %s cancelled", run_id)
     except (NotEnoughLabels, NoModelForTask, _VersionGone) as exc:
         training_run_fail(run_id=run_id, reason=str(exc))
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            logger.exception("training run %s failed", run_id)
+            training_run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")
+            raise
+        # Not a bug to report: the machine's to fix. The version's files were deleted again
+        # (artifact_upload) and no version row was written, so the active one stays.
+        logger.error("training run %s failed: the disk is full (%s)", run_id, exc)
+        training_run_fail(run_id=run_id, reason=DISK_FULL.format(exc=exc))
     except Exception as exc:
         logger.exception("training run %s failed", run_id)
         training_run_fail(run_id=run_id, reason=f"{type(exc).__name__}: {exc}")

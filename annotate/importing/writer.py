@@ -23,6 +23,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models, transaction
 from django.utils import timezone
 
+from annotate.faults import fault_point
 from annotate.importing.rows import IdCheck, ImportRejected, ImportResult, Row
 from annotate.models import Annotation, FinalSource, Item, PickKind, Project, ReviewState
 from annotate.quality.finals import final_tallies
@@ -113,7 +114,7 @@ def rows_write(
     copy = POSTGRES_COPY and connection.vendor == "postgresql"
     created = annotations = proposals = 0
     try:
-        with transaction.atomic(), BatchWriter(threaded=copy) as writer:
+        with transaction.atomic(), _LostConnection() as lost, BatchWriter(threaded=copy) as writer:
             if copy:
                 # Each COPY checks its rows' foreign keys as it ends, while the next batch is
                 # being validated, instead of all of them at COMMIT with nothing else to do.
@@ -162,11 +163,38 @@ def rows_write(
                 # Imported labels count toward "retrain every N labels" as submitted ones do.
                 annotations_stored_on_commit(project=project)
     except DatabaseError as exc:
+        if lost.lost:
+            # The server rolled the transaction back as the connection died.
+            raise ImportRejected(f"{filename}: {CONNECTION_LOST} ({exc})") from exc
         # A concurrent import of the same ids, or a value the database refuses (e.g. "\u0000" in JSON).
         raise ImportRejected(
             f"{filename}: the database refused the items, nothing was stored: {exc}"
         ) from exc
     return ImportResult(items_created=created, annotations_created=annotations, proposals=proposals)
+
+
+CONNECTION_LOST = (
+    "the database connection was lost during the import; nothing was imported. Import the file again"
+)
+
+
+class _LostConnection:
+    """Notes whether an error inside the import's transaction came with its connection dying.
+
+    Asked inside the transaction, before Django rolls back (a failed rollback closes the
+    connection and opens a new one, which would look healthy). psycopg marks its connection
+    closed once the server has gone; a query refused on a live connection leaves it open.
+    """
+
+    lost = False
+
+    def __enter__(self) -> "_LostConnection":
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is not None and issubclass(exc_type, DatabaseError):
+            raw = connection.connection
+            self.lost = raw is None or bool(getattr(raw, "closed", False))
 
 
 def _statistics_refresh(*, items: int, annotations: int) -> None:
@@ -360,6 +388,7 @@ def _batch_bulk_create(
             if row.choices is not None
         ]
     )
+    fault_point("import.batch_written", connection=using, rows=len(rows))
 
 
 # The columns an import sets row by row, in the order _item_copy and _batch_copy write them;
@@ -405,11 +434,18 @@ def _batch_copy(
     """Caller holds a transaction on PostgreSQL. COPY one batch of items, then their annotations."""
     if before_write is not None:
         before_write(rows, using=using)
-    table = using.ops.quote_name(Item._meta.db_table)
     _copy(using, *items)
     labelled = [row for row in rows if row.choices is not None]
-    if not labelled:
-        return
+    if labelled:
+        _annotations_copy(using, project, labelled, annotator_id, source, now)
+    fault_point("import.batch_written", connection=using, rows=len(rows))
+
+
+def _annotations_copy(
+    using, project: Project, labelled: list[Row], annotator_id: int | None, source: str | None, now: datetime
+) -> None:
+    """COPY the annotations of a batch's labelled rows, whose items are written."""
+    table = using.ops.quote_name(Item._meta.db_table)
     with using.cursor() as cursor:
         cursor.execute(
             f"SELECT external_id, id FROM {table} WHERE project_id = %s AND external_id = ANY(%s)",
