@@ -16,9 +16,10 @@ from django.core.management import CommandError, call_command
 
 from annotate.exporting import export_json
 from annotate.gold import item_gold_set
-from annotate.models import Annotation, Item, Project, Review
+from annotate.models import Annotation, Item, Label, Project, Review, Tally
 from annotate.notes import item_note_add
 from annotate.projects import project_delete
+from annotate.quality.rebuild import project_quality_rebuild
 from annotate.queue import annotation_submit, assignment_next, item_skip
 from annotate.review import review_decide, review_next
 from tests.factories import UserFactory, make_project
@@ -156,6 +157,8 @@ def _normalised(data: bytes) -> dict[str, list]:
                 parts = json.loads(row["key"])
                 for position in TALLY_USERS.get(row["kind"], []):
                     parts[position] = users[parts[position]]
+                if row["kind"] == "pair" and parts[0] > parts[1]:  # the same pair, either way round
+                    parts = [parts[1], parts[0], parts[2], parts[4], parts[3]]
                 if row["kind"] == "proposal":
                     parts[0] = ref("model_versions.jsonl", parts[0])
                 row["key"] = parts
@@ -164,6 +167,8 @@ def _normalised(data: bytes) -> dict[str, list]:
             normal.append(row)
         if member == "tallies.jsonl":
             normal.sort(key=lambda r: (r["kind"], json.dumps(r["key"])))
+        if member == "users.jsonl":
+            normal.sort(key=lambda r: r["username"])
         out[member] = normal
     out["counts"] = manifest["counts"]
     return out
@@ -199,8 +204,11 @@ def test_a_trained_text_project_restored_after_its_deletion_dumps_exports_and_pr
     first = _dump(project)
     exported, probabilities = _export(project), _probabilities(project)
     old_pk = project.pk
+    first_annotator = project.memberships.filter(role="annotator").order_by("user_id").first().user
     project_delete(project=project)
     assert not Project.objects.filter(pk=old_pk).exists()
+    # Gone from this studio too: restored as a new, later user, so ids and "pair" keys are remapped.
+    first_annotator.delete()
 
     restored = project_restore(source=io.BytesIO(first))
 
@@ -220,24 +228,40 @@ def test_a_trained_text_project_restored_after_its_deletion_dumps_exports_and_pr
     assert Prediction.objects.filter(model_version=active, item__project=restored).exists()
 
 
-def test_the_restored_queue_serves_and_takes_answers_with_the_counters_it_had():
+def test_the_restored_queue_serves_and_takes_answers_with_the_counters_and_moments_it_had():
     project = _text_project()
     counters = list(
         Item.objects.filter(project=project)
         .order_by("id")
-        .values_list("annotation_count", "lease_count", "is_complete", "priority", "final_value")
+        .values_list(
+            "annotation_count", "lease_count", "is_complete", "priority", "final_value", "created_at"
+        )
     )
     data = _dump(project)
+    first_annotator = project.memberships.filter(role="annotator").order_by("user_id").first().user
     project_delete(project=project)
+    first_annotator.delete()  # restored as a new user with a later id: the "pair" keys swap
     restored = project_restore(source=io.BytesIO(data))
     assert (
         list(
             Item.objects.filter(project=restored)
             .order_by("id")
-            .values_list("annotation_count", "lease_count", "is_complete", "priority", "final_value")
+            .values_list(
+                "annotation_count", "lease_count", "is_complete", "priority", "final_value", "created_at"
+            )
         )
         == counters
     )
+    assert restored.created_at == project.created_at
+    # The tallies' remapped keys (annotator ids) are what a recount of the restored rows gives.
+    tallies = sorted(Tally.objects.filter(project=restored).values_list("kind", "key", "n"))
+    project_quality_rebuild(
+        project=restored,
+        models={"Item": Item, "Annotation": Annotation, "Label": Label, "Tally": Tally, "Review": Review},
+    )
+    rebuilt = sorted(Tally.objects.filter(project=restored).values_list("kind", "key", "n"))
+    assert rebuilt == [t for t in tallies if t[2]]  # a recount keeps no zero rows
+    assert any(kind == "pair" for kind, _, _ in rebuilt)
     annotator = restored.memberships.filter(role="annotator").order_by("id").last().user
     lease = assignment_next(project=restored, annotator=annotator)
     assert lease is not None and lease.item.project_id == restored.pk
