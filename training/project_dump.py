@@ -482,7 +482,11 @@ class _Restore:
             for field in fields:
                 values[field.attname] = self.value(member, number, model, field, row)
             obj = model(**values)
-            self.row_adjust(member, number, obj, row)
+            try:
+                self.row_adjust(member, number, obj, row)
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+                # A JSON field of another shape than the studio writes (ids inside it are remapped).
+                self.fail(member, number, f"a field of an unexpected shape ({type(exc).__name__}: {exc})")
             batch.append((number, row["id"], obj, {f.attname: getattr(obj, f.attname) for f in auto_now}))
             if len(batch) >= _CHUNK:
                 self.insert(member, model, batch, auto_now)

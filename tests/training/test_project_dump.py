@@ -358,6 +358,10 @@ def _unsafe(members, manifest):
     manifest["members"]["../evil.txt"] = {"sha256": hashlib.sha256(b"x").hexdigest(), "bytes": 1}
 
 
+def _newer(members, manifest):
+    manifest["studio"]["migrations"]["annotate"].append("9999_from_the_future")
+
+
 def _annotation_item(row):
     row["item"] = 987654
 
@@ -368,6 +372,19 @@ def _image_name(row):
 
 BAD = [
     ("format_version", _version, True, "format_version 99"),
+    ("newer studio", _newer, True, "annotate migration 9999_from_the_future is not applied here"),
+    (
+        "unknown field",
+        _line_replaced("items.jsonl", 4, lambda row: row.update(colour="red")),
+        True,
+        "items.jsonl line 4: field 'colour' is unknown to this studio",
+    ),
+    (
+        "bad value",
+        _line_replaced("annotations.jsonl", 2, lambda row: row.update(active_ms="soon")),
+        True,
+        "annotations.jsonl line 2: field 'active_ms'",
+    ),
     ("missing", _missing, True, "labels.jsonl is listed in manifest.json but missing"),
     ("unsafe", _unsafe, True, "member '../evil.txt': an unsafe path"),
     (
