@@ -669,6 +669,8 @@ class _Restore:
     def insert(self, member, model, batch, auto_now) -> None:
         objs = [obj for _, _, obj, _ in batch]
         lines = f"{member} lines {batch[0][0]}–{batch[-1][0]}"
+        if model is Annotation:
+            self.idempotency_keys_clear(objs)
         try:
             with transaction.atomic():
                 model.objects.bulk_create(objs)
@@ -688,6 +690,23 @@ class _Restore:
             self.ids[model][old] = obj.pk
         if model is Project:
             self.project_id = objs[0].pk
+
+    def idempotency_keys_clear(self, annotations: list[Annotation]) -> None:
+        """A submit's key is unique per annotator across projects: where the same annotator's key
+        is already here (a copy restored beside its original), the copy's is cleared. A key only
+        answers a submit retried within seconds, which a restored project never sees."""
+        keyed = [a for a in annotations if a.idempotency_key]
+        if not keyed:
+            return
+        taken = set(
+            Annotation.objects.filter(
+                annotator_id__in={a.annotator_id for a in keyed},
+                idempotency_key__in={a.idempotency_key for a in keyed},
+            ).values_list("annotator_id", "idempotency_key")
+        )
+        for annotation in keyed:
+            if (annotation.annotator_id, annotation.idempotency_key) in taken:
+                annotation.idempotency_key = ""
 
     def deferred_write(self) -> None:
         """The foreign keys to rows restored later, and the annotation marks."""

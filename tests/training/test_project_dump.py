@@ -288,6 +288,21 @@ def test_an_image_project_is_restored_with_its_files_beside_the_original(setting
     assert _export(restored) == _export(project)
 
 
+def test_a_copy_beside_its_original_keeps_the_answers_but_not_their_idempotency_keys():
+    user = UserFactory()
+    project = make_project(items=2, members=[(user, "annotator")])
+    lease = assignment_next(project=project, annotator=user)
+    annotation_submit(
+        project=project, item_id=lease.item.pk, annotator=user, value={"choices": ["positive"]},
+        idempotency_key="k-1",
+    )  # fmt: skip
+    copy = project_restore(source=io.BytesIO(_dump(project)), name="copy")
+    restored = Annotation.objects.get(project=copy)
+    assert restored.value == {"choices": ["positive"]} and restored.annotator == user
+    assert restored.idempotency_key == ""
+    assert Annotation.objects.get(project=project).idempotency_key == "k-1"
+
+
 def test_users_missing_here_are_created_inactive_without_a_password():
     project = make_project(items=3, members=[(UserFactory(username="visitor"), "annotator")])
     data = _dump(project)
