@@ -36,6 +36,7 @@ from annotate.exporting.jobs import (
     item_export_run_job,
     item_export_start,
 )
+from annotate.exporting.pages import read_snapshot
 from annotate.exporting.spans import conll_tag_label
 
 __all__ = [
@@ -57,4 +58,5 @@ __all__ = [
     "export_stream",
     "item_export_run_job",
     "item_export_start",
+    "read_snapshot",
 ]

@@ -1,0 +1,48 @@
+"""`manage.py project_dump PROJECT_ID OUT.zip`: a whole project as one zip (training/project_dump.py)."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate.models import Project
+from training.project_dump import ProjectDumpError, project_dump
+
+
+class Command(BaseCommand):
+    help = "Dump a project whole (rows, files, model versions) into a zip that project_restore reads."
+
+    def add_arguments(self, parser):
+        parser.add_argument("project_id", type=int)
+        parser.add_argument("output", help="The zip to write (replaced whole once complete).")
+
+    def handle(self, *args, project_id, output, **options):
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            raise CommandError(f"project {project_id} does not exist")
+        path = Path(output)
+        directory = path.parent if str(path.parent) else Path(".")
+        if not directory.is_dir():
+            raise CommandError(f"folder {directory} does not exist")
+        # Beside the target, then renamed: a reader never sees half a dump.
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                manifest = project_dump(project=project, into=out)
+            os.replace(temporary, path)
+        except ProjectDumpError as exc:
+            Path(temporary).unlink(missing_ok=True)
+            raise CommandError(str(exc)) from None
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        counts = manifest["counts"]
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Dumped project {project.pk} to {path}: {counts['items.jsonl']} items,"
+                f" {counts['annotations.jsonl']} annotations,"
+                f" {counts['model_versions.jsonl']} model versions,"
+                f" {sum(1 for m in manifest['members'] if m.startswith('files/'))} files"
+            )
+        )
