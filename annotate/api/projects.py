@@ -1,6 +1,6 @@
 """Projects: the ones you belong to, creating one, its settings, deleting it."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -9,7 +9,13 @@ from annotate.api.base import BAD_REQUEST, FORBIDDEN, NOT_FOUND, Api, ProjectApi
 from annotate.api.pagination import KeysetPagination
 from annotate.api.permissions import CanManage
 from annotate.models import Membership, Project
-from annotate.projects import project_create, project_delete, project_list_for_user, project_update
+from annotate.projects import (
+    project_create,
+    project_delete,
+    project_deletion_counts,
+    project_list_for_user,
+    project_update,
+)
 
 
 class ProjectListApi(Api):
@@ -59,8 +65,27 @@ class ProjectDetailApi(ProjectApi):
         data.is_valid(raise_exception=True)
         return self._render(project_update(project=self.project, **data.validated_data))
 
-    @extend_schema(tags=["projects"], responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
+    @extend_schema(
+        tags=["projects"],
+        parameters=[s.ProjectDeleteInput],
+        responses={
+            204: None,
+            400: OpenApiResponse(
+                s.ProjectDeletionOutput, description="Not confirmed: `deletes` names what the deletion takes."
+            ),
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        },
+    )
     def delete(self, request, project_id):
-        """Delete a project with its items and annotations (managers)."""
+        """Delete a project with its items, annotations, models and files (managers), confirmed by
+        `?confirm=<the project's name>`; without it, or with another name, nothing goes and the
+        answer (400) counts what would."""
+        data = s.ProjectDeleteInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        if data.validated_data["confirm"] != self.project.name:
+            deletes = dict(project_deletion_counts(project=self.project))
+            detail = f"confirm the deletion with ?confirm= and the project's name ({self.project.name!r})"
+            return Response({"detail": detail, "deletes": deletes}, status=status.HTTP_400_BAD_REQUEST)
         project_delete(project=self.project, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

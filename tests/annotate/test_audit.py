@@ -191,7 +191,7 @@ def test_deleting_on_the_page_takes_everything_and_its_files_and_the_event_survi
 def test_deleting_through_the_api_records_one_event_naming_the_project(world):
     project, lead, *_ = world
     pk = project.pk
-    assert _api(lead).delete(f"/api/projects/{pk}/").status_code == 204
+    assert _api(lead).delete(f"/api/projects/{pk}/?confirm=Reviews").status_code == 204
     event = _one(pk, A.PROJECT_DELETED)
     assert event.actor == lead and event.detail["name"] == "Reviews" and event.project_id is None
 
@@ -405,7 +405,7 @@ def test_the_admin_shows_a_lead_their_projects_events_only_and_changes_none(worl
 def test_the_admin_shows_a_superuser_a_deleted_projects_event(world):
     project, lead, *_ = world
     pk = project.pk
-    _api(lead).delete(f"/api/projects/{pk}/")
+    assert _api(lead).delete(f"/api/projects/{pk}/?confirm=Reviews").status_code == 204
     admin = UserFactory(is_staff=True, is_superuser=True)
     listing = _page(admin).get(reverse("admin:annotate_auditevent_changelist"))
     assert _one(pk, A.PROJECT_DELETED).pk in {event.pk for event in listing.context["cl"].result_list}

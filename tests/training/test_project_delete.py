@@ -4,6 +4,8 @@ with its model versions, their snapshots, predictions, runs and the versions' fi
 on its own while a version trained on it exists. Any path under /api/ that no route takes answers
 a JSON 404, whatever DEBUG says."""
 
+from urllib.parse import urlencode
+
 import pytest
 from django.core.files.storage import default_storage
 from django.db.models import RestrictedError
@@ -50,7 +52,17 @@ def test_a_trained_project_is_deleted_through_the_api_with_its_models_and_their_
     client = APIClient()
     lead = project.memberships.get(role="manager").user
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=lead).key}")
-    response = client.delete(f"/api/projects/{project.pk}/")
+    url = f"/api/projects/{project.pk}/"
+    # Unconfirmed, or confirmed with another name: nothing goes, and the answer counts what would.
+    for query in ("", "?confirm=", f"?confirm={project.name}x"):
+        refused = client.delete(url + query)
+        assert refused.status_code == 400, refused.content
+        deletes = refused.json()["deletes"]
+        assert deletes["items"] == 120 and deletes["model versions"] == 2, deletes
+        assert deletes["predictions"] == Prediction.objects.filter(model_version__project=project).count()
+        assert "confirm" in refused.json()["detail"]
+    assert Project.objects.filter(pk=project.pk).exists()
+    response = client.delete(f"{url}?{urlencode({'confirm': project.name})}")
     assert response.status_code == 204, response.content
     _gone(project, versions)
 

@@ -62,6 +62,20 @@ class ProjectDetailOutput(ProjectOutput):
         ]
 
 
+class ProjectDeleteInput(serializers.Serializer):
+    confirm = serializers.CharField(
+        required=False,
+        default="",
+        max_length=200,
+        help_text="The project's name, exactly: without it the answer is 400 with what the deletion takes.",
+    )
+
+
+class ProjectDeletionOutput(serializers.Serializer):
+    detail = serializers.CharField()
+    deletes = serializers.DictField(child=serializers.IntegerField(), help_text="What goes: kind -> count.")
+
+
 class ProjectUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     instructions = serializers.CharField(required=False, allow_blank=True)
