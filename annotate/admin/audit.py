@@ -1,11 +1,13 @@
-"""The audit log in the admin, read-only: a lead sees their projects' events, a superuser all
-(a deleted project's events too, whose project is gone)."""
+"""The audit log in the admin, read-only: a lead sees their projects' events and every event they
+caused (the deletion of a project they managed, whose project is gone), a superuser all."""
 
 from django.contrib import admin
+from django.db.models import Q
 
 from annotate.admin.base import ManagedByLeadAdmin, ManagedProjectFilter
 from annotate.audit import audit_describe
 from annotate.models import AuditEvent
+from annotate.projects import project_list_managed_by
 
 
 @admin.register(AuditEvent)
@@ -31,7 +33,24 @@ class AuditEventAdmin(ManagedByLeadAdmin):
     def get_queryset(self, request):
         if request.user.is_superuser:
             return admin.ModelAdmin.get_queryset(self, request)
-        return super().get_queryset(request)
+        managed = project_list_managed_by(user=request.user).values("pk")
+        return admin.ModelAdmin.get_queryset(self, request).filter(
+            Q(project__in=managed) | Q(actor=request.user)
+        )
+
+    def _caused_any(self, request) -> bool:
+        user = request.user
+        return user.is_active and user.is_staff and AuditEvent.objects.filter(actor=user).exists()
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or self._caused_any(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None and obj.actor_id == request.user.pk and request.user.is_staff:
+            return request.user.is_active
+        if obj is None:
+            return super().has_view_permission(request) or self._caused_any(request)
+        return super().has_view_permission(request, obj)
 
     def project_id_of(self, obj: AuditEvent) -> int:
         return obj.project_id

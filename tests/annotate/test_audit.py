@@ -409,3 +409,15 @@ def test_the_admin_shows_a_superuser_a_deleted_projects_event(world):
     admin = UserFactory(is_staff=True, is_superuser=True)
     listing = _page(admin).get(reverse("admin:annotate_auditevent_changelist"))
     assert _one(pk, A.PROJECT_DELETED).pk in {event.pk for event in listing.context["cl"].result_list}
+
+
+def test_the_admin_shows_the_lead_who_deleted_a_project_its_deletion_and_other_leads_not(world):
+    project, lead, _, other_lead = world
+    pk = project.pk
+    assert _api(lead).delete(f"/api/projects/{pk}/?confirm=Reviews").status_code == 204
+    deletion = _one(pk, A.PROJECT_DELETED).pk
+    for user, sees in ((lead, True), (other_lead, False)):
+        user.is_staff = True
+        user.save()
+        listing = _page(user).get(reverse("admin:annotate_auditevent_changelist"))
+        assert (deletion in {event.pk for event in listing.context["cl"].result_list}) is sees, user
