@@ -18,6 +18,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from django.http import HttpResponse
 from django.utils import timezone
 
 from training.artifact_store import artifact_local
@@ -84,6 +85,14 @@ def download_name(version: ModelVersion) -> str:
 def download_packages(backend: str) -> dict[str, str]:
     """The packages the loader needs for `backend`, at the versions installed here."""
     return {name: metadata.version(name) for name in PACKAGES[backend]}
+
+
+def model_download_response(*, version: ModelVersion) -> HttpResponse:
+    """The version's download as an attachment (the page's link and the API answer the same)."""
+    name, data = model_download_build(version=version)
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def model_download_build(*, version: ModelVersion) -> tuple[str, bytes]:

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from annotate.models import Project
 from annotate.views.access import page_membership
-from training.download import model_download_build
+from training.download import model_download_response
 from training.model_card import model_card
 from training.models import ModelVersion, TrainingRun
 from training.proposals import random_slice_report
@@ -111,7 +111,4 @@ def model_card_page(request: HttpRequest, project_id: int, number: int) -> HttpR
 def model_download(request: HttpRequest, project_id: int, number: int) -> HttpResponse:
     """The version as a zip with its loader (training/download.py), for the project's managers."""
     project = _manager_or_404(request, project_id)
-    name, data = model_download_build(version=_version_or_404(project, number))
-    response = HttpResponse(data, content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return model_download_response(version=_version_or_404(project, number))

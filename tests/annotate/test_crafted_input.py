@@ -5,25 +5,11 @@ ids beyond a BigAutoField in a body or a URL, a cursor that does not decode or p
 import base64
 
 import pytest
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from annotate.converters import DB_ID_MAX, DB_INT_MAX
 from annotate.models import Annotation
-from tests.factories import UserFactory, make_project
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lead_api():
-    lead = UserFactory()
-    project = make_project(labels=["a", "b"], items=3, members=[])
-    project.memberships.filter(role="manager").update(user=lead)
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=lead).key}")
-    client.force_login(lead)
-    return project, client
 
 
 @pytest.mark.parametrize("active_ms", [DB_INT_MAX + 1, 2**32 + 5, 2**64])

@@ -9,7 +9,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotate.models import Item, Label, Project
-from tests.factories import PASSWORD, UserFactory, make_project
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,18 +29,8 @@ def test_logins_with_a_nul_byte_in_the_username_are_refused_not_500():
     assert "username" in response.json(), response.json()
 
 
-@pytest.fixture
-def lead_api():
-    lead = UserFactory()
-    project = make_project(labels=["a", "b"], items=0, members=[])
-    project.memberships.filter(role="manager").update(user=lead)
-    client = APIClient(raise_request_exception=False)
-    client.force_login(lead)
-    return project, client
-
-
-def test_project_and_label_fields_with_a_nul_byte_name_the_field(lead_api):
-    project, client = lead_api
+def test_project_and_label_fields_with_a_nul_byte_name_the_field(lead_api_empty):
+    project, client = lead_api_empty
     response = client.post(
         "/api/projects/", {"name": NUL, "task_type": "text_classification", "labels": ["a"]}, format="json"
     )
@@ -62,8 +52,8 @@ def test_project_and_label_fields_with_a_nul_byte_name_the_field(lead_api):
         ("rows.json", b'[{"text": "fine"}, {"text": "ok", "meta": {"k\\u0000": 1}}]', "item 2"),
     ],
 )
-def test_an_import_with_a_nul_byte_fails_whole_naming_the_row(lead_api, filename, body, where):
-    project, client = lead_api
+def test_an_import_with_a_nul_byte_fails_whole_naming_the_row(lead_api_empty, filename, body, where):
+    project, client = lead_api_empty
     upload = io.BytesIO(body)
     upload.name = filename
     response = client.post(f"/api/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
@@ -78,8 +68,8 @@ def test_an_import_with_a_nul_byte_fails_whole_naming_the_row(lead_api, filename
     assert not Item.objects.filter(project=project).exists()
 
 
-def test_a_json_body_with_a_nul_byte_anywhere_is_a_400_saying_where(lead_api):
-    project, client = lead_api
+def test_a_json_body_with_a_nul_byte_anywhere_is_a_400_saying_where(lead_api_empty):
+    project, client = lead_api_empty
     response = client.post(
         f"/api/projects/{project.pk}/items/",
         {"items": [{"text": "fine", "metadata": {"source": ["ok", "bad\x00"]}}]},

@@ -4,7 +4,6 @@ download one.
 The API is the web layer, so it calls into training's services; annotate's domain never does.
 """
 
-from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -13,7 +12,7 @@ from rest_framework.response import Response
 from annotate.api.base import FORBIDDEN, NOT_FOUND, ManagerApi, ProjectApi, found
 from annotate.api.permissions import CanManage, CanReview
 from training.api.serializers import ModelVersionOutput, TrainingRunOutput
-from training.download import model_download_build
+from training.download import model_download_response
 from training.models import ModelVersion
 from training.runs import training_run_cancel, training_run_list, training_run_request
 from training.versions import NoModelForTask, model_version_list_with_acceptance
@@ -108,7 +107,4 @@ class ModelVersionDownloadApi(ManagerApi):
     def get(self, request, project_id, number):
         """Download model version `number` of the project (managers only)."""
         version = found(ModelVersion.objects.filter(project=self.project, number=number).first())
-        name, data = model_download_build(version=version)
-        response = HttpResponse(data, content_type="application/zip")
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
-        return response
+        return model_download_response(version=version)

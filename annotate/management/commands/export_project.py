@@ -1,12 +1,11 @@
 """`manage.py export_project <project_id> --format json|jsonl|csv [--labeled-only] [--output PATH|-]`."""
 
-import os
-import tempfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate import exporting
+from annotate.management.files import file_replaced_whole
 from annotate.models import Project
 
 
@@ -49,21 +48,10 @@ class Command(BaseCommand):
         self.stderr.write(summary + ("" if output == "-" else f" to {output}"), style_func=self.style.SUCCESS)
 
     def _write_file(self, path: Path, chunks) -> None:
-        """Write beside the target, then rename: a reader never sees half an export."""
-        directory = path.parent if str(path.parent) else Path(".")
-        if not directory.is_dir():
-            raise CommandError(f"folder {directory} does not exist")
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out:
+            with file_replaced_whole(path) as out:
                 for chunk in chunks:
                     out.write(chunk.encode("utf-8"))
-            os.replace(temporary, path)
         except BaseException:
             chunks.close()
-            Path(temporary).unlink(missing_ok=True)
             raise
-        # mkstemp makes the file 0600; give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(path, 0o666 & ~umask)

@@ -1,11 +1,10 @@
 """`manage.py project_dump PROJECT_ID OUT.zip`: a whole project as one zip (training/project_dump.py)."""
 
-import os
-import tempfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from annotate.management.files import file_replaced_whole
 from annotate.models import Project
 from training.project_dump import ProjectDumpError, project_dump
 
@@ -22,21 +21,11 @@ class Command(BaseCommand):
         if project is None:
             raise CommandError(f"project {project_id} does not exist")
         path = Path(output)
-        directory = path.parent if str(path.parent) else Path(".")
-        if not directory.is_dir():
-            raise CommandError(f"folder {directory} does not exist")
-        # Beside the target, then renamed: a reader never sees half a dump.
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out:
+            with file_replaced_whole(path) as out:
                 manifest = project_dump(project=project, into=out)
-            os.replace(temporary, path)
         except ProjectDumpError as exc:
-            Path(temporary).unlink(missing_ok=True)
             raise CommandError(str(exc)) from None
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
         counts = manifest["counts"]
         self.stdout.write(
             self.style.SUCCESS(
