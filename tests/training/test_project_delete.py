@@ -95,3 +95,13 @@ def test_a_path_under_api_that_no_route_takes_is_a_json_404(debug):
             assert response.status_code == 404, path
             assert response["Content-Type"] == "application/json"
             assert response.json() == {"detail": f"No API endpoint at {path}."}
+
+
+def test_a_confirmation_that_is_not_a_name_is_refused_with_what_goes(client):
+    """Found by the API fuzz: a NUL in ?confirm= answered a serializer's error, not the schema's."""
+    project = reviews_project(n=5, labeled=0)
+    api = APIClient()
+    api.force_authenticate(project.memberships.get(role="manager").user)
+    response = api.delete(f"/api/projects/{project.pk}/?confirm=%00")
+    assert response.status_code == 400 and response.json()["deletes"]["items"] == 5
+    assert Project.objects.filter(pk=project.pk).exists()

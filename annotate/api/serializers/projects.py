@@ -62,15 +62,6 @@ class ProjectDetailOutput(ProjectOutput):
         ]
 
 
-class ProjectDeleteInput(serializers.Serializer):
-    confirm = serializers.CharField(
-        required=False,
-        default="",
-        max_length=200,
-        help_text="The project's name, exactly: without it the answer is 400 with what the deletion takes.",
-    )
-
-
 class ProjectDeletionOutput(serializers.Serializer):
     detail = serializers.CharField()
     deletes = serializers.DictField(child=serializers.IntegerField(), help_text="What goes: kind -> count.")
