@@ -136,7 +136,12 @@ def test_manager_changes_project_settings():
 
 def test_manager_deletes_a_project():
     project = make_project(items=3)
-    response = _client(_manager(project)).delete(_url("project-detail", project))
+    url = _url("project-detail", project)
+    refused = _client(_manager(project)).delete(url)  # unconfirmed: what would go, nothing gone
+    assert refused.status_code == 400 and refused.json()["deletes"]["items"] == 3
+    response = _client(_manager(project)).delete(
+        url, QUERY_STRING=f"confirm={project.name}".replace(" ", "+")
+    )
     assert response.status_code == 204
     assert not Project.objects.filter(pk=project.pk).exists()
     assert not Item.objects.exists()

@@ -25,7 +25,8 @@ from annotate.models import ImportJob, Item, Membership
 from tests.factories import make_project
 from tests.workers import database_url
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# PostgreSQL only (deselected on SQLite, which has no server connection to terminate).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 LOST = "the database connection was lost during the import; nothing was imported"
 CSV = "id,text\n" + "".join(f"r{i},review number {i}\n" for i in range(30))
@@ -33,8 +34,7 @@ CSV = "id,text\n" + "".join(f"r{i},review number {i}\n" for i in range(30))
 
 @pytest.fixture
 def postgres():
-    if connection.vendor != "postgresql":
-        pytest.skip("pg_terminate_backend needs PostgreSQL: SQLite has no server connection to terminate")
+    assert connection.vendor == "postgresql", "pg_terminate_backend needs PostgreSQL"
 
 
 def _terminate_the_writer(*, connection, rows):
