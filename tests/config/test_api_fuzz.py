@@ -35,4 +35,7 @@ def world(request, settings):
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_answers_within_its_schema(case, world):
-    fuzz_call(case, world, checks=CHECKS)
+    # fuzz_call raises schemathesis' failure group when any of the named checks fails; the status
+    # is asserted here too, so the test states its bar itself.
+    response = fuzz_call(case, world, checks=CHECKS)
+    assert response.status_code < 500, (case.operation.label, response.status_code)
