@@ -41,6 +41,9 @@ BACKEND_FOR_TASK = {
 }
 # A text classification project's text_model, as a backend.
 TEXT_BACKENDS = {"ngrams": "text_logreg", "encoder": "text_encoder"}
+# A fit that learns from unlabeled items (the image network below 10 labels per class) reads at
+# most this many of them, a seeded sample: label spreading over 5,000 images takes about a second.
+UNLABELED_MAX = 5_000
 NO_BOX_MODEL = "no box model yet: boxes get proposals from imported predictions (pre-annotations)"
 
 
@@ -127,6 +130,33 @@ def model_inputs(*, project: Project, backend, item_ids: list[int], progress=Non
         size = int(backend.params.get("input_size", IMAGE_SIZE))
         return image_arrays(project=project, item_ids=item_ids, size=size)
     return text_features(project=project, item_ids=item_ids, featurizer=backend.featurizer, progress=progress)
+
+
+def unlabeled_inputs(
+    *, project: Project, backend, labeled_ids, classes: list[str], multi_label: bool, seed: int = 0
+):
+    """The inputs of up to UNLABELED_MAX of the project's items outside the training set (a seeded
+    sample), when the backend learns from unlabeled items at this many labels; else None.
+
+    None too while some of the project's labels are not in the training set (too few labels to
+    train them): pseudo-labels would put that class's items into the classes the model knows, make
+    the model sure of them, and hide them from the queue's search for the missing classes
+    (training/scoring.py scoring_strategy). On the digits, one split kept a class missing until 120
+    labels that way."""
+    if not backend.learns_from_unlabeled(
+        n_labels=len(labeled_ids), n_classes=len(classes), multi_label=multi_label
+    ):
+        return None
+    if set(project.labels.values_list("name", flat=True)) - set(classes):
+        return None
+    ids = list(Item.objects.filter(project=project).exclude(pk__in=list(labeled_ids)).order_by("id")
+               .values_list("id", flat=True))  # fmt: skip
+    if not ids:
+        return None
+    if len(ids) > UNLABELED_MAX:
+        chosen = np.random.default_rng(seed).choice(len(ids), UNLABELED_MAX, replace=False)
+        ids = [ids[i] for i in np.sort(chosen)]
+    return model_inputs(project=project, backend=backend, item_ids=ids)
 
 
 def span_documents(texts: list[str]) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -233,6 +263,11 @@ def model_version_train(
         progress=lambda done, total: progress("load", 5 + 5 * done // max(total, 1)),
     )  # fmt: skip
     n = len(snapshot.item_ids)
+    unlabeled = unlabeled_inputs(
+        project=project, backend=backend, labeled_ids=snapshot.item_ids, classes=classes,
+        multi_label=multi_label, seed=seed,
+    )  # fmt: skip
+    fit_extra = {} if unlabeled is None else {"unlabeled": unlabeled}
     if folds == 0:
         # No k-fold fits (a simulation, which scores every version on a held-out split of its own).
         if diagnostics:
@@ -266,7 +301,7 @@ def model_version_train(
             make_backend=lambda: backend_class(**(params or {})), X=X, Y=Y, fold_of=fold_of,
             classes=classes, multi_label=multi_label, seed=seed,
             after_fold=lambda done: progress("cross-validate", 10 + round(45 * done / k)),
-            fold_infos=fold_infos,
+            fold_infos=fold_infos, fit_extra=fit_extra,
         )  # fmt: skip
         refit: dict = {}
         backend = _refit_backend(backend_class, params, backend, fold_infos, refit)
@@ -294,7 +329,7 @@ def model_version_train(
     metrics["classes_left_out"] = snapshot.classes_left_out
     if transfer is not None:
         metrics["transfer"] = transfer.summary()
-    metrics["fit"] = backend.fit(X, Y, classes=classes, multi_label=multi_label, seed=seed)
+    metrics["fit"] = backend.fit(X, Y, classes=classes, multi_label=multi_label, seed=seed, **fit_extra)
     # The model card's data and hardware (training/model_card.py).
     metrics["data"] = training_data_summary(snapshot=snapshot)
     metrics["hardware"] = training_hardware(fit_info=metrics["fit"])
@@ -407,19 +442,23 @@ def out_of_fold_proba(
     seed: int = 0,
     after_fold: Callable[[int], None] | None = None,
     fold_infos: list | None = None,
+    fit_extra: dict | None = None,
 ) -> np.ndarray:
     """Every row's class probabilities from the one fold model that did not see it.
 
     Fold f's model is a fresh backend from `make_backend`, fitted on the rows outside fold f and
     asked only for the rows inside it. `after_fold(done)` is called after each fold (the run's
     progress and cancellation point). Each fold model's fit_info is appended to `fold_infos`.
+    `fit_extra` goes to every fit (the unlabeled items' inputs: never a labeled row's label).
     """
     proba = np.zeros((len(Y), len(classes)), dtype=np.float64)
     for fold in range(int(fold_of.max()) + 1):
         held_out = np.flatnonzero(fold_of == fold)
         seen = np.flatnonzero(fold_of != fold)
         model = make_backend()
-        info = model.fit(X[seen], Y[seen], classes=classes, multi_label=multi_label, seed=seed)
+        info = model.fit(
+            X[seen], Y[seen], classes=classes, multi_label=multi_label, seed=seed, **(fit_extra or {})
+        )
         if fold_infos is not None:
             fold_infos.append(info)
         proba[held_out] = model.predict_proba(X[held_out])

@@ -41,8 +41,9 @@ def reviews_project(n=300, *, labeled=None):
     return project
 
 
-def digits_project(n=250):
-    """An image project of the first `n` scikit-learn digits as the demo's PNGs, all labeled."""
+def digits_project(n=250, *, labeled=None):
+    """An image project of the first `n` scikit-learn digits as the demo's PNGs, the first
+    `labeled` served (all) labeled."""
     user = UserFactory()
     project = make_project(
         task_type="image_classification", labels=[str(d) for d in range(10)], members=[(user, "annotator")]
@@ -50,5 +51,14 @@ def digits_project(n=250):
     pixels, targets = digits_arrays()
     files = [(f"d{i}.png", io.BytesIO(digit_png(pixels[i]))) for i in range(n)]
     importing.import_images(project=project, files=files)
-    label_everything(project, user, lambda item: str(targets[int(item.external_id[1:-4])]))
+    truth_of = lambda item: str(targets[int(item.external_id[1:-4])])  # noqa: E731
+    # The file's order, not the import's random priorities: the first digits cycle through 0-9.
+    project.items.update(priority=0.0)
+    if labeled is None:
+        label_everything(project, user, truth_of)
+    for _ in range(labeled or 0):
+        lease = assignment_next(project=project, annotator=user)
+        annotation_submit(
+            project=project, item_id=lease.item.pk, annotator=user, value={"choices": [truth_of(lease.item)]}
+        )
     return project

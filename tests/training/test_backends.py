@@ -345,3 +345,25 @@ def test_no_saved_model_contains_a_pickle_file(tmp_path):
     _fitted_image()[0].save(tmp_path / "image")
     suffixes = {p.suffix for p in tmp_path.rglob("*") if p.is_file()}
     assert suffixes == {".json", ".npz", ".pt"}
+
+
+def test_image_backend_trains_on_pseudo_labels_only_below_its_bound_and_single_label():
+    X, y = _image_data(n=90)
+    labeled, unlabeled = X[:12], X[12:]
+    backend = ImageCNNBackend(device="cpu", epochs=2, channels=[4, 8, 8])
+    info = backend.fit(labeled, y[:12], classes=CLASSES, multi_label=False, seed=0, unlabeled=unlabeled)
+    assert info["labels"] == 12 and info["pseudo_labels"] > 0
+    assert info["n_samples"] == 12 * info["label_repeats"] + info["pseudo_labels"]
+    # 12 labels of 3 classes is under 10 per class; 30 is not, and 0 turns it off.
+    assert backend.learns_from_unlabeled(n_labels=29, n_classes=3, multi_label=False)
+    assert not backend.learns_from_unlabeled(n_labels=30, n_classes=3, multi_label=False)
+    assert not backend.learns_from_unlabeled(n_labels=12, n_classes=3, multi_label=True)
+    off = ImageCNNBackend(device="cpu", epochs=2, channels=[4, 8, 8], pseudo_labels_below=0)
+    info = off.fit(labeled, y[:12], classes=CLASSES, multi_label=False, seed=0, unlabeled=unlabeled)
+    assert (info["pseudo_labels"], info["n_samples"]) == (0, 12)
+    with pytest.raises(ValueError, match="unlabeled images have shape"):
+        backend.fit(labeled, y[:12], classes=CLASSES, multi_label=False, unlabeled=unlabeled[:, :, :8, :8])
+
+
+def test_text_backends_do_not_ask_for_unlabeled_items():
+    assert not TextLogRegBackend().learns_from_unlabeled(n_labels=5, n_classes=3, multi_label=False)

@@ -135,6 +135,15 @@ def test_an_image_cards_loss_curve_and_device_and_a_spans_card(client):
     text = _card_page(client, project, version).text
     assert 'id="loss-curve"' in text and "<dt>device</dt>" in text
     assert version.metrics["hardware"]["torch"] and version.metrics["hardware"]["device"] == "cpu"
+    assert 'id="card-pseudo-labels"' not in text  # every item is labeled: nothing to pseudo-label
+
+    few = digits_project(n=150, labeled=60)
+    few.training_params = {"epochs": 3}
+    few.save(update_fields=["training_params"])
+    version = model_version_train(project=few, folds=2)
+    pseudo = version.metrics["fit"]["pseudo_labels"]
+    assert pseudo > 0
+    assert f"also trained on {pseudo} pseudo-labels" in _card_page(client, few, version).text
 
     spans = spans_project(labeled=40)
     span_version = model_version_train(project=spans, folds=3)

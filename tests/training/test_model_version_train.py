@@ -156,3 +156,46 @@ def test_a_run_without_diagnostics_writes_no_label_issues_and_folds_0_fits_the_s
     )
     with pytest.raises(ValueError, match="folds=0 needs diagnostics=False"):
         model_version_train(project=project, folds=0)
+
+
+def test_a_digits_version_with_few_labels_also_learns_from_the_unlabeled_items(monkeypatch):
+    from training.backends.image import ImageCNNBackend
+
+    project = digits_project(n=200, labeled=60)
+    fits, real_fit = [], ImageCNNBackend.fit
+
+    def recording_fit(self, X, Y, **kwargs):
+        fits.append((len(X), kwargs.get("unlabeled")))
+        return real_fit(self, X, Y, **kwargs)
+
+    monkeypatch.setattr(ImageCNNBackend, "fit", recording_fit)
+    version = model_version_train(project=project, params={"device": "cpu", "epochs": 3})
+    fit, labeled = version.metrics["fit"], version.dataset.item_ids
+    # 140 items carry no label; label spreading reaches them and each class's most confident half
+    # is kept.
+    assert fit["labels"] == len(labeled) == 60 and 50 <= fit["pseudo_labels"] <= 90, fit
+    assert fit["n_samples"] == 60 * fit["label_repeats"] + fit["pseudo_labels"] and fit["label_repeats"] == 2
+    # Every fit, the k-fold ones too, gets the images of the items outside the training set, only theirs.
+    outside = sorted(set(project.items.values_list("id", flat=True)) - set(labeled))
+    assert len(outside) == 140
+    expected = model_inputs(project=project, backend=ImageCNNBackend(), item_ids=outside)
+    folds = version.metrics["cv"]["folds"]
+    assert len(fits) == folds + 1 and fits[-1][0] == 60 and all(n < 60 for n, _ in fits[:-1])
+    for _, unlabeled in fits:
+        np.testing.assert_array_equal(unlabeled, expected)
+
+
+def test_a_digits_version_with_enough_labels_trains_on_the_labels_alone():
+    project = digits_project(n=120)
+    version = model_version_train(project=project, params={"device": "cpu", "epochs": 3})
+    assert version.metrics["fit"]["pseudo_labels"] == 0 and version.metrics["fit"]["labels"] == 120
+
+
+def test_no_pseudo_labels_while_a_label_of_the_project_has_too_few_labels_to_train():
+    from annotate.projects import label_create
+
+    project = digits_project(n=200, labeled=60)
+    label_create(project=project, name="smudge")  # no item carries it: the version cannot know it
+    version = model_version_train(project=project, params={"device": "cpu", "epochs": 3})
+    assert "smudge" not in version.dataset.classes
+    assert version.metrics["fit"]["pseudo_labels"] == 0 and version.metrics["fit"]["n_samples"] == 60

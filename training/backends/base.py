@@ -50,6 +50,12 @@ class Backend(abc.ABC):
     def is_fitted(self) -> bool:
         return bool(self.classes)
 
+    def learns_from_unlabeled(self, *, n_labels: int, n_classes: int, multi_label: bool) -> bool:
+        """Whether a fit on this many labels would learn from the project's unlabeled items too: then
+        the caller passes their inputs as `fit(..., unlabeled=...)`, in X's form (the image
+        network's pseudo-labels). Backends that never do keep this False and `fit` as declared."""
+        return False
+
     @abc.abstractmethod
     def fit(self, X: Any, Y: np.ndarray, *, classes: list[str], multi_label: bool, seed: int = 0) -> dict:
         """Learn from X and the targets Y; return what happened (epochs, loss, seconds …), JSON-safe."""

@@ -3,7 +3,8 @@
 Input is a float32 array (n, C, H, W) in [0, 1], e.g. from `images_to_array`. Three blocks of
 conv-batchnorm-relu-maxpool, then dropout and one linear layer. AdamW with a one-cycle learning rate over
 a number of epochs that grows as the data set shrinks, random shifts of a few pixels as augmentation;
-everything seeded.
+everything seeded. Given the project's unlabeled images (`fit(..., unlabeled=...)`), a fit with fewer
+than `pseudo_labels_below` labels per class also trains on their pseudo-labels (pseudo_labels.py).
 
 No minibatch is smaller than `min_batch_size` (half of `batch_size` unless set; the whole set when it
 is smaller still): an epoch's shuffled order is cut into `batch_size` chunks and a remainder below that
@@ -141,6 +142,9 @@ class ImageCNNBackend(Backend):
         "early_stopping_min": 300,
         "device": None,  # None: "cuda" when available, else "cpu"
         "predict_batch_size": 512,
+        # Given the project's unlabeled items, a fit with fewer than this many labels per class also
+        # trains on their pseudo-labels (training/backends/pseudo_labels.py); 0 turns it off.
+        "pseudo_labels_below": 10,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -195,8 +199,18 @@ class ImageCNNBackend(Backend):
         stated = p["min_batch_size"] if p["min_batch_size"] is not None else int(p["batch_size"]) // 2
         return max(1, min(int(stated), int(p["batch_size"])))
 
+    def learns_from_unlabeled(self, *, n_labels: int, n_classes: int, multi_label: bool) -> bool:
+        return not multi_label and n_labels < int(self._params["pseudo_labels_below"] or 0) * n_classes
+
     def fit(
-        self, X: np.ndarray, Y: np.ndarray, *, classes: list[str], multi_label: bool, seed: int = 0
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        *,
+        classes: list[str],
+        multi_label: bool,
+        seed: int = 0,
+        unlabeled: np.ndarray | None = None,
     ) -> dict:
         import torch
         from torch import nn
@@ -206,6 +220,7 @@ class ImageCNNBackend(Backend):
         X = self._check_images(X, fitted=False)
         Y = self._set_targets(Y, classes=classes, multi_label=multi_label, n=len(X))
         p = self._params
+        labels_given = len(X)
         device = torch.device(self.device)
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -217,6 +232,25 @@ class ImageCNNBackend(Backend):
             held, kept = np.sort(order[:n_validation]), np.sort(order[n_validation:])
             validation = (X[held], Y[held])
             X, Y = X[kept], Y[kept]
+        n_labels, pseudo, repeat = len(X), 0, 1
+        wanted = self.learns_from_unlabeled(
+            n_labels=labels_given, n_classes=len(self.classes), multi_label=multi_label
+        )
+        if unlabeled is not None and len(unlabeled) and wanted:
+            from training.backends.pseudo_labels import pseudo_labels
+
+            U = self._check_images(unlabeled, fitted=False)
+            if tuple(U.shape[1:]) != tuple(X.shape[1:]):
+                raise ValueError(f"unlabeled images have shape {U.shape[1:]}, the labeled ones {X.shape[1:]}")
+            rows, spread = pseudo_labels(X, Y, U)
+            # The labels are repeated until they are as many as the pseudo-labels: an epoch then sees
+            # them as often as all the pseudo-labels together. Without it 80 labels among 680
+            # pseudo-labels were each seen 20 times, not 250 (digits, 80 random labels, 2 splits:
+            # 0.936 and 0.908 without the repeat, 0.939 and 0.922 with it; the labels alone 0.933, 0.950).
+            repeat = max(1, math.ceil(len(rows) / max(n_labels, 1)))
+            X = np.concatenate([np.tile(X, (repeat, 1, 1, 1)), U[rows]])
+            Y = np.concatenate([np.tile(Y, repeat), spread])
+            pseudo = len(rows)
 
         self.input_shape = tuple(int(s) for s in X.shape[1:])
         network = _build_network(X.shape[1], len(self.classes), p["channels"], p["dropout"])
@@ -278,6 +312,9 @@ class ImageCNNBackend(Backend):
         self.network = network
         self.fit_info = {
             "n_samples": int(n),
+            "labels": int(n_labels),
+            "pseudo_labels": int(pseudo),
+            "label_repeats": int(repeat),
             "epochs": int(epochs),
             "steps": int(steps),
             "min_batch_size": int(floor),
