@@ -50,15 +50,19 @@ class _Server:
         self._wait_ready(60)
 
     def _wait_ready(self, seconds: float) -> None:
-        """Poll the login page until it answers 200 (each try bounded by its own timeout)."""
+        """Poll the login page until it answers 200 (each try bounded by its own timeout).
+
+        gunicorn loads the application lazily, so its first answer can take seconds on a loaded
+        machine: a try that times out is a server not ready yet, like one that refuses.
+        """
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
             try:
-                if requests.get(f"{self.url}/accounts/login/", timeout=2).status_code == 200:
+                if requests.get(f"{self.url}/accounts/login/", timeout=10).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=0.1)  # a short wait between tries; ends at once if gunicorn exits
