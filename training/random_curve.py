@@ -83,17 +83,19 @@ def curve_points(
     fractions=RANDOM_CURVE_FRACTIONS,
     folds: int = RANDOM_CURVE_FOLDS,
     seed: int = 0,
+    fit_extra: dict | None = None,
 ) -> list[dict]:
     """Points (n, accuracy) of the backend's learning curve on these labels alone (k-fold,
     nested subsets: nested_fold_points). Exact match of the choices (subset accuracy, proba ≥
-    0.5, for multi-label), as the version's own accuracy is."""
+    0.5, for multi-label), as the version's own accuracy is. `fit_extra` goes to every fit, as
+    the version's own fits get it (the unlabeled items' inputs)."""
     from training.evaluation import fold_assignments
 
     Y = np.asarray(Y)
 
     def right_count(rows, held_out):
         model = make_backend()
-        model.fit(X[rows], Y[rows], classes=classes, multi_label=multi_label, seed=seed)
+        model.fit(X[rows], Y[rows], classes=classes, multi_label=multi_label, seed=seed, **(fit_extra or {}))
         proba = model.predict_proba(X[held_out])
         if multi_label:
             return np.all((proba >= 0.5) == (Y[held_out] == 1), axis=1).sum()
@@ -213,7 +215,15 @@ def random_curve_estimate(*, points: list[dict], fit: dict, target: float, targe
 
 
 def random_curve_measure(
-    *, project, snapshot, X, Y: np.ndarray, make_backend: Callable[[], object], target: float, seed: int = 0
+    *,
+    project,
+    snapshot,
+    X,
+    Y: np.ndarray,
+    make_backend: Callable[[], object],
+    target: float,
+    seed: int = 0,
+    fit_extra: dict | None = None,
 ) -> dict:
     """metrics["random_curve"] for a run (classification or spans): the slice labels among the snapshot's,
     the points, the fit and the estimate at `target` (the run's cross-validated accuracy), or
@@ -223,6 +233,9 @@ def random_curve_measure(
     only while nobody has labeled or leased it (`_random_slice_mark`) and redraws give back only
     unlabeled ones, so every labeled slice item was drawn uniformly from the pool before its
     label existed. (Items a lead later made gold are no longer random and drop out.)
+
+    `fit_extra` (classification) goes to every curve fit: the image network's fits then learn
+    from the unlabeled images as the version's own did, so the curve is the same learner's.
     """
     from annotate.models import Item, PickKind, Project
 
@@ -258,7 +271,7 @@ def random_curve_measure(
         else:
             points = curve_points(
                 make_backend=make_backend, X=X[rows], Y=np.asarray(Y)[rows], classes=snapshot.classes,
-                multi_label=snapshot.multi_label, seed=seed, **schedule,
+                multi_label=snapshot.multi_label, seed=seed, fit_extra=fit_extra, **schedule,
             )  # fmt: skip
     except ValueError as exc:  # a class with a single slice item: no two folds
         return {**base, "status": "too few", "reason": str(exc)}

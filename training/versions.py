@@ -319,7 +319,7 @@ def model_version_train(
             # What random sampling would have needed for this accuracy (training/random_curve.py).
             metrics["random_curve"] = random_curve_measure(
                 project=project, snapshot=snapshot, X=X, Y=Y, target=metrics["accuracy"], seed=seed,
-                make_backend=lambda: backend_class(**(params or {})),
+                make_backend=lambda: backend_class(**(params or {})), fit_extra=fit_extra,
             )  # fmt: skip
         else:
             issues = None

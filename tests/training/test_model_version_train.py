@@ -6,12 +6,14 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
+from annotate.models import PickKind
 from tests.factories import make_project
 from tests.training.projects import digits_project, reviews_project
 from training.backends import get_backend
 from training.datasets import NotEnoughLabels
 from training.evaluation import fold_assignments
 from training.models import ModelVersion
+from training.random_curve import IMAGE_CURVE_FOLDS, IMAGE_CURVE_FRACTIONS
 from training.versions import model_inputs, model_version_backend, model_version_train, out_of_fold_proba
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +164,8 @@ def test_a_digits_version_with_few_labels_also_learns_from_the_unlabeled_items(m
     from training.backends.image import ImageCNNBackend
 
     project = digits_project(n=200, labeled=60)
+    # The 60 labeled items as the random slice: the run also measures the random curve.
+    project.items.filter(annotation_count__gt=0).update(pick_kind=PickKind.RANDOM)
     fits, real_fit = [], ImageCNNBackend.fit
 
     def recording_fit(self, X, Y, **kwargs):
@@ -179,8 +183,11 @@ def test_a_digits_version_with_few_labels_also_learns_from_the_unlabeled_items(m
     outside = sorted(set(project.items.values_list("id", flat=True)) - set(labeled))
     assert len(outside) == 140
     expected = model_inputs(project=project, backend=ImageCNNBackend(), item_ids=outside)
-    folds = version.metrics["cv"]["folds"]
-    assert len(fits) == folds + 1 and fits[-1][0] == 60 and all(n < 60 for n, _ in fits[:-1])
+    folds, curve = version.metrics["cv"]["folds"], version.metrics["random_curve"]
+    curve_fits = IMAGE_CURVE_FOLDS * len(IMAGE_CURVE_FRACTIONS)
+    assert curve["slice_labels"] == 60 and len(curve["points"]) == len(IMAGE_CURVE_FRACTIONS), curve
+    assert len(fits) == folds + curve_fits + 1 and fits[-1][0] == 60 and all(n < 60 for n, _ in fits[:-1])
+    # The random curve's fits learn from the same unlabeled images: the curve is the same learner's.
     for _, unlabeled in fits:
         np.testing.assert_array_equal(unlabeled, expected)
 
