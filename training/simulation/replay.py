@@ -208,9 +208,14 @@ def replay(
         last = curve.points[-1]
         last.seconds = round(time.perf_counter() - round_started, 2)
         shown = f"{last.score:.3f}" if last.score is not None else "no model yet"
+        order = version.metrics.get("queue_order", {}) if last.score is not None else {}
+        warm = ""
+        if order.get("warm_up"):  # sampled at random while the model settles (training/scoring.py)
+            kappa = order["kappa"]
+            warm = ", warm-up (no version before)" if kappa is None else f", warm-up (κ {kappa:.2f})"
         log(
             f"  {strategy} repeat {split.repeat}: {labeled} labels, {source.measure} {shown},"
-            f" {last.seconds:.1f} s"
+            f" {last.seconds:.1f} s{warm}"
         )
         if labeled >= budget:
             break
