@@ -20,3 +20,12 @@ def workers(tmp_path):
     for worker in running:
         worker.stop()
     running.clear()
+
+
+@pytest.fixture
+def no_warm_up(monkeypatch):
+    """The pool ordered by the project's strategy from the first version on (training/scoring.py's
+    warm-up samples at random until two versions agree): for tests of that order itself."""
+    from training import scoring
+
+    monkeypatch.setattr(scoring, "KAPPA_WARM_UP", 0)

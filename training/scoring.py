@@ -12,6 +12,15 @@ hashed n-grams of the text for spans) and written as ranks interleaved across th
 (training/datasets.py trains with the classes that have 2), the pool is ordered this way whatever
 the project's strategy, so the queue goes looking for the missing classes (`scoring_strategy`).
 
+Warm-up: uncertainty is worth following only once the model is stable enough for its doubts to
+mean something. Until two consecutive versions' predictions on the pool agree κ ≥ KAPPA_WARM_UP
+(Cohen's kappa, the stopping advice's measure, training/proposals.py), a single-label
+classification project samples its pool at random whatever its strategy; from the first version
+that reaches it on, the strategy orders the pool. On Rotten Tomatoes margin from the start fell
+up to 1.6 points below random sampling between 40 and 180 labels: it followed the doubts of models
+that changed half their answers from one version to the next (bench/README.md, "Warm-up").
+The version's metrics["queue_order"] say which order its pool got, and why.
+
 Called by training runs (training/runs.py) once a version is trained, and again when an older
 version is activated (a rollback), so the order and the proposals always come from the same model.
 """
@@ -28,6 +37,12 @@ from training.models import ModelVersion, Prediction
 from training.proposals import pool_agreement_store
 from training.versions import model_inputs, model_version_backend, span_documents
 
+# Uncertainty orders the pool from the first version whose predictions agree this much with the
+# previous version's (Cohen's kappa); random sampling before. 0.8 is where Landis and Koch's
+# "almost perfect" agreement begins; on Rotten Tomatoes it was passed between 120 and 200 labels.
+# 0 turns the warm-up off.
+KAPPA_WARM_UP = 0.8
+UNCERTAINTY_STRATEGIES = ("margin", "margin_diversity", "least_confidence", "entropy")
 # The batch the diversity step spreads over clusters when the project does not retrain every N.
 DIVERSITY_BATCH = 20
 DIVERSITY_BATCH_MAX = 200
@@ -44,6 +59,45 @@ def scoring_strategy(*, project: Project, version: ModelVersion) -> str:
     return project.sampling_strategy
 
 
+def warm_up_over(*, version: ModelVersion, kappa: float | None) -> bool:
+    """Whether the warm-up is over for this version: its predictions agree κ ≥ KAPPA_WARM_UP with
+    the previous version's, or an earlier version's did (once over, it stays over)."""
+    if KAPPA_WARM_UP <= 0 or (kappa is not None and kappa >= KAPPA_WARM_UP):
+        return True
+    return ModelVersion.objects.filter(
+        project_id=version.project_id,
+        number__lt=version.number,
+        metrics__pool_agreement__kappa__gte=KAPPA_WARM_UP,
+    ).exists()
+
+
+def _warms_up(*, project: Project, version: ModelVersion, strategy: str) -> bool:
+    """Whether the warm-up applies to this project and strategy at all: uncertainty strategies on
+    single-label classification (spans and multi-label sets rarely agree as whole values)."""
+    return (
+        strategy in UNCERTAINTY_STRATEGIES
+        and project.task_type != Project.TaskType.TEXT_SPANS
+        and not version.dataset.multi_label
+    )
+
+
+def queue_order_text(metrics: dict) -> str | None:
+    """How a version's pool was ordered, in words (metrics["queue_order"]); None before scoring."""
+    order = metrics.get("queue_order")
+    if not order:
+        return None
+    if not order.get("warm_up"):
+        return f"queue order: {order['strategy']}"
+    kappa = order.get("kappa")
+    agreement = (
+        "no version before it" if kappa is None else f"\u03ba = {kappa:.2f} with the version before it"
+    )
+    return (
+        f"queue order: random while the model settles ({agreement}; the strategy orders it from"
+        f" \u03ba \u2265 {order['kappa_needed']:.2f})"
+    )
+
+
 def diversity_batch(*, project: Project) -> int:
     """How many items the diversity step spreads over clusters: the labels between retrains."""
     return min(project.retrain_every or DIVERSITY_BATCH, DIVERSITY_BATCH_MAX)
@@ -58,12 +112,14 @@ def prediction_pool_score(
     Priority is the sampling strategy's score (scoring_strategy; margin by default): the queue
     then serves the least certain item first with no change to its query. With margin_diversity
     a last step reorders the most uncertain candidates of the whole pool (_diversity_rerank).
+    During the warm-up (the module's docstring) the priorities are then rewritten at random.
     """
     project = version.project
     backend = model_version_backend(version)
     pool = Item.objects.filter(project=project, is_complete=False)
     total = pool.count()
     strategy = scoring_strategy(project=project, version=version)
+    warms_up = _warms_up(project=project, version=version, strategy=strategy)
     # Annotators' bookmarks assume the order stands: none is used or written meanwhile.
     with queue_reordering(project_id=project.pk):
         # Text classification reads the cached feature rows once for both steps below.
@@ -74,9 +130,16 @@ def prediction_pool_score(
         )
         done, ids, uncertainty = _pool_score_batches(
             pool, version=version, backend=backend, strategy=strategy, batch_size=batch_size,
-            total=total, progress=progress, pool_features=pool_features,
+            total=total, progress=progress, pool_features=pool_features, keep_ids=warms_up,
         )  # fmt: skip
-        if strategy == "margin_diversity" and ids:
+        # The stopping advice's kappa, measured once here rather than on every view of the page;
+        # the warm-up reads it too.
+        kappa = pool_agreement_store(version=version)
+        order = {"strategy": strategy, "warm_up": False}
+        if warms_up and not warm_up_over(version=version, kappa=kappa):
+            order = {"strategy": "random", "warm_up": True, "kappa": kappa, "kappa_needed": KAPPA_WARM_UP}
+            item_priorities_write(ids=ids, priorities=_random_priorities(version, len(ids)))
+        elif strategy == "margin_diversity" and ids:
             _diversity_rerank(
                 version=version,
                 backend=backend,
@@ -89,9 +152,15 @@ def prediction_pool_score(
         # The random slice is drawn afresh from the pool this version scored (annotate/queue_order.py).
         random_slice_redraw(project_id=project.pk)
         _items_analyze()
-    # The stopping advice's kappa, measured once here rather than on every view of the page.
-    pool_agreement_store(version=version)
+    version.metrics = {**version.metrics, "queue_order": order}
+    ModelVersion.objects.filter(pk=version.pk).update(metrics=version.metrics)
     return done
+
+
+def _random_priorities(version: ModelVersion, n: int) -> list[float]:
+    import numpy as np
+
+    return np.random.default_rng([version.project_id, version.number]).random(n).tolist()
 
 
 def _diversity_rerank(
@@ -141,8 +210,11 @@ def _items_analyze() -> None:
         cursor.execute(f"ANALYZE {connection.ops.quote_name(Item._meta.db_table)}")
 
 
-def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, progress, pool_features):
-    """Score the pool in keyset batches: (items done, their ids and uncertainties, in id order)."""
+def _pool_score_batches(
+    pool, *, version, backend, strategy, batch_size, total, progress, pool_features, keep_ids=False
+):
+    """Score the pool in keyset batches: (items done, their ids and uncertainties, in id order;
+    the lists are filled for margin_diversity, the ids also with `keep_ids`)."""
     from training.strategies import proposals, scores, sequence_scores
 
     project = version.project
@@ -158,6 +230,8 @@ def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, 
         if not batch:
             break
         ids = [item_id for item_id, _ in batch]
+        # "random" draws afresh in each batch: one seed for all drew the same sequence in each.
+        seed = [version.number, ids[0]]
         last_id = ids[-1]
         if project.task_type == Project.TaskType.TEXT_SPANS:
             predicted = backend.predict_marginals(span_documents([text for _, text in batch]))
@@ -165,7 +239,7 @@ def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, 
             values = [{"spans": p.spans} for p in predicted]
             proba = [p.confidence for p in predicted]
             confidence = 1.0 - sequence_scores("least_confidence", marginals)
-            uncertainty = sequence_scores(per_item, marginals, seed=version.number)
+            uncertainty = sequence_scores(per_item, marginals, seed=seed)
         else:
             if project.is_image:
                 X = model_inputs(project=project, backend=backend, item_ids=ids)
@@ -173,11 +247,13 @@ def _pool_score_batches(pool, *, version, backend, strategy, batch_size, total, 
                 X = pool_features.rows(ids, [text for _, text in batch])
             proba = backend.predict_proba(X)
             values, confidence = proposals(proba, classes, multi_label=multi_label)
-            uncertainty = scores(per_item, proba, multi_label=multi_label, seed=version.number)
+            uncertainty = scores(per_item, proba, multi_label=multi_label, seed=seed)
         _predictions_store(version, ids, values, proba, confidence, uncertainty)
         if strategy == "margin_diversity":
             all_ids += ids
             all_uncertainty += [float(u) for u in uncertainty]
+        elif keep_ids:
+            all_ids += ids
         done += len(ids)
         if progress is not None:
             progress(done, total)

@@ -14,6 +14,8 @@ before any model exists, taking each cluster's most central item in turn. scikit
 inside the functions that need it.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 STRATEGIES = ("margin", "margin_diversity", "least_confidence", "entropy", "random")
@@ -58,12 +60,16 @@ def entropy(proba: np.ndarray, *, multi_label: bool = False) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=1) / np.log(k) if k > 1 else np.zeros(proba.shape[0])
 
 
-def random_scores(proba: np.ndarray, *, multi_label: bool = False, seed: int = 0) -> np.ndarray:
+def random_scores(
+    proba: np.ndarray, *, multi_label: bool = False, seed: int | Sequence[int] = 0
+) -> np.ndarray:
     """Uniform random order (the baseline every strategy should beat)."""
     return np.random.default_rng(seed).random(proba.shape[0])
 
 
-def scores(strategy: str, proba: np.ndarray, *, multi_label: bool, seed: int = 0) -> np.ndarray:
+def scores(
+    strategy: str, proba: np.ndarray, *, multi_label: bool, seed: int | Sequence[int] = 0
+) -> np.ndarray:
     """The named strategy's scores for `proba`; ValueError names the known strategies."""
     proba = np.asarray(proba, dtype=np.float64)
     # margin_diversity scores each item by margin; its batch step (margin_diversity) needs features.
@@ -216,7 +222,9 @@ def proposals(proba: np.ndarray, classes: list[str], *, multi_label: bool, thres
     return [{"choices": [classes[i]]} for i in best], proba[np.arange(len(best)), best]
 
 
-def sequence_scores(strategy: str, marginals: list[np.ndarray], *, seed: int = 0) -> np.ndarray:
+def sequence_scores(
+    strategy: str, marginals: list[np.ndarray], *, seed: int | Sequence[int] = 0
+) -> np.ndarray:
     """Scores of token sequences (text spans) from their token marginals: one (n_tokens, n_tags)
     array per text, rows summing to 1. Returns (n,) floats, higher is "label this sooner".
 

@@ -79,7 +79,7 @@ def test_margin_diversity_scores_items_by_margin_when_asked_without_features():
 
 
 @pytest.mark.django_db
-def test_pool_scoring_with_margin_diversity_writes_ranks_above_the_stored_margins():
+def test_pool_scoring_with_margin_diversity_writes_ranks_above_the_stored_margins(no_warm_up):
     project = reviews_project(n=150, labeled=120)
     project.sampling_strategy = "margin_diversity"
     project.save(update_fields=["sampling_strategy"])

@@ -112,9 +112,18 @@ def test_the_train_command_trains_scores_the_pool_and_reports_accuracy(capsys):
     call_command("train", project.pk)
     out = capsys.readouterr().out
     assert "v1 (text_logreg) accuracy" in out and "40 items scored" in out
+    # The first version: the queue samples at random until two versions agree (the warm-up).
+    assert "queue order: random while the model settles (no version before it;" in out
+    pool = Item.objects.filter(project=project, is_complete=False)
+    first = ModelVersion.objects.get(project=project, is_active=True)
+    uncertainty = dict(Prediction.objects.filter(model_version=first).values_list("item_id", "uncertainty"))
+    assert len(uncertainty) == 40 and dict(pool.values_list("id", "priority")) != pytest.approx(uncertainty)
+    # The same labels again: the same predictions (κ = 1), and margin orders the queue from here.
+    call_command("train", project.pk)
+    out = capsys.readouterr().out
+    assert "v2 (text_logreg) accuracy" in out and "40 items scored, queue order: margin;" in out
     version = ModelVersion.objects.get(project=project, is_active=True)
     # The queue is ordered and proposals come from the new version, as after a training run.
-    pool = Item.objects.filter(project=project, is_complete=False)
     uncertainty = dict(Prediction.objects.filter(model_version=version).values_list("item_id", "uncertainty"))
     assert len(uncertainty) == 40 and dict(pool.values_list("id", "priority")) == pytest.approx(uncertainty)
 

@@ -87,7 +87,7 @@ def test_a_run_trains_scores_the_pool_and_activates_the_new_version(
     assert pool.filter(priority=0).count() == 0
 
 
-def test_the_queue_serves_the_least_certain_item_first_after_scoring(project):
+def test_the_queue_serves_the_least_certain_item_first_after_scoring(project, no_warm_up):
     version = model_version_train(project=project)
     prediction_pool_score(version=version)
     ordered = list(
@@ -103,7 +103,7 @@ def test_the_queue_serves_the_least_certain_item_first_after_scoring(project):
     assert assignment_next(project=project, annotator=annotator).item.pk == most_uncertain
 
 
-def test_scoring_retires_bookmarks_so_the_queue_follows_the_new_order(project):
+def test_scoring_retires_bookmarks_so_the_queue_follows_the_new_order(project, no_warm_up):
     Project.objects.filter(pk=project.pk).update(random_share=0)  # no random-slice draws
     project.refresh_from_db()
     annotator = UserFactory()
@@ -268,7 +268,7 @@ def test_a_submit_rolled_back_announces_nothing(project, django_capture_on_commi
 
 
 def test_activating_an_older_version_rescores_the_pool_with_it_before_it_becomes_active(
-    client, project, django_capture_on_commit_callbacks
+    client, project, django_capture_on_commit_callbacks, no_warm_up
 ):
     # v1 as the train command leaves it (active, the pool never scored with it); then a run
     # trains v2, orders the queue and proposes with it. The lead rolls back to v1.

@@ -7,7 +7,7 @@ from annotate.demo import DIGITS_PROJECT, REVIEWS_PROJECT
 from annotate.models import Project
 from training.datasets import NotEnoughLabels
 from training.evaluation import labels_line
-from training.scoring import prediction_pool_score
+from training.scoring import prediction_pool_score, queue_order_text
 from training.versions import (
     NoModelForTask,
     metric_headline,
@@ -49,7 +49,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{project.name}: v{version.number} ({version.backend}) {measure} {figure:.3f}"
                 f"{interval}, macro-F1 {m['macro_f1']:.3f}, "
-                f"{labels_line(m)}; {scored} items scored; "
+                f"{labels_line(m)}; {scored} items scored, {queue_order_text(m)}; "
                 f"seconds: {', '.join(f'{k} {v:.1f}' for k, v in version.timings.items())}"
             )
         if failures:
