@@ -72,10 +72,13 @@ def warm_up_over(*, version: ModelVersion, kappa: float | None) -> bool:
 
 
 def _warms_up(*, project: Project, version: ModelVersion, strategy: str) -> bool:
-    """Whether the warm-up applies to this project and strategy at all: uncertainty strategies on
-    single-label classification (spans and multi-label sets rarely agree as whole values)."""
+    """Whether the warm-up applies to this project and strategy at all: the project's own
+    uncertainty strategy on single-label classification (spans and multi-label sets rarely agree
+    as whole values). While a label is missing from the version the queue goes looking for it
+    (scoring_strategy's margin_diversity), warm-up or not."""
     return (
-        strategy in UNCERTAINTY_STRATEGIES
+        strategy == project.sampling_strategy
+        and strategy in UNCERTAINTY_STRATEGIES
         and project.task_type != Project.TaskType.TEXT_SPANS
         and not version.dataset.multi_label
     )

@@ -72,6 +72,7 @@ def test_a_random_project_and_a_multi_label_one_have_no_warm_up():
     assert version.metrics["queue_order"] == {"strategy": "random", "warm_up": False}
 
     # Multi-label predictions are sets of choices, which rarely agree whole: no warm-up there.
+    project.sampling_strategy = "margin"
     snapshot = DatasetSnapshot(classes=["fresh", "rotten"], multi_label=True)
     multi = ModelVersion(project=project, number=2, dataset=snapshot)
     assert not scoring._warms_up(project=project, version=multi, strategy="margin")
@@ -104,3 +105,16 @@ def test_the_project_page_says_the_queue_is_random_while_the_model_settles(clien
     prediction_pool_score(version=second)
     model_version_activate(version=second)
     assert '<p id="queue-order">Queue order: margin.</p>' in client.get(url).text
+
+
+def test_while_a_label_is_missing_the_queue_looks_for_it_warm_up_or_not():
+    from annotate.models import Label
+
+    project = reviews_project(n=200, labeled=60)
+    Label.objects.create(project=project, name="neutral", order=9)  # no item carries it yet
+    version = model_version_train(project=project)
+    prediction_pool_score(version=version)
+    version.refresh_from_db()
+    assert version.metrics["queue_order"] == {"strategy": "margin_diversity", "warm_up": False}
+    priority, _ = _pool(project, version)
+    assert (priority > 1).sum() == 140  # all candidates (fewer than the prefilter), ranked in (1, 2]
