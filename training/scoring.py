@@ -122,7 +122,10 @@ def prediction_pool_score(
     pool = Item.objects.filter(project=project, is_complete=False)
     total = pool.count()
     strategy = scoring_strategy(project=project, version=version)
-    warms_up = _warms_up(project=project, version=version, strategy=strategy)
+    # Once an earlier version ended the warm-up, nothing of it runs: no ids kept, no second write.
+    warms_up = _warms_up(project=project, version=version, strategy=strategy) and not warm_up_over(
+        version=version, kappa=None
+    )
     # Annotators' bookmarks assume the order stands: none is used or written meanwhile.
     with queue_reordering(project_id=project.pk):
         # Text classification reads the cached feature rows once for both steps below.
@@ -139,7 +142,7 @@ def prediction_pool_score(
         # the warm-up reads it too.
         kappa = pool_agreement_store(version=version)
         order = {"strategy": strategy, "warm_up": False}
-        if warms_up and not warm_up_over(version=version, kappa=kappa):
+        if warms_up and (kappa is None or kappa < KAPPA_WARM_UP):  # earlier versions: checked above
             order = {"strategy": "random", "warm_up": True, "kappa": kappa, "kappa_needed": KAPPA_WARM_UP}
             item_priorities_write(ids=ids, priorities=_random_priorities(version, len(ids)))
         elif strategy == "margin_diversity" and ids:
