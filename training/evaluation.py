@@ -194,16 +194,23 @@ def _indicator_matrix(y_true: Sequence[Any] | np.ndarray, classes: list[str]) ->
 CV_FOLDS = 5
 
 
+# The fold of an item that trains every fold model and is judged by none (a class's only item).
+TRAINED_ONLY = -1
+
+
 def fold_assignments(Y: np.ndarray, *, multi_label: bool, folds: int = CV_FOLDS, seed: int = 0) -> np.ndarray:
     """The fold (0 … k−1) of each labeled row for k-fold cross-validation, seeded.
 
     Single-label rows are stratified: every fold holds each class in about its overall share. k is
-    `folds`, or the smallest class's count when that is lower, so that every class has an item in
-    every fold and each fold's training side still has every class. Multi-label rows are shuffled
-    into k = min(`folds`, rows) plain folds: stratifying label sets would need a library of its own,
+    `folds`, or the smallest count of a class with 2 items or more when that is lower, so that
+    every such class has an item in every fold and each fold's training side still has it. The one
+    item of a class with a single item gets fold −1 (TRAINED_ONLY): it is on the training side of
+    every fold and held out of none, so every fold model knows the class and the item is never
+    judged (training/datasets.py lets such a class train). Multi-label rows are shuffled into
+    k = min(`folds`, rows) plain folds: stratifying label sets would need a library of its own,
     and a class missing from a fold's training side is one the backends already handle.
 
-    Raises ValueError when fewer than two folds are possible (a class with a single item).
+    Raises ValueError when fewer than two folds are possible (no class with 2 items).
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -213,14 +220,19 @@ def fold_assignments(Y: np.ndarray, *, multi_label: bool, folds: int = CV_FOLDS,
         k = min(int(folds), n)
         splitter = KFold(n_splits=k, shuffle=True, random_state=seed) if k >= 2 else None
     else:
-        counts = np.bincount(Y.astype(np.int64))
-        k = min(int(folds), int(counts[counts > 0].min())) if n else 0
+        counts = np.bincount(Y.astype(np.int64)) if n else np.zeros(0, dtype=np.int64)
+        judged = np.flatnonzero(counts[Y.astype(np.int64)] >= 2) if n else np.zeros(0, dtype=np.int64)
+        k = min(int(folds), int(counts[counts >= 2].min())) if len(judged) else 0
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed) if k >= 2 else None
     if splitter is None:
-        raise ValueError("cross-validation needs at least 2 labeled items of every class")
-    fold_of = np.empty(n, dtype=np.int64)
-    for fold, (_, held_out) in enumerate(splitter.split(np.zeros((n, 1)), None if multi_label else Y)):
-        fold_of[held_out] = fold
+        raise ValueError("cross-validation needs at least 2 labeled items of a class")
+    fold_of = np.full(n, TRAINED_ONLY, dtype=np.int64)
+    if multi_label:
+        judged = np.arange(n)
+    for fold, (_, held_out) in enumerate(
+        splitter.split(np.zeros((len(judged), 1)), None if multi_label else Y[judged])
+    ):
+        fold_of[judged[held_out]] = fold
     return fold_of
 
 

@@ -179,6 +179,11 @@ def model_card(*, version: ModelVersion) -> ModelCard:
             )
     for name in metrics.get("classes_left_out") or []:
         warnings.append(f"{name} had too few labels to train: this model never proposes it.")
+    for name in (metrics.get("cv") or {}).get("trained_only") or []:
+        warnings.append(
+            f"{name} has a single label: the model learned it from that one item, and the"
+            " cross-validation could not judge it (its figures above are empty)."
+        )
     ci = metrics.get("accuracy_ci") if measure == "accuracy" else None
     sources = data.get("sources")
     labels = dict(FinalSource.choices)

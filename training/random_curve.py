@@ -57,6 +57,7 @@ def nested_fold_points(
     outcome at that fraction; its n is the mean training size over the folds.
     """
     k = int(fold_of.max()) + 1
+    judged = int((fold_of >= 0).sum())  # a fold of −1 trains in every fold, judged in none
     rng = np.random.default_rng(seed)
     correct = np.zeros(len(fractions), dtype=np.int64)
     sizes = np.zeros(len(fractions), dtype=np.float64)
@@ -68,7 +69,7 @@ def nested_fold_points(
             correct[j] += int(right_count(rows, held_out))
             sizes[j] += len(rows)
     return [
-        {"n": round(float(sizes[j]) / k, 1), "accuracy": round(float(correct[j]) / len(fold_of), 4)}
+        {"n": round(float(sizes[j]) / k, 1), "accuracy": round(float(correct[j]) / judged, 4)}
         for j in range(len(fractions))
     ]
 
@@ -273,7 +274,7 @@ def random_curve_measure(
                 make_backend=make_backend, X=X[rows], Y=np.asarray(Y)[rows], classes=snapshot.classes,
                 multi_label=snapshot.multi_label, seed=seed, fit_extra=fit_extra, **schedule,
             )  # fmt: skip
-    except ValueError as exc:  # a class with a single slice item: no two folds
+    except ValueError as exc:  # no class with 2 slice items: no two folds
         return {**base, "status": "too few", "reason": str(exc)}
     fit = curve_fit_power(points)
     estimate = random_curve_estimate(points=points, fit=fit, target=target, target_source="cross-validated")

@@ -219,7 +219,7 @@ def model_version_train(
     they are known, before the final fit.
     """
     from training.backends import get_backend
-    from training.evaluation import cross_validation_summary, evaluate, fold_assignments
+    from training.evaluation import TRAINED_ONLY, cross_validation_summary, evaluate, fold_assignments
     from training.label_errors import label_issues_find, label_issues_store
     from training.model_card import training_data_summary, training_hardware
     from training.random_curve import random_curve_measure
@@ -306,15 +306,23 @@ def model_version_train(
         refit: dict = {}
         backend = _refit_backend(backend_class, params, backend, fold_infos, refit)
         phase("cross-validate", "evaluate", 55)
-        metrics = evaluate(Y, proba, classes=classes, multi_label=multi_label, n_train=n)
-        metrics["cv"] = cross_validation_summary(Y, proba, fold_of, classes=classes, multi_label=multi_label)
+        # A class's only item trains every fold model and is judged by none (fold_assignments).
+        judged = np.flatnonzero(fold_of != TRAINED_ONLY)
+        metrics = evaluate(Y[judged], proba[judged], classes=classes, multi_label=multi_label, n_train=n)
+        metrics["cv"] = cross_validation_summary(
+            Y[judged], proba[judged], fold_of[judged], classes=classes, multi_label=multi_label
+        )
+        metrics["cv"]["trained_only"] = {classes[Y[i]]: 1 for i in np.flatnonzero(fold_of == TRAINED_ONLY)}
         metrics.update(refit)
         phase("evaluate", "label issues", 57)
         if diagnostics:
-            issues = label_issues_find(labels=Y, proba=proba, classes=classes, multi_label=multi_label)
-            label_issues_store(
-                project=project, item_ids=snapshot.item_ids, values=snapshot.values, issues=issues
+            issues = label_issues_find(
+                labels=Y[judged], proba=proba[judged], classes=classes, multi_label=multi_label
             )
+            label_issues_store(
+                project=project, item_ids=[snapshot.item_ids[i] for i in judged],
+                values=[snapshot.values[i] for i in judged], issues=issues,
+            )  # fmt: skip
             metrics["label_issues"] = issues.summary()
             # What random sampling would have needed for this accuracy (training/random_curve.py).
             metrics["random_curve"] = random_curve_measure(

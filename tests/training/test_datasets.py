@@ -82,7 +82,7 @@ def test_too_few_labels_per_class_is_a_clear_message():
     )
 
 
-def test_a_first_model_trains_with_the_classes_that_have_two_labels_and_names_the_others():
+def test_a_first_model_trains_with_the_classes_that_have_labels_and_names_the_others():
     user = UserFactory()
     project = make_project(
         labels=["a", "b", "c", "d"], items=9, members=[(user, "annotator")], training_min_labels=2
@@ -90,20 +90,20 @@ def test_a_first_model_trains_with_the_classes_that_have_two_labels_and_names_th
     names = {"t0": "a", "t1": "a", "t2": "a", "t3": "b", "t4": "b", "t5": "c"}
     _label_all(project, user, lambda item: names.get(item.external_id, "a"))
     snapshot = dataset_snapshot_create(project=project)
-    assert snapshot.classes == ["a", "b"]
-    assert snapshot.classes_left_out == {"c": 1, "d": 0}
-    # The item labeled "c" is left out: the model knows nothing of "c" yet.
+    # "c" has one label: it trains (its item is judged by no fold); "d" has none and is left out.
+    assert snapshot.classes == ["a", "b", "c"]
+    assert snapshot.classes_left_out == {"d": 0}
     c_item = project.items.get(external_id="t5").pk
-    assert c_item not in snapshot.item_ids
-    assert {v["choices"][0] for v in snapshot.values} == {"a"} | {"b"}
+    assert c_item in snapshot.item_ids
+    assert {v["choices"][0] for v in snapshot.values} == {"a", "b", "c"}
     # Reused, the snapshot still says what is left out.
-    assert dataset_snapshot_create(project=project).classes_left_out == {"c": 1, "d": 0}
+    assert dataset_snapshot_create(project=project).classes_left_out == {"d": 0}
 
 
-def test_multi_label_leaves_a_short_class_out_of_the_choices_and_keeps_the_item():
+def test_multi_label_leaves_an_unlabeled_class_out_and_trains_a_single_one():
     user = UserFactory()
     project = make_project(
-        labels=["x", "y", "z"], items=4, multi_label=True, members=[(user, "annotator")],
+        labels=["x", "y", "z", "w"], items=4, multi_label=True, members=[(user, "annotator")],
         training_min_labels=2,
     )  # fmt: skip
     choices = {"t0": ["x", "z"], "t1": ["x", "y"], "t2": ["y"], "t3": []}
@@ -113,9 +113,9 @@ def test_multi_label_leaves_a_short_class_out_of_the_choices_and_keeps_the_item(
             value={"choices": choices[lease.item.external_id]},
         )  # fmt: skip
     snapshot = dataset_snapshot_create(project=project)
-    assert snapshot.classes == ["x", "y"] and snapshot.classes_left_out == {"z": 1}
+    assert snapshot.classes == ["x", "y", "z"] and snapshot.classes_left_out == {"w": 0}
     by_item = dict(zip(snapshot.item_ids, snapshot.values, strict=True))
-    assert by_item[project.items.get(external_id="t0").pk] == {"choices": ["x"]}
+    assert by_item[project.items.get(external_id="t0").pk] == {"choices": ["x", "z"]}
 
 
 def test_fewer_labels_than_the_project_minimum_is_a_clear_message():

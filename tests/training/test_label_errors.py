@@ -135,8 +135,38 @@ def test_folds_are_fewer_when_a_class_has_fewer_items_and_stay_stratified():
     fold_of = fold_assignments(y, multi_label=False, folds=5, seed=0)
     assert set(fold_of.tolist()) == {0, 1, 2}
     assert all((y[fold_of == f] == 1).sum() == 1 for f in range(3))
+    # A class's only item trains every fold and is judged by none; the folds follow the others.
+    y = np.asarray([0] * 10 + [1] * 4 + [2])
+    fold_of = fold_assignments(y, multi_label=False, folds=5, seed=0)
+    assert fold_of[-1] == -1 and set(fold_of[:-1].tolist()) == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="at least 2"):
-        fold_assignments(np.asarray([0] * 10 + [1]), multi_label=False)
+        fold_assignments(np.asarray([0, 1, 2]), multi_label=False)
+
+
+def test_a_class_with_one_label_trains_every_fold_model_and_is_judged_by_none(tmp_path, settings):
+    from training.evaluation import TRAINED_ONLY
+    from training.versions import model_version_train
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    user = UserFactory()
+    project = make_project(labels=["a", "b", "c"], items=13, members=[(user, "annotator")],
+                           training_min_labels=2)  # fmt: skip
+    names = {f"t{n}": "ab"[n % 2] for n in range(12)} | {"t12": "c"}
+    label_everything(project, user, lambda item: names[item.external_id])
+    version = model_version_train(project=project, created_by=user)
+    c_item = project.items.get(external_id="t12")
+    assert version.metrics["cv"]["trained_only"] == {"c": 1}
+    assert version.metrics["classes_left_out"] == {}
+    assert version.metrics["n_train"] == 13
+    assert sum(version.metrics["cv"]["n_per_fold"]) == 12  # the "c" item is judged by no fold
+    assert TRAINED_ONLY == -1 and c_item.suspicion is None and c_item.review_priority == 0.0
+    assert version.dataset.classes == ["a", "b", "c"]
+    # The version's model knows "c": it was fitted on every label.
+    assert version.metrics["fit"]["n_samples"] == 13
+    # The model card says so.
+    from training.model_card import model_card
+
+    assert any(w.startswith("c has a single label") for w in model_card(version=version).warnings)
 
 
 # The columns ---------------------------------------------------------------------------------

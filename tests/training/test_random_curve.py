@@ -4,6 +4,7 @@ labels, and the project page that shows the estimate or why there is none."""
 
 import math
 
+import numpy as np
 import pytest
 from django.urls import reverse
 
@@ -17,6 +18,7 @@ from training.random_curve import (
     RANDOM_CURVE_FRACTIONS,
     curve_fit_power,
     labels_needed,
+    nested_fold_points,
     random_curve_estimate,
     random_curve_for_page,
     random_curve_measure,
@@ -207,3 +209,16 @@ def test_an_image_project_gets_a_smaller_curve_on_at_most_150_slice_labels():
     assert [p["n"] for p in curve["points"]] == [33.0, 67.0, 100.0]
     assert curve["points"][-1]["accuracy"] > 0.3  # ten classes: far above chance even so
     assert curve["status"] in {"estimated", "beyond the fitted range", "unreachable", "no fit"}
+
+
+def test_a_trained_only_row_trains_every_fold_of_the_curve_and_is_judged_by_none():
+    fold_of = np.asarray([0, 1, 0, 1, -1])
+    calls = []
+
+    def right_count(rows, held_out):
+        calls.append((rows.tolist(), held_out.tolist()))
+        return len(held_out)  # every judged row right
+
+    points = nested_fold_points(fold_of=fold_of, fractions=[1.0], seed=0, right_count=right_count)
+    assert points == [{"n": 3.0, "accuracy": 1.0}]  # 4 judged rows, not 5
+    assert all(4 in rows and 4 not in held_out for rows, held_out in calls)
