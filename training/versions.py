@@ -41,7 +41,7 @@ BACKEND_FOR_TASK = {
 }
 # A text classification project's text_model, as a backend.
 TEXT_BACKENDS = {"ngrams": "text_logreg", "encoder": "text_encoder"}
-# A fit that learns from unlabeled items (the image network below 10 labels per class) reads at
+# A fit that learns from unlabeled items (the image network below 20 labels per class) reads at
 # most this many of them, a seeded sample: label spreading over 5,000 images takes about a second.
 UNLABELED_MAX = 5_000
 NO_BOX_MODEL = "no box model yet: boxes get proposals from imported predictions (pre-annotations)"

@@ -354,9 +354,9 @@ def test_image_backend_trains_on_pseudo_labels_only_below_its_bound_and_single_l
     info = backend.fit(labeled, y[:12], classes=CLASSES, multi_label=False, seed=0, unlabeled=unlabeled)
     assert info["labels"] == 12 and info["pseudo_labels"] > 0
     assert info["n_samples"] == 12 * info["label_repeats"] + info["pseudo_labels"]
-    # 12 labels of 3 classes is under 10 per class; 30 is not, and 0 turns it off.
-    assert backend.learns_from_unlabeled(n_labels=29, n_classes=3, multi_label=False)
-    assert not backend.learns_from_unlabeled(n_labels=30, n_classes=3, multi_label=False)
+    # 12 labels of 3 classes is under 20 per class; 60 is not, and 0 turns it off.
+    assert backend.learns_from_unlabeled(n_labels=59, n_classes=3, multi_label=False)
+    assert not backend.learns_from_unlabeled(n_labels=60, n_classes=3, multi_label=False)
     assert not backend.learns_from_unlabeled(n_labels=12, n_classes=3, multi_label=True)
     off = ImageCNNBackend(device="cpu", epochs=2, channels=[4, 8, 8], pseudo_labels_below=0)
     info = off.fit(labeled, y[:12], classes=CLASSES, multi_label=False, seed=0, unlabeled=unlabeled)

@@ -193,9 +193,10 @@ def test_a_digits_version_with_few_labels_also_learns_from_the_unlabeled_items(m
 
 
 def test_a_digits_version_with_enough_labels_trains_on_the_labels_alone():
-    project = digits_project(n=120)
+    # 200 labels of 10 classes is 20 per class, the bound: the 60 unlabeled items stay out of the fit.
+    project = digits_project(n=260, labeled=200)
     version = model_version_train(project=project, params={"device": "cpu", "epochs": 3})
-    assert version.metrics["fit"]["pseudo_labels"] == 0 and version.metrics["fit"]["labels"] == 120
+    assert version.metrics["fit"]["pseudo_labels"] == 0 and version.metrics["fit"]["labels"] == 200
 
 
 def test_no_pseudo_labels_while_a_label_of_the_project_has_too_few_labels_to_train():
