@@ -9,7 +9,7 @@ dict returned by `evaluate()` is what the training run stores and what the pictu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -138,6 +138,23 @@ def evaluate(
     }
     result["confusion_matrix"] = confusion
     return result
+
+
+def macro_f1_without_unjudged(metrics: dict[str, Any], names: Iterable[str]) -> None:
+    """Take the classes in `names` that no scored row is, nor was predicted as, out of `metrics`'
+    macro-F1, in place (scikit-learn's `f1_score(average="macro")` with `labels=None`: the labels
+    present). Their per-class rows stay, support 0; a class of `names` some row was predicted as
+    keeps its 0.0, as scikit-learn's does."""
+    classes, matrix = metrics["classes"], metrics["confusion_matrix"]
+    unjudged = set()
+    for name in names:
+        j = classes.index(name)
+        predicted = matrix[j][0][1] + matrix[j][1][1] if metrics["multi_label"] else sum(r[j] for r in matrix)
+        if metrics["per_class"][name]["support"] == 0 and predicted == 0:
+            unjudged.add(name)
+    kept = [row["f1"] for name, row in metrics["per_class"].items() if name not in unjudged]
+    if unjudged and kept:
+        metrics["macro_f1"] = float(np.mean(kept))
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -277,7 +294,10 @@ def labels_line(metrics: dict) -> str:
     """What a version's metrics were measured on, in words, for the admin and the train command."""
     cv = metrics.get("cv")
     if cv:
-        return f"cross-validated on {metrics.get('n_train', 0)} labels ({cv.get('folds', '?')} folds)"
+        n, judged = metrics.get("n_train", 0), metrics.get("n_validation", 0)
+        if cv.get("trained_only") and judged < n:  # a class's single label is trained on, not judged
+            return f"cross-validated on {judged} of {n} labels ({cv.get('folds', '?')} folds)"
+        return f"cross-validated on {n} labels ({cv.get('folds', '?')} folds)"
     return f"{metrics.get('n_train', 0)} training / {metrics.get('n_validation', 0)} validation labels"
 
 

@@ -92,6 +92,7 @@ class ClassRow:
     precision_ci: tuple[float, float] | None = None
     recall_ci: tuple[float, float] | None = None
     warnings: list[str] = field(default_factory=list)
+    judged: bool = True  # False: no scored item is of this class or was predicted as it (no figures)
 
     @property
     def share_percent(self) -> float:
@@ -159,6 +160,7 @@ def model_card(*, version: ModelVersion) -> ModelCard:
                 f1=float(row.get("f1", 0.0)), support=int(row.get("support", 0)),
                 precision_ci=wilson_interval(tp, predicted) if predicted else None,
                 recall_ci=wilson_interval(tp, actual) if actual else None,
+                judged=bool(predicted or actual),
             )
         )  # fmt: skip
     warnings = []
@@ -182,7 +184,7 @@ def model_card(*, version: ModelVersion) -> ModelCard:
     for name in (metrics.get("cv") or {}).get("trained_only") or []:
         warnings.append(
             f"{name} has a single label: the model learned it from that one item, and the"
-            " cross-validation could not judge it (its figures above are empty)."
+            " cross-validation could not judge it: no scored item is of this class."
         )
     ci = metrics.get("accuracy_ci") if measure == "accuracy" else None
     sources = data.get("sources")

@@ -219,7 +219,13 @@ def model_version_train(
     they are known, before the final fit.
     """
     from training.backends import get_backend
-    from training.evaluation import TRAINED_ONLY, cross_validation_summary, evaluate, fold_assignments
+    from training.evaluation import (
+        TRAINED_ONLY,
+        cross_validation_summary,
+        evaluate,
+        fold_assignments,
+        macro_f1_without_unjudged,
+    )
     from training.label_errors import label_issues_find, label_issues_store
     from training.model_card import training_data_summary, training_hardware
     from training.random_curve import random_curve_measure
@@ -313,6 +319,7 @@ def model_version_train(
             Y[judged], proba[judged], fold_of[judged], classes=classes, multi_label=multi_label
         )
         metrics["cv"]["trained_only"] = {classes[Y[i]]: 1 for i in np.flatnonzero(fold_of == TRAINED_ONLY)}
+        macro_f1_without_unjudged(metrics, metrics["cv"]["trained_only"])
         metrics.update(refit)
         phase("evaluate", "label issues", 57)
         if diagnostics:

@@ -13,7 +13,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from training.evaluation import evaluate, wilson_interval
+from training.evaluation import evaluate, macro_f1_without_unjudged, wilson_interval
 
 CLASSES = ["cat", "dog", "bird", "fish", "never_true"]
 
@@ -44,6 +44,33 @@ def _multi_label_case(seed=1, n=150):
 def _sklearn_per_class(y_true, y_pred):
     return precision_recall_fscore_support(
         y_true, y_pred, labels=None if y_true.ndim == 2 else range(5), average=None, zero_division=0
+    )
+
+
+def test_macro_f1_without_the_unjudged_classes_is_sklearns_over_the_labels_present():
+    y_true, proba = _single_label_case()
+    # Class 4 is never true; as predicted, it stays in the macro-F1 with its 0.0, as in scikit-learn.
+    result = evaluate(y_true, proba, classes=CLASSES, multi_label=False, n_train=300)
+    y_pred = proba.argmax(axis=1)
+    assert 4 in set(y_pred)
+    macro_f1_without_unjudged(result, ["never_true", "fish"])  # fish is true: it stays too
+    assert result["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    # Never predicted either: out of it, and its per-class row stays (support 0).
+    proba[:, 4] = 0.0
+    result = evaluate(y_true, proba, classes=CLASSES, multi_label=False, n_train=300)
+    y_pred = proba.argmax(axis=1)
+    before = result["macro_f1"]
+    macro_f1_without_unjudged(result, ["never_true"])
+    assert result["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    assert result["macro_f1"] > before and result["per_class"]["never_true"]["support"] == 0
+    # Multi-label: scikit-learn counts every column, so the kept columns are named.
+    y_true, proba = _multi_label_case()
+    proba[:, 4] = 0.0
+    result = evaluate(y_true, proba, classes=CLASSES, multi_label=True, n_train=300)
+    macro_f1_without_unjudged(result, ["never_true"])
+    y_pred = (proba >= 0.5).astype(int)
+    assert result["macro_f1"] == pytest.approx(
+        f1_score(y_true, y_pred, labels=range(4), average="macro", zero_division=0)
     )
 
 

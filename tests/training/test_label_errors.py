@@ -164,9 +164,24 @@ def test_a_class_with_one_label_trains_every_fold_model_and_is_judged_by_none(tm
     # The version's model knows "c": it was fitted on every label.
     assert version.metrics["fit"]["n_samples"] == 13
     # The model card says so.
+    from training.evaluation import labels_line
     from training.model_card import model_card
 
-    assert any(w.startswith("c has a single label") for w in model_card(version=version).warnings)
+    assert labels_line(version.metrics).startswith("cross-validated on 12 of 13 labels")
+    card = model_card(version=version)
+    assert any(w.startswith("c has a single label") for w in card.warnings)
+    # Macro-F1 is scikit-learn's over the classes the scored rows are or were predicted as: "c"
+    # counts only if a fold model called a scored item "c".
+    from sklearn.metrics import f1_score
+
+    matrix = version.metrics["confusion_matrix"]
+    pairs = [(i, j) for i, row in enumerate(matrix) for j, count in enumerate(row) for _ in range(count)]
+    y_true, y_pred = zip(*pairs, strict=True)
+    assert version.metrics["macro_f1"] == pytest.approx(
+        f1_score(y_true, y_pred, average="macro", zero_division=0)
+    )
+    c_row = next(row for row in card.rows if row.name == "c")
+    assert c_row.support == 0 and c_row.judged == any(row[2] for row in matrix)
 
 
 # The columns ---------------------------------------------------------------------------------
