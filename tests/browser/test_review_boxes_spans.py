@@ -195,7 +195,12 @@ def test_review_shows_both_annotators_boxes_an_accept_stores_and_the_editor_corr
     panels = page.locator("[data-overlays] [data-overlay]")
     assert panels.count() == 2
     for i in range(2):
-        assert panels.nth(i).locator(".rv-image").evaluate("img => img.complete && img.naturalWidth > 0")
+        # decode() waits for the picture (the panel may be drawn before it arrives); a broken one rejects.
+        assert (
+            panels.nth(i)
+            .locator(".rv-image")
+            .evaluate("img => img.decode().then(() => img.naturalWidth > 0)")
+        )
         assert panels.nth(i).locator(".rv-box").count() == 2
     assert panels.nth(0).locator(".rv-box.rv-differs").count() == 1
     assert panels.nth(0).locator(".rv-box.rv-differs").get_attribute("data-label") == "LOC"
